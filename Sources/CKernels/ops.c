@@ -1,0 +1,64 @@
+// Elementwise transformer ops and single-query attention. Plain C: the compiler
+// vectorizes these loops at -O3, and they are a small share of a token's time next to the
+// weight matvecs.
+#include <math.h>
+
+#include "ckernels.h"
+
+void ck_rmsnorm(float *out, const float *x, const float *weight, int n, float eps) {
+    double ss = 0; // double: 576 squares summed in float lose a few ulps against the reference
+    for (int i = 0; i < n; i++) ss += (double)x[i] * x[i];
+    const float inv = (float)(1.0 / sqrt(ss / n + eps));
+    for (int i = 0; i < n; i++) out[i] = x[i] * inv * weight[i];
+}
+
+void ck_softmax(float *x, int n) {
+    float max = x[0];
+    for (int i = 1; i < n; i++) if (x[i] > max) max = x[i];
+    float sum = 0;
+    for (int i = 0; i < n; i++) { x[i] = expf(x[i] - max); sum += x[i]; }
+    const float inv = 1.0f / sum;
+    for (int i = 0; i < n; i++) x[i] *= inv;
+}
+
+void ck_swiglu(float *gate, const float *up, int n) {
+    for (int i = 0; i < n; i++) {
+        const float g = gate[i];
+        gate[i] = g / (1.0f + expf(-g)) * up[i];
+    }
+}
+
+void ck_add(float *y, const float *x, int n) {
+    for (int i = 0; i < n; i++) y[i] += x[i];
+}
+
+void ck_rope(float *x, int head_dim, const float *cos_t, const float *sin_t, int mode) {
+    const int half = head_dim / 2;
+    for (int i = 0; i < half; i++) {
+        // mode 0 pairs (2i, 2i+1); mode 2 (neox) pairs (i, i+half). Pair i always uses
+        // frequency i, so both modes share the same table.
+        const int a = mode == 0 ? 2 * i : i;
+        const int b = mode == 0 ? 2 * i + 1 : i + half;
+        const float x0 = x[a], x1 = x[b];
+        x[a] = x0 * cos_t[i] - x1 * sin_t[i];
+        x[b] = x0 * sin_t[i] + x1 * cos_t[i];
+    }
+}
+
+void ck_attend_head(const float *q, const float *keys, const float *values,
+                    int64_t n_keys, int head_dim, int64_t key_stride, int64_t value_stride,
+                    float scale, float *scores, float *out) {
+    for (int64_t t = 0; t < n_keys; t++) {
+        const float *k = keys + t * key_stride;
+        float s = 0;
+        for (int i = 0; i < head_dim; i++) s += q[i] * k[i];
+        scores[t] = s * scale;
+    }
+    ck_softmax(scores, (int)n_keys);
+    for (int i = 0; i < head_dim; i++) out[i] = 0;
+    for (int64_t t = 0; t < n_keys; t++) {
+        const float *v = values + t * value_stride;
+        const float p = scores[t];
+        for (int i = 0; i < head_dim; i++) out[i] += p * v[i];
+    }
+}

@@ -1,0 +1,67 @@
+/// Drives the model over a growing token stream: feeds prompt tokens into the cache, then
+/// samples and streams a reply until a stop token, a token limit or the caller says stop.
+public final class Generator {
+    public let model: Transformer
+    public let tokenizer: Tokenizer
+    public let cache: KVCache
+    public var sampler: Sampler
+    /// Every token in the cache, in order.
+    public private(set) var history: [Int] = []
+    /// Logits after the last fed token ([vocab]); nil before the first.
+    private var logits: UnsafeBufferPointer<Float>?
+
+    public init(model: Transformer, tokenizer: Tokenizer, sampler: Sampler, cacheCapacity: Int? = nil) {
+        self.model = model
+        self.tokenizer = tokenizer
+        self.sampler = sampler
+        self.cache = model.makeCache(capacity: cacheCapacity)
+    }
+
+    /// Tokens the cache can still take.
+    public var remainingCapacity: Int { cache.capacity - cache.count }
+
+    /// Runs `ids` through the model. Throws, feeding nothing, if they do not fit.
+    /// `progress` is called after each token with the count done so far.
+    public func feed(_ ids: [Int], progress: ((Int) -> Void)? = nil) throws {
+        guard ids.count <= remainingCapacity else {
+            throw EngineError.invalidArgument("input of \(ids.count) tokens does not fit: the context has room for \(remainingCapacity) more (of \(cache.capacity))")
+        }
+        for (i, id) in ids.enumerated() {
+            logits = model.forward(token: id, cache: cache)
+            history.append(id)
+            progress?(i + 1)
+        }
+    }
+
+    /// Why a reply ended.
+    public enum StopReason: Equatable { case stopToken, maxTokens, contextFull, interrupted }
+
+    /// Samples up to `maxTokens` tokens. Each sampled token except a stop token is fed back
+    /// into the cache, and its completed text handed to `onText`; returning false from
+    /// `onText` stops the reply (what was generated stays in the cache).
+    @discardableResult
+    public func generate(maxTokens: Int, onText: (String) -> Bool = { _ in true }) -> (ids: [Int], reason: StopReason) {
+        var detok = StreamingDetokenizer(tokenizer: tokenizer)
+        var out: [Int] = []
+        guard let first = logits else { return ([], .maxTokens) }
+        var current = first
+        while true {
+            if out.count >= maxTokens { _ = onText(detok.flush()); return (out, .maxTokens) }
+            let id = sampler.sample(current, recent: history)
+            if tokenizer.stopTokens.contains(id) { _ = onText(detok.flush()); return (out, .stopToken) }
+            if remainingCapacity == 0 { _ = onText(detok.flush()); return (out, .contextFull) }
+            current = model.forward(token: id, cache: cache)
+            logits = current
+            history.append(id)
+            out.append(id)
+            if !onText(detok.push(id)) { _ = onText(detok.flush()); return (out, .interrupted) }
+        }
+    }
+
+    /// Empties the cache.
+    public func reset() {
+        cache.reset()
+        history.removeAll()
+        logits = nil
+    }
+}

@@ -1,0 +1,126 @@
+import CKernels
+
+/// A llama-like decoder (llama, qwen2) running one token at a time on the CPU, the way
+/// llama2.c's run.c does: embedding → per layer (RMSNorm, Q/K/V, RoPE, grouped-query
+/// attention over the KV cache, output projection, residual, RMSNorm, SwiGLU FFN, residual)
+/// → final RMSNorm → logits. The heavy math is in CKernels.
+public final class Transformer {
+    public let config: ModelConfig
+    public let weights: ModelWeights
+    public let gguf: GGUFFile            // owns the memory map the weights point into
+    public let rope: RopeTable
+    public var threads: Int
+
+    // Scratch buffers, allocated once: the per-token path allocates nothing.
+    private let x: UnsafeMutablePointer<Float>       // [d_model] residual stream
+    private let xb: UnsafeMutablePointer<Float>      // [d_model] normed input of a sublayer
+    private let xb2: UnsafeMutablePointer<Float>     // [d_model] sublayer output
+    private let q: UnsafeMutablePointer<Float>       // [n_heads * head_dim]
+    private let k: UnsafeMutablePointer<Float>       // [n_kv_heads * head_dim]
+    private let v: UnsafeMutablePointer<Float>       // [n_kv_heads * head_dim]
+    private let attnOut: UnsafeMutablePointer<Float> // [n_heads * head_dim]
+    private let scores: UnsafeMutablePointer<Float>  // [max positions] attention weights
+    private let hb: UnsafeMutablePointer<Float>      // [ffn] gate, then silu(gate)·up
+    private let hb2: UnsafeMutablePointer<Float>     // [ffn] up
+    private let logitsBuffer: UnsafeMutablePointer<Float> // [vocab]
+    private let maxPositions: Int
+
+    /// Loads the model at `path`. `maxPositions` bounds the positions RoPE is tabulated for
+    /// (default: the trained context).
+    public convenience init(path: String, threads: Int = 1, maxPositions: Int? = nil) throws {
+        let gguf = try GGUFFile(path: path)
+        try self.init(gguf: gguf, threads: threads, maxPositions: maxPositions)
+    }
+
+    public init(gguf: GGUFFile, threads: Int = 1, maxPositions: Int? = nil) throws {
+        let c = try ModelConfig(gguf: gguf)
+        self.gguf = gguf
+        self.config = c
+        self.weights = try ModelWeights(gguf: gguf, config: c)
+        self.threads = max(1, threads)
+        let positions = maxPositions ?? c.contextLength
+        self.maxPositions = positions
+        self.rope = RopeTable(headDim: c.headDim, positions: positions, base: c.ropeBase)
+        x = .allocate(capacity: c.embeddingLength)
+        xb = .allocate(capacity: c.embeddingLength)
+        xb2 = .allocate(capacity: c.embeddingLength)
+        q = .allocate(capacity: c.qDim)
+        k = .allocate(capacity: c.kvDim)
+        v = .allocate(capacity: c.kvDim)
+        attnOut = .allocate(capacity: c.qDim)
+        scores = .allocate(capacity: positions)
+        hb = .allocate(capacity: c.feedForwardLength)
+        hb2 = .allocate(capacity: c.feedForwardLength)
+        logitsBuffer = .allocate(capacity: c.vocabSize)
+    }
+
+    deinit {
+        for p in [x, xb, xb2, q, k, v, attnOut, scores, hb, hb2, logitsBuffer] { p.deallocate() }
+    }
+
+    /// A cache sized for this model, holding up to `capacity` tokens (default: all positions).
+    public func makeCache(capacity: Int? = nil) -> KVCache {
+        KVCache(layerCount: config.layerCount, kvHeadCount: config.kvHeadCount,
+                headDim: config.headDim, capacity: min(capacity ?? maxPositions, maxPositions))
+    }
+
+    /// Runs one token at position `cache.count`, appends its keys/values to the cache and
+    /// returns the logits for the next token ([vocab], valid until the next call).
+    @discardableResult
+    public func forward(token: Int, cache: KVCache) -> UnsafeBufferPointer<Float> {
+        let c = config, w = weights
+        let d = c.embeddingLength, hd = c.headDim
+        let pos = cache.count
+        precondition(token >= 0 && token < c.vocabSize, "token id \(token) outside vocabulary")
+        precondition(pos < cache.capacity, "KV cache is full")
+
+        // 1. Token embedding.
+        w.tokenEmbedding.dequantizeRow(token, into: x)
+
+        for (l, layer) in w.layers.enumerated() {
+            // 2. Attention sublayer: pre-norm, then Q/K/V projections (+ biases for qwen2).
+            layer.attnNorm.values.withUnsafeBufferPointer { ck_rmsnorm(xb, x, $0.baseAddress, Int32(d), c.rmsEpsilon) }
+            layer.wq.matvec(xb, q, threads: threads)
+            layer.wk.matvec(xb, k, threads: threads)
+            layer.wv.matvec(xb, v, threads: threads)
+            if let bq = layer.bq, let bk = layer.bk, let bv = layer.bv {
+                bq.values.withUnsafeBufferPointer { ck_add(q, $0.baseAddress, Int32(c.qDim)) }
+                bk.values.withUnsafeBufferPointer { ck_add(k, $0.baseAddress, Int32(c.kvDim)) }
+                bv.values.withUnsafeBufferPointer { ck_add(v, $0.baseAddress, Int32(c.kvDim)) }
+            }
+
+            // 3. RoPE on every query and key head at this token's position.
+            rope.withRow(pos) { cosRow, sinRow in
+                for h in 0..<c.headCount { ck_rope(q + h * hd, Int32(hd), cosRow, sinRow, c.ropeMode.rawValue) }
+                for h in 0..<c.kvHeadCount { ck_rope(k + h * hd, Int32(hd), cosRow, sinRow, c.ropeMode.rawValue) }
+            }
+
+            // 4. Append this token's K/V, then attend: query head h reads KV head h / group.
+            cache.store(layer: l, key: k, value: v)
+            let scale = 1 / Float(hd).squareRoot()
+            for h in 0..<c.headCount {
+                let kv = cache.head(layer: l, kvHead: h / c.groupSize)
+                ck_attend_head(q + h * hd, kv.keys, kv.values, Int64(pos + 1), Int32(hd),
+                               Int64(hd), Int64(hd), scale, scores, attnOut + h * hd)
+            }
+
+            // 5. Output projection and residual.
+            layer.wo.matvec(attnOut, xb2, threads: threads)
+            ck_add(x, xb2, Int32(d))
+
+            // 6. FFN sublayer: pre-norm, SwiGLU (down(silu(gate·x) * up·x)), residual.
+            layer.ffnNorm.values.withUnsafeBufferPointer { ck_rmsnorm(xb, x, $0.baseAddress, Int32(d), c.rmsEpsilon) }
+            layer.wGate.matvec(xb, hb, threads: threads)
+            layer.wUp.matvec(xb, hb2, threads: threads)
+            ck_swiglu(hb, hb2, Int32(c.feedForwardLength))
+            layer.wDown.matvec(hb, xb2, threads: threads)
+            ck_add(x, xb2, Int32(d))
+        }
+        cache.commit()
+
+        // 7. Final norm and output head.
+        w.outputNorm.values.withUnsafeBufferPointer { ck_rmsnorm(x, x, $0.baseAddress, Int32(d), c.rmsEpsilon) }
+        w.output.matvec(x, logitsBuffer, threads: threads)
+        return UnsafeBufferPointer(start: logitsBuffer, count: c.vocabSize)
+    }
+}

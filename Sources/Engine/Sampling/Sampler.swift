@@ -1,0 +1,86 @@
+import Foundation
+
+/// Sampling settings, with llama.cpp's defaults.
+public struct SamplerSettings: Equatable, Codable {
+    public var temperature: Float = 0.8      // ≤ 0: greedy
+    public var topK: Int = 40                // 0: off
+    public var topP: Float = 0.95            // 1: off
+    public var minP: Float = 0.05            // 0: off
+    public var repeatPenalty: Float = 1.0    // 1: off
+    public var repeatLastN: Int = 64
+    public var seed: UInt64 = 0
+    public init() {}
+}
+
+/// Picks the next token from logits. The chain is llama.cpp's: repetition penalty, top-k,
+/// top-p, min-p, temperature, then a draw; temperature ≤ 0 takes the argmax after the penalty.
+public struct Sampler {
+    public var settings: SamplerSettings
+    public var rng: RandomGenerator
+    private var candidates: [(id: Int, logit: Float)] = []
+
+    public init(settings: SamplerSettings) {
+        self.settings = settings
+        rng = RandomGenerator(seed: settings.seed)
+    }
+
+    /// `recent` is the token history; its last `repeatLastN` ids are penalized.
+    public mutating func sample(_ logits: UnsafeBufferPointer<Float>, recent: [Int]) -> Int {
+        let s = settings
+        let penalized = Set(s.repeatPenalty != 1 ? recent.suffix(s.repeatLastN) : [])
+        // CTRL's penalty (Keskar et al. 2019), as llama.cpp applies it: shrink positive
+        // logits, grow negative ones.
+        func logit(_ i: Int) -> Float {
+            let l = logits[i]
+            guard penalized.contains(i) else { return l }
+            return l > 0 ? l / s.repeatPenalty : l * s.repeatPenalty
+        }
+        if s.temperature <= 0 {
+            var best = 0, bestLogit = -Float.infinity
+            for i in 0..<logits.count { let l = logit(i); if l > bestLogit { bestLogit = l; best = i } }
+            return best
+        }
+
+        candidates.removeAll(keepingCapacity: true)
+        for i in 0..<logits.count { candidates.append((i, logit(i))) }
+        if s.topK > 0 && s.topK < candidates.count {
+            Self.keepLargest(&candidates, s.topK)
+        } else {
+            candidates.sort { $0.logit > $1.logit }
+        }
+        // Probabilities at temperature 1 for the truncation steps.
+        let maxLogit = candidates[0].logit
+        var probs = candidates.map { expf($0.logit - maxLogit) }
+        var total = probs.reduce(0, +)
+        if s.topP < 1 {
+            var cum: Float = 0, keep = candidates.count
+            for (i, p) in probs.enumerated() { cum += p / total; if cum >= s.topP { keep = i + 1; break } }
+            candidates.removeLast(candidates.count - keep); probs.removeLast(probs.count - keep)
+        }
+        if s.minP > 0 {
+            let floor = s.minP * probs[0]  // probs[0] is the largest
+            let keep = max(1, probs.firstIndex { $0 < floor } ?? probs.count)
+            candidates.removeLast(candidates.count - keep); probs.removeLast(probs.count - keep)
+        }
+        // Temperature, then draw.
+        probs = candidates.map { expf(($0.logit - maxLogit) / s.temperature) }
+        total = probs.reduce(0, +)
+        var r = Float(rng.nextUnit()) * total
+        for (i, p) in probs.enumerated() {
+            r -= p
+            if r < 0 { return candidates[i].id }
+        }
+        return candidates[candidates.count - 1].id
+    }
+
+    /// Keeps the k largest logits, sorted descending, without sorting the whole vocabulary.
+    static func keepLargest(_ c: inout [(id: Int, logit: Float)], _ k: Int) {
+        var top = Array(c.prefix(k)).sorted { $0.logit > $1.logit }
+        for item in c.dropFirst(k) where item.logit > top[k - 1].logit {
+            var i = k - 1
+            while i > 0 && top[i - 1].logit < item.logit { top[i] = top[i - 1]; i -= 1 }
+            top[i] = item
+        }
+        c = top
+    }
+}

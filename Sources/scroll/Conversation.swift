@@ -1,0 +1,56 @@
+import Engine
+
+/// A chat over one generator: user turns go in through the chat template (or as plain text
+/// with --raw), replies stream out, and every turn stays in the cache for the next.
+final class Conversation {
+    let generator: Generator
+    let template: ChatTemplate?
+    let systemPrompt: String?
+    private(set) var messages: [ChatMessage] = []
+
+    init(model: Transformer, tokenizer: Tokenizer, sampling: SamplerSettings, systemPrompt: String?,
+         raw: Bool, templateSource: String?) throws {
+        generator = Generator(model: model, tokenizer: tokenizer, sampler: Sampler(settings: sampling))
+        template = raw ? nil : try ChatTemplate(tokenizer: tokenizer, templateSource: templateSource)
+        self.systemPrompt = systemPrompt
+    }
+
+    /// Feeds the user's turn and streams the reply through `onText` (return false to stop).
+    @discardableResult
+    func reply(to text: String, maxTokens: Int, onText: (String) -> Bool) throws -> Generator.StopReason {
+        let tokenizer = generator.tokenizer
+        var ids: [Int]
+        if let template {
+            let user = ChatMessage(role: .user, content: text)
+            if messages.isEmpty {
+                // First turn: the whole prompt, with the system message (ours or the model's default).
+                let system = systemPrompt.map { [ChatMessage(role: .system, content: $0)] } ?? []
+                ids = template.encode(system + [user])
+                messages = system
+            } else {
+                ids = template.encodeTurn(user) + [template.imStart] + tokenizer.encode("assistant\n")
+            }
+            messages.append(user)
+        } else {
+            ids = tokenizer.encode(text)
+        }
+        try generator.feed(ids)
+        var replyText = ""
+        let (_, reason) = generator.generate(maxTokens: maxTokens) { piece in
+            replyText += piece
+            return onText(piece)
+        }
+        if let template {
+            messages.append(ChatMessage(role: .assistant, content: replyText))
+            // Close the assistant turn in the cache so the next user turn follows ChatML.
+            let close = [template.imEnd] + tokenizer.encode("\n")
+            if generator.remainingCapacity >= close.count { try generator.feed(close) }
+        }
+        return reason
+    }
+
+    func reset() {
+        generator.reset()
+        messages.removeAll()
+    }
+}

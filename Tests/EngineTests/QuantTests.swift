@@ -1,0 +1,107 @@
+import CKernels
+import Engine
+import XCTest
+
+final class QuantTests: XCTestCase {
+    /// Dequantization and float-path dots against gguf-py's dequantize (the independent
+    /// reference; Reference/make_quant_vectors.py made the vectors).
+    func testDequantizeAndDotMatchGGUFPy() throws {
+        let json = try XCTUnwrap(TestSupport.referenceJSON("quant_vectors.json") as? [String: Any])
+        let cases = try XCTUnwrap(json["cases"] as? [[String: Any]])
+        var seen = Set<Int>()
+        for c in cases {
+            let name = c["type"] as? String ?? "?"
+            let type = Int32(try XCTUnwrap(c["type_id"] as? Int))
+            let n = try XCTUnwrap(c["n"] as? Int)
+            let raw = [UInt8](try XCTUnwrap(Data(base64Encoded: c["raw_b64"] as? String ?? "")))
+            let expected = try XCTUnwrap(c["values"] as? [Double])
+            let x = try XCTUnwrap(c["x"] as? [Double]).map(Float.init)
+            let dot = try XCTUnwrap(c["dot"] as? Double)
+            seen.insert(Int(type))
+            var y = [Float](repeating: .nan, count: n)
+            XCTAssertEqual(ck_dequantize_row(type, raw, &y, Int64(n)), 0, name)
+            for i in 0..<n {
+                XCTAssertEqual(Double(y[i]), expected[i], accuracy: 1e-6 * max(1, abs(expected[i])), "\(name)[\(i)]")
+            }
+            let scale = zip(expected, x).map { abs($0 * Double($1)) }.reduce(0, +)
+            XCTAssertEqual(Double(ck_dot_row_f32_ref(type, raw, x, Int64(n))), dot, accuracy: 1e-5 * scale + 1e-6, "\(name) ref dot")
+            XCTAssertEqual(Double(ck_dot_row_f32(type, raw, x, Int64(n))), dot, accuracy: 1e-5 * scale + 1e-6, "\(name) fast dot")
+        }
+        XCTAssertEqual(seen, Set(GGMLType.allCases.filter { $0 != .f32 }.map { Int($0.rawValue) }),
+                       "every quantized type has reference vectors")
+    }
+
+    /// SIMD dots against their scalar twins on random rows of every type, including rows
+    /// whose length is not a multiple of 8 (F32/F16 tails).
+    func testSIMDMatchesScalarTwin() {
+        var rng = RandomGenerator(seed: 42)
+        for type in GGMLType.allCases {
+            for blocks in [1, 3, 18] {
+                let n = type.blockSize == 1 ? blocks * 32 + 5 : blocks * type.blockSize
+                var raw = (0..<type.byteCount(elements: n)).map { _ in UInt8(truncatingIfNeeded: rng.next()) }
+                sanitizeScales(&raw, type: type)
+                let x = (0..<n).map { _ in Float(rng.nextUnit() * 2 - 1) }
+                let ref = ck_dot_row_f32_ref(Int32(type.rawValue), raw, x, Int64(n))
+                let fast = ck_dot_row_f32(Int32(type.rawValue), raw, x, Int64(n))
+                XCTAssertTrue(ref.isFinite, "\(type)")
+                XCTAssertEqual(fast, ref, accuracy: 1e-4 * max(1, abs(ref)), "\(type) n=\(n)")
+            }
+        }
+    }
+
+    /// Random bytes make arbitrary (even NaN) f16 scales; overwrite them with small finite ones.
+    private func sanitizeScales(_ raw: inout [UInt8], type: GGMLType) {
+        let half: UInt16 = 0x2E66 // 0.1
+        func put(_ at: Int) { raw[at] = UInt8(half & 0xff); raw[at + 1] = UInt8(half >> 8) }
+        let bytes = type.blockBytes
+        for b in stride(from: 0, to: raw.count, by: bytes) {
+            switch type {
+            case .f32:
+                // Random bit patterns include NaN and huge values: use the value 0.5·(byte − 128)/128.
+                let f = Float(Int(raw[b]) - 128) / 256
+                withUnsafeBytes(of: f) { for i in 0..<4 { raw[b + i] = $0[i] } }
+            case .f16: break // below: every element is a half
+            case .q4_0, .q5_0, .q8_0: put(b)
+            case .q4_1: put(b); put(b + 2)
+            case .q4_K: put(b); put(b + 2)
+            case .q6_K: put(b + 208)
+            }
+        }
+        if type == .f16 {
+            // Keep sign and low exponent/mantissa bits; force exponent near 2^-4: finite, small.
+            for i in stride(from: 0, to: raw.count, by: 2) { raw[i + 1] = 0x2C | (raw[i + 1] & 0x83) }
+        }
+    }
+
+    func testHalfConversionMatchesSwiftFloat16() {
+        for h in 0...UInt16.max {
+            let mine = ck_fp16_to_fp32(h)
+            let swift = Float(Float16(bitPattern: h))
+            if swift.isNaN { XCTAssertTrue(mine.isNaN) } else { XCTAssertEqual(mine.bitPattern, swift.bitPattern, "half \(h)") }
+        }
+        var rng = RandomGenerator(seed: 7)
+        for _ in 0..<100_000 {
+            let f = Float(bitPattern: UInt32(truncatingIfNeeded: rng.next()))
+            if f.isNaN { continue }
+            XCTAssertEqual(ck_fp32_to_fp16(f), Float16(f).bitPattern, "float \(f)")
+        }
+    }
+
+    func testMatvecSplitsRowsExactly() throws {
+        let model = TestSupport.shared.model
+        let m = model.weights.layers[0].wGate   // [1536][576] Q4_1
+        var rng = RandomGenerator(seed: 1)
+        let x = (0..<m.cols).map { _ in Float(rng.nextUnit() - 0.5) }
+        var one = [Float](repeating: 0, count: m.rows), two = one
+        x.withUnsafeBufferPointer { xp in
+            one.withUnsafeMutableBufferPointer { m.matvec(xp.baseAddress!, $0.baseAddress!, threads: 1) }
+            two.withUnsafeMutableBufferPointer { m.matvec(xp.baseAddress!, $0.baseAddress!, threads: 2) }
+        }
+        XCTAssertEqual(one, two)
+        // Row 0 against dequantize-then-dot.
+        var w = [Float](repeating: 0, count: m.cols)
+        w.withUnsafeMutableBufferPointer { m.dequantizeRow(0, into: $0.baseAddress!) }
+        let expected = zip(w, x).map { Double($0) * Double($1) }.reduce(0, +)
+        XCTAssertEqual(Double(one[0]), expected, accuracy: 1e-4)
+    }
+}

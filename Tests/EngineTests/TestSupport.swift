@@ -1,0 +1,120 @@
+import Engine
+import Foundation
+import XCTest
+
+/// Paths and reference data shared by the engine tests.
+enum TestSupport {
+    static let repoRoot = URL(fileURLWithPath: #filePath).deletingLastPathComponent()
+        .deletingLastPathComponent().deletingLastPathComponent()
+
+    /// The default model, as scripts/setup.sh installs it.
+    static var modelPath: String {
+        repoRoot.appendingPathComponent("models/SmolLM2-135M-Instruct.Q4_1.gguf").path
+    }
+
+    static func referenceURL(_ name: String) -> URL {
+        Bundle.module.url(forResource: "Reference/\(name)", withExtension: nil)
+            ?? repoRoot.appendingPathComponent("Tests/EngineTests/Reference/\(name)")
+    }
+
+    static func referenceJSON(_ name: String) throws -> Any {
+        try JSONSerialization.jsonObject(with: Data(contentsOf: referenceURL(name)))
+    }
+
+    /// One loaded model and tokenizer for all tests of a run: loading is cheap (mmap) but
+    /// building the tokenizer tables is not free in a debug build.
+    static let shared: (model: Transformer, tokenizer: Tokenizer) = {
+        let model = try! Transformer(path: modelPath, threads: 2)
+        return (model, try! Tokenizer(gguf: model.gguf))
+    }()
+
+}
+
+extension XCTestCase {
+    /// Writes bytes to a fresh temporary file that is removed when the test ends.
+    func temporaryFile(_ bytes: [UInt8]) throws -> String {
+        let url = FileManager.default.temporaryDirectory.appendingPathComponent("scroll-test-\(UUID().uuidString)")
+        try Data(bytes).write(to: url)
+        addTeardownBlock { try? FileManager.default.removeItem(at: url) }
+        return url.path
+    }
+}
+
+/// A minimal GGUF writer for tests: builds synthetic files to exercise every metadata value
+/// type and the reader's error paths.
+struct GGUFBuilder {
+    enum Value {
+        case u8(UInt8), i8(Int8), u16(UInt16), i16(Int16), u32(UInt32), i32(Int32), f32(Float), bool(Bool)
+        case str(String), u64(UInt64), i64(Int64), f64(Double), array(typeCode: UInt32, [Value])
+
+        var typeCode: UInt32 {
+            switch self {
+            case .u8: return 0; case .i8: return 1; case .u16: return 2; case .i16: return 3
+            case .u32: return 4; case .i32: return 5; case .f32: return 6; case .bool: return 7
+            case .str: return 8; case .array: return 9; case .u64: return 10; case .i64: return 11
+            case .f64: return 12
+            }
+        }
+    }
+
+    var version: UInt32 = 3
+    var metadata: [(String, Value)] = []
+    var tensors: [(name: String, dims: [UInt64], type: UInt32, data: [UInt8])] = []
+
+    private static func le<T: FixedWidthInteger>(_ v: T, _ out: inout [UInt8]) {
+        withUnsafeBytes(of: v.littleEndian) { out.append(contentsOf: $0) }
+    }
+
+    private static func str(_ s: String, _ out: inout [UInt8]) {
+        le(UInt64(s.utf8.count), &out)
+        out.append(contentsOf: s.utf8)
+    }
+
+    private static func value(_ v: Value, _ out: inout [UInt8]) {
+        switch v {
+        case .u8(let x): le(x, &out)
+        case .i8(let x): le(x, &out)
+        case .u16(let x): le(x, &out)
+        case .i16(let x): le(x, &out)
+        case .u32(let x): le(x, &out)
+        case .i32(let x): le(x, &out)
+        case .f32(let x): le(x.bitPattern, &out)
+        case .bool(let x): le(UInt8(x ? 1 : 0), &out)
+        case .str(let s): str(s, &out)
+        case .u64(let x): le(x, &out)
+        case .i64(let x): le(x, &out)
+        case .f64(let x): le(x.bitPattern, &out)
+        case .array(let t, let items):
+            le(t, &out)
+            le(UInt64(items.count), &out)
+            for i in items { value(i, &out) }
+        }
+    }
+
+    func build() -> [UInt8] {
+        var out: [UInt8] = Array("GGUF".utf8)
+        Self.le(version, &out)
+        Self.le(UInt64(tensors.count), &out)
+        Self.le(UInt64(metadata.count), &out)
+        for (k, v) in metadata {
+            Self.str(k, &out)
+            Self.le(v.typeCode, &out)
+            Self.value(v, &out)
+        }
+        var offset: UInt64 = 0
+        for t in tensors {
+            Self.str(t.name, &out)
+            Self.le(UInt32(t.dims.count), &out)
+            for d in t.dims { Self.le(d, &out) }
+            Self.le(t.type, &out)
+            Self.le(offset, &out)
+            offset += UInt64((t.data.count + 31) / 32 * 32)
+        }
+        while out.count % 32 != 0 { out.append(0) }
+        for t in tensors {
+            out += t.data
+            while out.count % 32 != 0 { out.append(0) }
+        }
+        return out
+    }
+}

@@ -1,0 +1,79 @@
+import Engine
+import XCTest
+
+final class TokenizerTests: XCTestCase {
+    var tokenizer: Tokenizer { TestSupport.shared.tokenizer }
+
+    /// Ids identical to Hugging Face `tokenizers` on the whole corpus of
+    /// Reference/tokenizer_vectors.json (made by Reference/make_tokenizer_vectors.py).
+    func testMatchesHuggingFaceOnCorpus() throws {
+        let cases = try XCTUnwrap(TestSupport.referenceJSON("tokenizer_vectors.json") as? [[String: Any]])
+        XCTAssertGreaterThan(cases.count, 30)
+        var failures = 0
+        for c in cases {
+            let name = c["name"] as? String ?? "?"
+            let bytes = try XCTUnwrap(Data(base64Encoded: c["text_b64"] as? String ?? ""), name)
+            let expected = try XCTUnwrap(c["ids"] as? [Int], name)
+            let text = String(decoding: bytes, as: UTF8.self)
+            let ids = tokenizer.encode(text)
+            if ids != expected {
+                failures += 1
+                XCTFail("\(name): got \(ids.prefix(40)) expected \(expected.prefix(40))")
+            }
+            if let decoded = c["decoded_b64"] as? String, let d = Data(base64Encoded: decoded) {
+                XCTAssertEqual(tokenizer.decode(ids), String(decoding: d, as: UTF8.self), "round trip of \(name)")
+            }
+        }
+        XCTAssertEqual(failures, 0)
+    }
+
+    func testSpecialTokenTextStaysText() {
+        let ids = tokenizer.encode("<|im_start|>")
+        XCTAssertFalse(ids.contains(1), "typed special-token text must not become the control token")
+        XCTAssertEqual(tokenizer.decode(ids), "<|im_start|>")
+    }
+
+    func testChatTemplateGoldenPromptIds() throws {
+        let t = try ChatTemplate(tokenizer: tokenizer,
+                                 templateSource: TestSupport.shared.model.gguf.metadata["tokenizer.chat_template"]?.string)
+        XCTAssertEqual(t.defaultSystemPrompt, "You are a helpful AI assistant named SmolLM, trained by Hugging Face")
+        let ids = t.encode([ChatMessage(role: .user, content: "What is the capital of France?")])
+        XCTAssertEqual(ids, [1, 9690, 198, 2683, 359, 253, 5356, 5646, 11173, 3365, 3511, 308, 34519, 28, 7018, 411, 407,
+                             19712, 8182, 2, 198, 1, 4093, 198, 1780, 314, 260, 3575, 282, 4649, 47, 2, 198, 1, 520, 9531, 198])
+        // An explicit system message replaces the default one.
+        let custom = t.encode([ChatMessage(role: .system, content: "Be brief."),
+                               ChatMessage(role: .user, content: "Hi")])
+        XCTAssertEqual(tokenizer.decode(custom), "system\nBe brief.\nuser\nHi\nassistant\n",
+                       "control tokens decode to nothing; the rest is the ChatML text")
+        XCTAssertEqual(custom.filter { $0 == 1 }.count, 3)
+    }
+
+    func testStreamingDetokenizerNeverSplitsACharacter() {
+        let text = "Emoji 👩‍👩‍👧 and 漢字, café — done."
+        let ids = tokenizer.encode(text)
+        var detok = StreamingDetokenizer(tokenizer: tokenizer)
+        var out = ""
+        for id in ids {
+            let piece = detok.push(id)
+            XCTAssertFalse(piece.contains("\u{FFFD}"), "piece \(piece.debugDescription) holds a broken character")
+            out += piece
+        }
+        out += detok.flush()
+        XCTAssertEqual(out, text)
+    }
+
+    func testStreamingDetokenizerShowsBrokenBytes() {
+        // A lone lead byte followed by ASCII is invalid: it is not held back forever.
+        XCTAssertEqual(StreamingDetokenizerProbe.suffix([0x61, 0xE2]), 1)
+        XCTAssertEqual(StreamingDetokenizerProbe.suffix([0xE2, 0x82]), 2)
+        XCTAssertEqual(StreamingDetokenizerProbe.suffix([0xE2, 0x82, 0xAC]), 0)
+        XCTAssertEqual(StreamingDetokenizerProbe.suffix([0xE0, 0x80]), 0, "overlong prefix is already invalid")
+        XCTAssertEqual(StreamingDetokenizerProbe.suffix([0xF0, 0x9F, 0x98]), 3)
+        XCTAssertEqual(StreamingDetokenizerProbe.suffix([0x80]), 0)
+    }
+}
+
+@testable import Engine
+enum StreamingDetokenizerProbe {
+    static func suffix(_ b: [UInt8]) -> Int { StreamingDetokenizer.incompleteSuffixLength(b) }
+}

@@ -1,0 +1,101 @@
+import Foundation
+import XCTest
+
+/// The `scroll` executable, run as a user runs it: real model, real process, real pipes.
+final class CLITests: XCTestCase {
+    static let repoRoot = URL(fileURLWithPath: #filePath).deletingLastPathComponent()
+        .deletingLastPathComponent().deletingLastPathComponent()
+
+    /// The built executable, beside the test bundle in .build/<config>/.
+    static var executable: URL {
+        var dir = Bundle(for: CLITests.self).bundleURL
+        if dir.pathExtension == "xctest" { dir.deleteLastPathComponent() }
+        return dir.appendingPathComponent("scroll")
+    }
+
+    struct Result { let status: Int32; let stdout: String; let stderr: String }
+
+    func run(_ args: [String], stdin: Data? = nil) throws -> Result {
+        let p = Process()
+        p.executableURL = Self.executable
+        p.arguments = args
+        p.currentDirectoryURL = Self.repoRoot
+        let out = Pipe(), err = Pipe(), inp = Pipe()
+        p.standardOutput = out
+        p.standardError = err
+        p.standardInput = inp
+        try p.run()
+        if let stdin { inp.fileHandleForWriting.write(stdin) }
+        try inp.fileHandleForWriting.close()
+        let o = out.fileHandleForReading.readDataToEndOfFile()
+        let e = err.fileHandleForReading.readDataToEndOfFile()
+        p.waitUntilExit()
+        return Result(status: p.terminationStatus, stdout: String(decoding: o, as: UTF8.self),
+                      stderr: String(decoding: e, as: UTF8.self))
+    }
+
+    func testOneShotGoldenAnswer() throws {
+        let r = try run(["--temp", "0", "What is the capital of France?"])
+        XCTAssertEqual(r.status, 0, r.stderr)
+        XCTAssertEqual(r.stdout, "The capital of France is Paris.\n")
+    }
+
+    func testMaxTokensAndSeedReproducibility() throws {
+        let args = ["--seed", "7", "--temp", "1", "-n", "8", "Tell me a story."]
+        let a = try run(args), b = try run(args)
+        XCTAssertEqual(a.status, 0, a.stderr)
+        XCTAssertEqual(a.stdout, b.stdout)
+        XCTAssertFalse(a.stdout.isEmpty)
+    }
+
+    func testRawModeAndPipedDocument() throws {
+        let raw = try run(["--raw", "--temp", "0", "-n", "3", "The quick brown fox jumps over the lazy"])
+        XCTAssertEqual(raw.status, 0, raw.stderr)
+        XCTAssertTrue(raw.stdout.lowercased().contains("dog"), raw.stdout)
+        let doc = "Notes from the meeting. The secret code word is PELICAN. Everything else was routine.\n"
+        let piped = try run(["--temp", "0", "-n", "30", "What is the secret code word?"], stdin: Data(doc.utf8))
+        XCTAssertEqual(piped.status, 0, piped.stderr)
+        XCTAssertTrue(piped.stdout.uppercased().contains("PELICAN"), piped.stdout)
+    }
+
+    func testBinaryGarbageOnStdinDoesNotCrash() throws {
+        var bytes = [UInt8](repeating: 0, count: 600)
+        var x: UInt32 = 12345
+        for i in bytes.indices { x = x &* 1_103_515_245 &+ 12345; bytes[i] = UInt8(truncatingIfNeeded: x >> 16) }
+        let r = try run(["--temp", "0", "-n", "4", "What is this?"], stdin: Data(bytes))
+        XCTAssertEqual(r.status, 0, r.stderr)
+    }
+
+    func testErrorsAreOneLineAndNonZero() throws {
+        let scratch = FileManager.default.temporaryDirectory.appendingPathComponent("scroll-cli-\(UUID().uuidString)")
+        try Data("not a model".utf8).write(to: scratch)
+        let model = Self.repoRoot.appendingPathComponent("models/SmolLM2-135M-Instruct.Q4_1.gguf")
+        let truncated = FileManager.default.temporaryDirectory.appendingPathComponent("scroll-cut-\(UUID().uuidString).gguf")
+        try Data(contentsOf: model).prefix(5_000_000).write(to: truncated)
+        addTeardownBlock {
+            try? FileManager.default.removeItem(at: scratch)
+            try? FileManager.default.removeItem(at: truncated)
+        }
+        for (args, expected) in [
+            (["-m", "/nonexistent/x.gguf", "hi"], "model file not found"),
+            (["-m", scratch.path, "hi"], "not a GGUF file"),
+            (["-m", truncated.path, "hi"], "truncated GGUF file"),
+            (["--system", "@no-such-prompt", "hi"], "system prompt file not found"),
+        ] {
+            let r = try run(args)
+            XCTAssertNotEqual(r.status, 0, "\(args)")
+            XCTAssertTrue(r.stderr.contains(expected), "\(args): \(r.stderr)")
+            XCTAssertEqual(r.stderr.split(separator: "\n").count, 1, "one line: \(r.stderr)")
+            XCTAssertEqual(r.stdout, "")
+        }
+        let bad = try run(["--top-p", "3", "hi"])
+        XCTAssertNotEqual(bad.status, 0)
+        XCTAssertTrue(bad.stderr.contains("--top-p"), bad.stderr)
+    }
+
+    func testSystemPromptFromPromptsFolder() throws {
+        let r = try run(["--system", "@default", "--temp", "0", "What is the capital of France?"])
+        XCTAssertEqual(r.status, 0, r.stderr)
+        XCTAssertEqual(r.stdout, "The capital of France is Paris.\n", "prompts/default.txt is the model's own default")
+    }
+}
