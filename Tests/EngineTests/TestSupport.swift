@@ -13,8 +13,7 @@ enum TestSupport {
     }
 
     static func referenceURL(_ name: String) -> URL {
-        Bundle.module.url(forResource: "Reference/\(name)", withExtension: nil)
-            ?? repoRoot.appendingPathComponent("Tests/EngineTests/Reference/\(name)")
+        repoRoot.appendingPathComponent("Tests/EngineTests/Reference/\(name)")
     }
 
     static func referenceJSON(_ name: String) throws -> Any {
