@@ -10,6 +10,9 @@ struct ModelOptions: ParsableArguments {
     @Option(name: .long, help: "Worker threads for the matrix kernels (default: number of cores).")
     var threads: Int?
 
+    @Flag(name: .long, help: "Exact float arithmetic: weights dequantized on the fly, activations never quantized to 8 bits (slower; the reference the fast path is tested against).")
+    var exact = false
+
     func validate() throws {
         if let t = threads, t < 1 || t > 256 { throw ValidationError("--threads must be between 1 and 256") }
     }
@@ -19,6 +22,7 @@ struct ModelOptions: ParsableArguments {
 
     func load() throws -> (Transformer, Tokenizer) {
         let transformer = try Transformer(path: modelPath, threads: threadCount)
+        transformer.fastPath = !exact
         let tokenizer = try Tokenizer(gguf: transformer.gguf)
         return (transformer, tokenizer)
     }

@@ -87,6 +87,34 @@ final class QuantTests: XCTestCase {
         }
     }
 
+    /// The int8 path: AVX2 quantization and dots against their scalar twins, and against the
+    /// float path within the error that 8-bit activations allow.
+    func testInt8PathMatchesTwinsAndFloatPath() {
+        var rng = RandomGenerator(seed: 3)
+        for type in GGMLType.allCases where ck_type_has_q8_path(Int32(type.rawValue)) != 0 {
+            let n = 32 * 18
+            var raw = (0..<type.byteCount(elements: n)).map { _ in UInt8(truncatingIfNeeded: rng.next()) }
+            sanitizeScales(&raw, type: type)
+            let x = (0..<n).map { i in Float(rng.nextUnit() * 2 - 1) * (i % 7 == 0 ? 4 : 1) }
+            var fast = [ck_block_q8](repeating: ck_block_q8(), count: n / 32), ref = fast
+            ck_quantize_q8(x, &fast, Int64(n))
+            ck_quantize_q8_ref(x, &ref, Int64(n))
+            for b in 0..<n / 32 {
+                XCTAssertEqual(fast[b].d, ref[b].d)
+                XCTAssertEqual(fast[b].s, ref[b].s)
+                XCTAssertEqual(withUnsafeBytes(of: fast[b].qs) { Array($0) }, withUnsafeBytes(of: ref[b].qs) { Array($0) })
+            }
+            let t = Int32(type.rawValue)
+            let dotFast = ck_dot_row_q8(t, raw, fast, Int64(n)), dotRef = ck_dot_row_q8_ref(t, raw, ref, Int64(n))
+            XCTAssertEqual(dotFast, dotRef, accuracy: 1e-4 * max(1, abs(dotRef)), "\(type)")
+            // Against the float path: each block's x is off by ≤ d/2 per element.
+            var w = [Float](repeating: 0, count: n)
+            ck_dequantize_row(t, raw, &w, Int64(n))
+            let bound = (0..<n).map { abs(w[$0]) * ref[$0 / 32].d / 2 }.reduce(0, +)
+            XCTAssertEqual(dotRef, ck_dot_row_f32_ref(t, raw, x, Int64(n)), accuracy: bound * 1.01 + 1e-4, "\(type)")
+        }
+    }
+
     func testMatvecSplitsRowsExactly() throws {
         let model = TestSupport.shared.model
         let m = model.weights.layers[0].wGate   // [1536][576] Q4_1
@@ -94,8 +122,8 @@ final class QuantTests: XCTestCase {
         let x = (0..<m.cols).map { _ in Float(rng.nextUnit() - 0.5) }
         var one = [Float](repeating: 0, count: m.rows), two = one
         x.withUnsafeBufferPointer { xp in
-            one.withUnsafeMutableBufferPointer { m.matvec(xp.baseAddress!, $0.baseAddress!, threads: 1) }
-            two.withUnsafeMutableBufferPointer { m.matvec(xp.baseAddress!, $0.baseAddress!, threads: 2) }
+            one.withUnsafeMutableBufferPointer { m.matvec(xp.baseAddress!, $0.baseAddress!, pool: ComputePool(threads: 1)) }
+            two.withUnsafeMutableBufferPointer { m.matvec(xp.baseAddress!, $0.baseAddress!, pool: ComputePool(threads: 2)) }
         }
         XCTAssertEqual(one, two)
         // Row 0 against dequantize-then-dot.

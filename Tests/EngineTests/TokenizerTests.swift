@@ -7,7 +7,20 @@ final class TokenizerTests: XCTestCase {
     /// Ids identical to Hugging Face `tokenizers` on the whole corpus of
     /// Reference/tokenizer_vectors.json (made by Reference/make_tokenizer_vectors.py).
     func testMatchesHuggingFaceOnCorpus() throws {
-        let cases = try XCTUnwrap(TestSupport.referenceJSON("tokenizer_vectors.json") as? [[String: Any]])
+        try checkCorpus("tokenizer_vectors.json", tokenizer)
+    }
+
+    /// The qwen2 pre-tokenizer, on the same vocabulary split with Qwen2's pattern in HF.
+    func testQwen2PreTokenizerMatchesHuggingFace() throws {
+        let t = tokenizer
+        let merges = TestSupport.shared.model.gguf.metadata["tokenizer.ggml.merges"]?.array?.compactMap(\.string) ?? []
+        let qwen = try Tokenizer(tokens: t.tokens, tokenTypes: t.tokenTypes, merges: merges, preTokenizer: .qwen2,
+                                 bos: t.bos, eos: t.eos)
+        try checkCorpus("tokenizer_vectors_qwen2.json", qwen)
+    }
+
+    func checkCorpus(_ file: String, _ tokenizer: Tokenizer) throws {
+        let cases = try XCTUnwrap(TestSupport.referenceJSON(file) as? [[String: Any]])
         XCTAssertGreaterThan(cases.count, 30)
         var failures = 0
         for c in cases {

@@ -49,6 +49,41 @@ float ck_dot_row_f32_ref(int type, const void *row, const float *x, int64_t n);
 void ck_matvec_f32(int type, const void *w, const float *x, float *y,
                    int64_t cols, int64_t row_begin, int64_t row_end);
 
+// ---- the fast path: int8 activations (quants_q8.c) ----
+
+// 32 activations quantized to int8: x[j] ≈ d·qs[j]; s = d·Σqs[j] (lets Q4_0/Q4_1 fold their
+// offset or min into one multiply per block).
+typedef struct { float d; float s; int8_t qs[32]; } ck_block_q8;
+
+// x[n] → y[n/32] blocks (n a multiple of 32).
+void ck_quantize_q8(const float *x, ck_block_q8 *y, int64_t n);
+void ck_quantize_q8_ref(const float *x, ck_block_q8 *y, int64_t n);
+
+// Whether `type` has an int8 dot (Q4_0, Q4_1, Q8_0); other types use the float path.
+int ck_type_has_q8_path(int type);
+float ck_dot_row_q8(int type, const void *row, const ck_block_q8 *x, int64_t n);
+float ck_dot_row_q8_ref(int type, const void *row, const ck_block_q8 *x, int64_t n);
+void ck_matvec_q8(int type, const void *w, const ck_block_q8 *x, float *y,
+                  int64_t cols, int64_t row_begin, int64_t row_end);
+
+// ---- worker pool (pool.c) ----
+
+typedef struct ck_pool ck_pool;
+// fn(ctx, index, n) runs on every thread; index 0 is the caller.
+typedef void (*ck_task_fn)(void *ctx, int index, int n);
+
+// A pool of n_threads (the caller counts as one; n_threads − 1 workers are created).
+ck_pool *ck_pool_create(int n_threads);
+void ck_pool_destroy(ck_pool *pool);
+int ck_pool_size(const ck_pool *pool);
+// Runs fn on all threads and returns when all are done. pool may be NULL (runs inline).
+void ck_pool_run(ck_pool *pool, ck_task_fn fn, void *ctx);
+
+// y[rows] = W·x split across the pool. With xq_scratch ([cols/32] blocks) and a type that
+// has one, the int8 path is used; with xq_scratch NULL, the float path.
+void ck_pool_matvec(ck_pool *pool, int type, const void *w, const float *x,
+                    ck_block_q8 *xq_scratch, float *y, int64_t cols, int64_t rows);
+
 // ---- elementwise ops (ops.c) ----
 
 // out[n] = x[n] / rms(x) * weight[n]

@@ -1,5 +1,4 @@
 import CKernels
-import Dispatch
 
 /// A weight matrix in the GGUF's memory map: `rows` rows of `cols` elements of `type`,
 /// row-major (GGUF shape [cols, rows]). Nothing is copied or dequantized up front.
@@ -13,20 +12,12 @@ public struct Matrix {
     public var rowBytes: Int { type.byteCount(elements: cols) }
     public func row(_ r: Int) -> UnsafeRawPointer { data + r * rowBytes }
 
-    /// y[rows] = W · x[cols] on the float path, rows split across `threads` workers.
-    public func matvec(_ x: UnsafePointer<Float>, _ y: UnsafeMutablePointer<Float>, threads: Int) {
-        let t = Int32(type.rawValue), cols = Int64(self.cols), data = self.data
-        // Splitting a 192-row matrix across cores costs more in wake-ups than it saves.
-        let workers = rows >= 256 ? max(1, threads) : 1
-        if workers == 1 {
-            ck_matvec_f32(t, data, x, y, cols, 0, Int64(rows))
-            return
-        }
-        let chunk = (rows + workers - 1) / workers
-        DispatchQueue.concurrentPerform(iterations: workers) { w in
-            let begin = w * chunk, end = min(rows, begin + chunk)
-            if begin < end { ck_matvec_f32(t, data, x, y, cols, Int64(begin), Int64(end)) }
-        }
+    /// y[rows] = W · x[cols], rows split across the pool. With `scratch` (room for
+    /// cols/32 int8 blocks) the int8 fast path is used where the type has one; without it,
+    /// the float path (the reference).
+    public func matvec(_ x: UnsafePointer<Float>, _ y: UnsafeMutablePointer<Float>, pool: ComputePool,
+                       scratch: UnsafeMutablePointer<ck_block_q8>? = nil) {
+        ck_pool_matvec(pool.handle, Int32(type.rawValue), data, x, scratch, y, Int64(cols), Int64(rows))
     }
 
     /// Row r dequantized to floats (for embedding lookup).

@@ -9,7 +9,10 @@ public final class Transformer {
     public let weights: ModelWeights
     public let gguf: GGUFFile            // owns the memory map the weights point into
     public let rope: RopeTable
-    public var threads: Int
+    public let pool: ComputePool
+    /// false: every product on the float path (weights dequantized on the fly, activations
+    /// kept in f32) — the reference the fast int8 path is held to.
+    public var fastPath = true
 
     // Scratch buffers, allocated once: the per-token path allocates nothing.
     private let x: UnsafeMutablePointer<Float>       // [d_model] residual stream
@@ -23,6 +26,7 @@ public final class Transformer {
     private let hb: UnsafeMutablePointer<Float>      // [ffn] gate, then silu(gate)·up
     private let hb2: UnsafeMutablePointer<Float>     // [ffn] up
     private let logitsBuffer: UnsafeMutablePointer<Float> // [vocab]
+    private let xq: UnsafeMutablePointer<ck_block_q8> // [max(d_model, ffn, q_dim) / 32] int8 activations
     private let maxPositions: Int
 
     /// Loads the model at `path`. `maxPositions` bounds the positions RoPE is tabulated for
@@ -37,7 +41,7 @@ public final class Transformer {
         self.gguf = gguf
         self.config = c
         self.weights = try ModelWeights(gguf: gguf, config: c)
-        self.threads = max(1, threads)
+        self.pool = ComputePool(threads: threads)
         let positions = maxPositions ?? c.contextLength
         self.maxPositions = positions
         self.rope = RopeTable(headDim: c.headDim, positions: positions, base: c.ropeBase)
@@ -52,10 +56,12 @@ public final class Transformer {
         hb = .allocate(capacity: c.feedForwardLength)
         hb2 = .allocate(capacity: c.feedForwardLength)
         logitsBuffer = .allocate(capacity: c.vocabSize)
+        xq = .allocate(capacity: max(c.embeddingLength, c.feedForwardLength, c.qDim) / 32 + 1)
     }
 
     deinit {
         for p in [x, xb, xb2, q, k, v, attnOut, scores, hb, hb2, logitsBuffer] { p.deallocate() }
+        xq.deallocate()
     }
 
     /// A cache sized for this model, holding up to `capacity` tokens (default: all positions).
@@ -70,6 +76,7 @@ public final class Transformer {
     public func forward(token: Int, cache: KVCache) -> UnsafeBufferPointer<Float> {
         let c = config, w = weights
         let d = c.embeddingLength, hd = c.headDim
+        let pool = self.pool, scratch = fastPath ? xq : nil
         let pos = cache.count
         precondition(token >= 0 && token < c.vocabSize, "token id \(token) outside vocabulary")
         precondition(pos < cache.capacity, "KV cache is full")
@@ -80,9 +87,9 @@ public final class Transformer {
         for (l, layer) in w.layers.enumerated() {
             // 2. Attention sublayer: pre-norm, then Q/K/V projections (+ biases for qwen2).
             layer.attnNorm.values.withUnsafeBufferPointer { ck_rmsnorm(xb, x, $0.baseAddress, Int32(d), c.rmsEpsilon) }
-            layer.wq.matvec(xb, q, threads: threads)
-            layer.wk.matvec(xb, k, threads: threads)
-            layer.wv.matvec(xb, v, threads: threads)
+            layer.wq.matvec(xb, q, pool: pool, scratch: scratch)
+            layer.wk.matvec(xb, k, pool: pool, scratch: scratch)
+            layer.wv.matvec(xb, v, pool: pool, scratch: scratch)
             if let bq = layer.bq, let bk = layer.bk, let bv = layer.bv {
                 bq.values.withUnsafeBufferPointer { ck_add(q, $0.baseAddress, Int32(c.qDim)) }
                 bk.values.withUnsafeBufferPointer { ck_add(k, $0.baseAddress, Int32(c.kvDim)) }
@@ -105,22 +112,22 @@ public final class Transformer {
             }
 
             // 5. Output projection and residual.
-            layer.wo.matvec(attnOut, xb2, threads: threads)
+            layer.wo.matvec(attnOut, xb2, pool: pool, scratch: scratch)
             ck_add(x, xb2, Int32(d))
 
             // 6. FFN sublayer: pre-norm, SwiGLU (down(silu(gate·x) * up·x)), residual.
             layer.ffnNorm.values.withUnsafeBufferPointer { ck_rmsnorm(xb, x, $0.baseAddress, Int32(d), c.rmsEpsilon) }
-            layer.wGate.matvec(xb, hb, threads: threads)
-            layer.wUp.matvec(xb, hb2, threads: threads)
+            layer.wGate.matvec(xb, hb, pool: pool, scratch: scratch)
+            layer.wUp.matvec(xb, hb2, pool: pool, scratch: scratch)
             ck_swiglu(hb, hb2, Int32(c.feedForwardLength))
-            layer.wDown.matvec(hb, xb2, threads: threads)
+            layer.wDown.matvec(hb, xb2, pool: pool, scratch: scratch)
             ck_add(x, xb2, Int32(d))
         }
         cache.commit()
 
         // 7. Final norm and output head.
         w.outputNorm.values.withUnsafeBufferPointer { ck_rmsnorm(x, x, $0.baseAddress, Int32(d), c.rmsEpsilon) }
-        w.output.matvec(x, logitsBuffer, threads: threads)
+        w.output.matvec(x, logitsBuffer, pool: pool, scratch: scratch)
         return UnsafeBufferPointer(start: logitsBuffer, count: c.vocabSize)
     }
 }

@@ -5,8 +5,9 @@
 public enum PreTokenizer: String {
     /// GPT-2: `'s|'t|'re|'ve|'m|'ll|'d| ?\p{L}+| ?\p{N}+| ?[^\s\p{L}\p{N}]+|\s+(?!\S)|\s+`
     case gpt2
-    /// SmolLM: every ASCII digit is its own piece (HF `Digits(individual_digits=true)`),
-    /// then the GPT-2 pattern on what is left.
+    /// SmolLM: every numeric character is its own piece (HF `Digits(individual_digits=true)`,
+    /// which tests Rust's `char::is_numeric`, so Arabic-Indic ٣ splits like 3), then the
+    /// GPT-2 pattern on what is left.
     case smollm
     /// Qwen2 (the llama-3 pattern with single digits):
     /// `(?i:'s|'t|'re|'ve|'m|'ll|'d)|[^\r\n\p{L}\p{N}]?\p{L}+|\p{N}| ?[^\s\p{L}\p{N}]+[\r\n]*|\s*[\r\n]+|\s+(?!\S)|\s+`
@@ -30,7 +31,7 @@ public enum PreTokenizer: String {
             Self.splitGPT2(scalars, 0..<scalars.count, into: &ranges)
         case .smollm:
             var start = 0
-            for i in 0..<scalars.count where Self.isASCIIDigit(scalars[i]) {
+            for i in 0..<scalars.count where Self.isNumber(scalars[i]) {
                 if start < i { Self.splitGPT2(scalars, start..<i, into: &ranges) }
                 ranges.append(i..<i + 1)
                 start = i + 1
@@ -51,7 +52,6 @@ public enum PreTokenizer: String {
 
     // MARK: character classes
 
-    static func isASCIIDigit(_ s: Unicode.Scalar) -> Bool { s.value >= 0x30 && s.value <= 0x39 }
     static func isLetter(_ s: Unicode.Scalar) -> Bool {
         switch s.properties.generalCategory {
         case .uppercaseLetter, .lowercaseLetter, .titlecaseLetter, .modifierLetter, .otherLetter: return true

@@ -1,0 +1,142 @@
+// A persistent worker pool: threads are created once and wait for work by spinning
+// briefly, then sleeping. A token's forward pass dispatches ~200 matrix products a few
+// microseconds apart; creating threads or waking sleeping ones for each would cost more
+// than the products themselves, which is why the workers spin first.
+#include <pthread.h>
+#include <stdatomic.h>
+#include <stdlib.h>
+
+#include "ckernels.h"
+
+#if defined(__x86_64__) || defined(__i386__)
+#include <immintrin.h>
+#define CPU_RELAX() _mm_pause()
+#else
+#define CPU_RELAX() ((void)0)
+#endif
+
+// Spins before a worker sleeps: ~1 ms of pauses, longer than the gap between two
+// dispatches of one token, far shorter than a user's think time.
+#define SPIN_LIMIT 20000
+
+struct ck_pool {
+    int n_threads;                 // including the caller
+    pthread_t *threads;
+    pthread_mutex_t mutex;
+    pthread_cond_t wake;
+    atomic_uint generation;        // bumped once per dispatch
+    atomic_int pending;            // workers still running the current task
+    atomic_int stop;
+    ck_task_fn fn;
+    void *ctx;
+};
+
+struct worker_arg { ck_pool *pool; int index; };
+
+static void *worker_main(void *p) {
+    struct worker_arg arg = *(struct worker_arg *)p;
+    free(p);
+    ck_pool *pool = arg.pool;
+    unsigned seen = 0;
+    for (;;) {
+        int spins = 0;
+        while (atomic_load_explicit(&pool->generation, memory_order_acquire) == seen) {
+            if (++spins < SPIN_LIMIT) { CPU_RELAX(); continue; }
+            pthread_mutex_lock(&pool->mutex);
+            while (atomic_load(&pool->generation) == seen && !atomic_load(&pool->stop)) {
+                pthread_cond_wait(&pool->wake, &pool->mutex);
+            }
+            pthread_mutex_unlock(&pool->mutex);
+            spins = 0;
+        }
+        if (atomic_load(&pool->stop)) return NULL;
+        seen = atomic_load(&pool->generation);
+        pool->fn(pool->ctx, arg.index, pool->n_threads);
+        atomic_fetch_sub_explicit(&pool->pending, 1, memory_order_release);
+    }
+}
+
+ck_pool *ck_pool_create(int n_threads) {
+    if (n_threads < 1) n_threads = 1;
+    ck_pool *pool = calloc(1, sizeof *pool);
+    if (!pool) return NULL;
+    pool->n_threads = n_threads;
+    pthread_mutex_init(&pool->mutex, NULL);
+    pthread_cond_init(&pool->wake, NULL);
+    pool->threads = calloc((size_t)n_threads, sizeof(pthread_t));
+    for (int i = 1; i < n_threads; i++) {
+        struct worker_arg *arg = malloc(sizeof *arg);
+        arg->pool = pool;
+        arg->index = i;
+        if (pthread_create(&pool->threads[i], NULL, worker_main, arg) != 0) {
+            free(arg);
+            pool->n_threads = i; // run with the threads we got
+            break;
+        }
+    }
+    return pool;
+}
+
+int ck_pool_size(const ck_pool *pool) { return pool ? pool->n_threads : 1; }
+
+void ck_pool_run(ck_pool *pool, ck_task_fn fn, void *ctx) {
+    if (!pool || pool->n_threads == 1) { fn(ctx, 0, 1); return; }
+    pool->fn = fn;
+    pool->ctx = ctx;
+    atomic_store(&pool->pending, pool->n_threads - 1);
+    pthread_mutex_lock(&pool->mutex);
+    atomic_fetch_add_explicit(&pool->generation, 1, memory_order_release);
+    pthread_cond_broadcast(&pool->wake);
+    pthread_mutex_unlock(&pool->mutex);
+    fn(ctx, 0, pool->n_threads);
+    while (atomic_load_explicit(&pool->pending, memory_order_acquire) > 0) CPU_RELAX();
+}
+
+void ck_pool_destroy(ck_pool *pool) {
+    if (!pool) return;
+    pthread_mutex_lock(&pool->mutex);
+    atomic_store(&pool->stop, 1);
+    atomic_fetch_add(&pool->generation, 1);
+    pthread_cond_broadcast(&pool->wake);
+    pthread_mutex_unlock(&pool->mutex);
+    for (int i = 1; i < pool->n_threads; i++) pthread_join(pool->threads[i], NULL);
+    pthread_mutex_destroy(&pool->mutex);
+    pthread_cond_destroy(&pool->wake);
+    free(pool->threads);
+    free(pool);
+}
+
+// ---- parallel matrix-vector products ----
+
+struct matvec_task {
+    int type;
+    const void *w;
+    const void *x;     // float[cols] or ck_block_q8[cols/32]
+    float *y;
+    int64_t cols, rows;
+    int quantized;
+};
+
+static void matvec_slice(void *p, int index, int n) {
+    const struct matvec_task *t = p;
+    // Slices of whole 16-row groups keep each thread's output on its own cache lines.
+    const int64_t groups = (t->rows + 15) / 16;
+    const int64_t g0 = groups * index / n, g1 = groups * (index + 1) / n;
+    const int64_t r0 = g0 * 16, r1 = g1 * 16 < t->rows ? g1 * 16 : t->rows;
+    if (r0 >= r1) return;
+    if (t->quantized) ck_matvec_q8(t->type, t->w, t->x, t->y, t->cols, r0, r1);
+    else ck_matvec_f32(t->type, t->w, t->x, t->y, t->cols, r0, r1);
+}
+
+void ck_pool_matvec(ck_pool *pool, int type, const void *w, const float *x,
+                    ck_block_q8 *xq_scratch, float *y, int64_t cols, int64_t rows) {
+    struct matvec_task t = { type, w, x, y, cols, rows, 0 };
+    if (xq_scratch && ck_type_has_q8_path(type)) {
+        ck_quantize_q8(x, xq_scratch, cols);
+        t.x = xq_scratch;
+        t.quantized = 1;
+    }
+    // Small products (the 192-row K/V projections) are not worth waking a worker for.
+    if (rows < 256) { matvec_slice(&t, 0, 1); return; }
+    ck_pool_run(pool, matvec_slice, &t);
+}
