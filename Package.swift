@@ -22,7 +22,7 @@ let package = Package(
                        providers: [.apt(["libzstd-dev"])]),
         .systemLibrary(name: "CReadline", pkgConfig: "readline",
                        providers: [.apt(["libreadline-dev"])]),
-        .target(name: "Engine", dependencies: ["CKernels", "CZstd"]),
+        .target(name: "Engine", dependencies: ["CKernels", "COpenBLAS", "CZstd"]),
         .executableTarget(name: "scroll", dependencies: [
             "Engine", "CReadline",
             .product(name: "ArgumentParser", package: "swift-argument-parser"),

@@ -5,6 +5,11 @@
 
 #include "ckernels.h"
 
+#if defined(__x86_64__) || defined(__i386__)
+#include <immintrin.h>
+#define CK_X86 1
+#endif
+
 void ck_rmsnorm(float *out, const float *x, const float *weight, int n, float eps) {
     double ss = 0; // double: 576 squares summed in float lose a few ulps against the reference
     for (int i = 0; i < n; i++) ss += (double)x[i] * x[i];
@@ -45,9 +50,9 @@ void ck_rope(float *x, int head_dim, const float *cos_t, const float *sin_t, int
     }
 }
 
-void ck_attend_head(const float *q, const float *keys, const float *values,
-                    int64_t n_keys, int head_dim, int64_t key_stride, int64_t value_stride,
-                    float scale, float *scores, float *out) {
+void ck_attend_head_ref(const float *q, const float *keys, const float *values,
+                        int64_t n_keys, int head_dim, int64_t key_stride, int64_t value_stride,
+                        float scale, float *scores, float *out) {
     for (int64_t t = 0; t < n_keys; t++) {
         const float *k = keys + t * key_stride;
         float s = 0;
@@ -61,4 +66,53 @@ void ck_attend_head(const float *q, const float *keys, const float *values,
         const float p = scores[t];
         for (int i = 0; i < head_dim; i++) out[i] += p * v[i];
     }
+}
+
+#ifdef CK_X86
+#define CK_AVX2 __attribute__((target("avx2,fma")))
+
+// The scalar loops above do not vectorize: without -ffast-math the compiler may not
+// reorder a float sum. In prompt processing they were 38% of the time (perf, pp512).
+CK_AVX2 static void attend_head_avx2(const float *q, const float *keys, const float *values,
+                                     int64_t n_keys, int head_dim, int64_t key_stride,
+                                     int64_t value_stride, float scale, float *scores, float *out) {
+    for (int64_t t = 0; t < n_keys; t++) {
+        const float *k = keys + t * key_stride;
+        __m256 acc = _mm256_setzero_ps();
+        for (int i = 0; i < head_dim; i += 8) acc = _mm256_fmadd_ps(_mm256_loadu_ps(q + i), _mm256_loadu_ps(k + i), acc);
+        __m128 s = _mm_add_ps(_mm256_castps256_ps128(acc), _mm256_extractf128_ps(acc, 1));
+        s = _mm_add_ps(s, _mm_movehl_ps(s, s));
+        s = _mm_add_ss(s, _mm_movehdup_ps(s));
+        scores[t] = _mm_cvtss_f32(s) * scale;
+    }
+    ck_softmax(scores, (int)n_keys);
+    for (int i = 0; i < head_dim; i += 8) {
+        __m256 acc = _mm256_setzero_ps();
+        for (int64_t t = 0; t < n_keys; t++) {
+            acc = _mm256_fmadd_ps(_mm256_set1_ps(scores[t]), _mm256_loadu_ps(values + t * value_stride + i), acc);
+        }
+        _mm256_storeu_ps(out + i, acc);
+    }
+}
+
+static int has_avx2(void) {
+    static int cached = -1;
+    if (cached < 0) {
+        __builtin_cpu_init();
+        cached = __builtin_cpu_supports("avx2") && __builtin_cpu_supports("fma");
+    }
+    return cached;
+}
+#endif
+
+void ck_attend_head(const float *q, const float *keys, const float *values,
+                    int64_t n_keys, int head_dim, int64_t key_stride, int64_t value_stride,
+                    float scale, float *scores, float *out) {
+#ifdef CK_X86
+    if (has_avx2() && head_dim % 8 == 0) {
+        attend_head_avx2(q, keys, values, n_keys, head_dim, key_stride, value_stride, scale, scores, out);
+        return;
+    }
+#endif
+    ck_attend_head_ref(q, keys, values, n_keys, head_dim, key_stride, value_stride, scale, scores, out);
 }

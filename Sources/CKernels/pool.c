@@ -108,35 +108,83 @@ void ck_pool_destroy(ck_pool *pool) {
 
 // ---- parallel matrix-vector products ----
 
+// Up to three matrices that read the same input (Q/K/V, or gate/up) in one dispatch: the
+// rows of all of them form one index space that the threads split, so the 192-row K and V
+// products ride along with Q instead of running alone on one core.
 struct matvec_task {
-    int type;
-    const void *w;
-    const void *x;     // float[cols] or ck_block_q8[cols/32]
-    float *y;
-    int64_t cols, rows;
-    int quantized;
+    int n;
+    const ck_matvec_out *outs;
+    const float *x;
+    const ck_block_q8 *xq;     // NULL: float path
+    int64_t cols, total_rows;
 };
 
 static void matvec_slice(void *p, int index, int n) {
     const struct matvec_task *t = p;
     // Slices of whole 16-row groups keep each thread's output on its own cache lines.
-    const int64_t groups = (t->rows + 15) / 16;
-    const int64_t g0 = groups * index / n, g1 = groups * (index + 1) / n;
-    const int64_t r0 = g0 * 16, r1 = g1 * 16 < t->rows ? g1 * 16 : t->rows;
-    if (r0 >= r1) return;
-    if (t->quantized) ck_matvec_q8(t->type, t->w, t->x, t->y, t->cols, r0, r1);
-    else ck_matvec_f32(t->type, t->w, t->x, t->y, t->cols, r0, r1);
+    const int64_t groups = (t->total_rows + 15) / 16;
+    int64_t r0 = groups * index / n * 16, r1 = groups * (index + 1) / n * 16;
+    if (r1 > t->total_rows) r1 = t->total_rows;
+    int64_t base = 0;
+    for (int m = 0; m < t->n && r0 < r1; m++) {
+        const ck_matvec_out *o = &t->outs[m];
+        const int64_t lo = r0 > base ? r0 - base : 0, hi = r1 - base < o->rows ? r1 - base : o->rows;
+        if (lo < hi) {
+            if (t->xq && ck_type_has_q8_path(o->type)) ck_matvec_q8(o->type, o->w, t->xq, o->y, t->cols, lo, hi);
+            else ck_matvec_f32(o->type, o->w, t->x, o->y, t->cols, lo, hi);
+        }
+        base += o->rows;
+    }
+}
+
+void ck_pool_matvec_multi(ck_pool *pool, const ck_matvec_out *outs, int n, const float *x,
+                          ck_block_q8 *xq_scratch, int64_t cols) {
+    struct matvec_task t = { n, outs, x, NULL, cols, 0 };
+    int any_q8 = 0;
+    for (int m = 0; m < n; m++) { t.total_rows += outs[m].rows; any_q8 |= ck_type_has_q8_path(outs[m].type); }
+    if (xq_scratch && any_q8) {
+        ck_quantize_q8(x, xq_scratch, cols);
+        t.xq = xq_scratch;
+    }
+    // Small products are not worth waking a worker for.
+    if (t.total_rows < 256) { matvec_slice(&t, 0, 1); return; }
+    ck_pool_run(pool, matvec_slice, &t);
 }
 
 void ck_pool_matvec(ck_pool *pool, int type, const void *w, const float *x,
                     ck_block_q8 *xq_scratch, float *y, int64_t cols, int64_t rows) {
-    struct matvec_task t = { type, w, x, y, cols, rows, 0 };
-    if (xq_scratch && ck_type_has_q8_path(type)) {
-        ck_quantize_q8(x, xq_scratch, cols);
-        t.x = xq_scratch;
-        t.quantized = 1;
+    const ck_matvec_out out = { type, w, y, rows };
+    ck_pool_matvec_multi(pool, &out, 1, x, xq_scratch, cols);
+}
+
+// ---- parallel causal attention for a batch of queries ----
+
+struct attention_task {
+    const float *q, *keys, *values;
+    float *scores, *out;
+    int64_t capacity, pos0, scores_stride;
+    int n_tokens, n_heads, n_kv_heads, head_dim;
+    float scale;
+};
+
+static void attention_slice(void *p, int index, int n) {
+    const struct attention_task *t = p;
+    const int q_dim = t->n_heads * t->head_dim, group = t->n_heads / t->n_kv_heads;
+    float *scores = t->scores + (int64_t)index * t->scores_stride;
+    // Interleaved items: later tokens see more keys, so contiguous slices would be uneven.
+    for (int item = index; item < t->n_tokens * t->n_heads; item += n) {
+        const int tok = item / t->n_heads, h = item % t->n_heads;
+        const int64_t kv_off = (int64_t)(h / group) * t->capacity * t->head_dim;
+        ck_attend_head(t->q + (int64_t)tok * q_dim + h * t->head_dim, t->keys + kv_off, t->values + kv_off,
+                       t->pos0 + tok + 1, t->head_dim, t->head_dim, t->head_dim, t->scale, scores,
+                       t->out + (int64_t)tok * q_dim + h * t->head_dim);
     }
-    // Small products (the 192-row K/V projections) are not worth waking a worker for.
-    if (rows < 256) { matvec_slice(&t, 0, 1); return; }
-    ck_pool_run(pool, matvec_slice, &t);
+}
+
+void ck_pool_attention(ck_pool *pool, const float *q, const float *keys, const float *values,
+                       int64_t capacity, int n_tokens, int64_t pos0, int n_heads, int n_kv_heads,
+                       int head_dim, float scale, float *scores, int64_t scores_stride, float *out) {
+    struct attention_task t = { q, keys, values, scores, out, capacity, pos0, scores_stride,
+                                n_tokens, n_heads, n_kv_heads, head_dim, scale };
+    ck_pool_run(pool, attention_slice, &t);
 }

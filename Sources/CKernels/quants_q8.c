@@ -160,6 +160,79 @@ CK_AVX2 static float dot_q8_0_q8_avx2(const block_q8_0 *w, const ck_block_q8 *x,
     return hsum256(acc);
 }
 
+// Four rows at once: each activation block is loaded once for four weight rows, and the
+// four accumulators are independent chains (one row alone is bound by the latency of its
+// single FMA chain).
+CK_AVX2 static void dot4_q4_1_q8_avx2(const block_q4_1 *w, size_t stride, const ck_block_q8 *x,
+                                      int64_t nb, float *out) {
+    __m256 acc[4] = { _mm256_setzero_ps(), _mm256_setzero_ps(), _mm256_setzero_ps(), _mm256_setzero_ps() };
+    float mins[4] = { 0, 0, 0, 0 };
+    for (int64_t i = 0; i < nb; i++) {
+        const __m256i q8 = _mm256_loadu_si256((const __m256i *)x[i].qs);
+        const float xd = x[i].d, xs = x[i].s;
+        for (int r = 0; r < 4; r++) {
+            const block_q4_1 *b = &w[r * stride + i];
+            acc[r] = _mm256_fmadd_ps(_mm256_set1_ps(h2f(b->d) * xd), dot_u8_s8(unpack_nibbles(b->qs), q8), acc[r]);
+            mins[r] += h2f(b->m) * xs;
+        }
+    }
+    for (int r = 0; r < 4; r++) out[r] = hsum256(acc[r]) + mins[r];
+}
+
+CK_AVX2 static void dot4_q4_0_q8_avx2(const block_q4_0 *w, size_t stride, const ck_block_q8 *x,
+                                      int64_t nb, float *out) {
+    __m256 acc[4] = { _mm256_setzero_ps(), _mm256_setzero_ps(), _mm256_setzero_ps(), _mm256_setzero_ps() };
+    float corr[4] = { 0, 0, 0, 0 };
+    for (int64_t i = 0; i < nb; i++) {
+        const __m256i q8 = _mm256_loadu_si256((const __m256i *)x[i].qs);
+        const float xd = x[i].d, xs = x[i].s;
+        for (int r = 0; r < 4; r++) {
+            const block_q4_0 *b = &w[r * stride + i];
+            const float d = h2f(b->d);
+            acc[r] = _mm256_fmadd_ps(_mm256_set1_ps(d * xd), dot_u8_s8(unpack_nibbles(b->qs), q8), acc[r]);
+            corr[r] += d * xs;
+        }
+    }
+    for (int r = 0; r < 4; r++) out[r] = hsum256(acc[r]) - 8 * corr[r];
+}
+
+CK_AVX2 static void dot4_q8_0_q8_avx2(const block_q8_0 *w, size_t stride, const ck_block_q8 *x,
+                                      int64_t nb, float *out) {
+    __m256 acc[4] = { _mm256_setzero_ps(), _mm256_setzero_ps(), _mm256_setzero_ps(), _mm256_setzero_ps() };
+    for (int64_t i = 0; i < nb; i++) {
+        const __m256i q8 = _mm256_loadu_si256((const __m256i *)x[i].qs);
+        for (int r = 0; r < 4; r++) {
+            const block_q8_0 *b = &w[r * stride + i];
+            const __m256i qw = _mm256_loadu_si256((const __m256i *)b->qs);
+            acc[r] = _mm256_fmadd_ps(_mm256_set1_ps(h2f(b->d) * x[i].d), dot_s8_s8(qw, q8), acc[r]);
+        }
+    }
+    for (int r = 0; r < 4; r++) out[r] = hsum256(acc[r]);
+}
+
+// Rows [r0, r1) of w·x for every supported type, four at a time.
+CK_AVX2 static void matvec_q8_avx2(int type, const uint8_t *w, size_t row_bytes, const ck_block_q8 *x,
+                                   float *y, int64_t cols, int64_t r0, int64_t r1) {
+    const int64_t nb = cols / QK;
+    int64_t r = r0;
+    for (; r + 4 <= r1; r += 4) {
+        const void *rows = w + (size_t)r * row_bytes;
+        switch (type) {
+        case CK_TYPE_Q4_0: dot4_q4_0_q8_avx2(rows, (size_t)nb, x, nb, y + r); break;
+        case CK_TYPE_Q4_1: dot4_q4_1_q8_avx2(rows, (size_t)nb, x, nb, y + r); break;
+        default:           dot4_q8_0_q8_avx2(rows, (size_t)nb, x, nb, y + r); break;
+        }
+    }
+    for (; r < r1; r++) {
+        const void *row = w + (size_t)r * row_bytes;
+        switch (type) {
+        case CK_TYPE_Q4_0: y[r] = dot_q4_0_q8_avx2(row, x, nb); break;
+        case CK_TYPE_Q4_1: y[r] = dot_q4_1_q8_avx2(row, x, nb); break;
+        default:           y[r] = dot_q8_0_q8_avx2(row, x, nb); break;
+        }
+    }
+}
+
 CK_AVX2 static void quantize_q8_avx2(const float *x, ck_block_q8 *y, int64_t n) {
     const __m256 sign = _mm256_set1_ps(-0.0f);
     for (int64_t i = 0; i < n / QK; i++, x += QK) {
@@ -230,6 +303,12 @@ void ck_matvec_q8(int type, const void *w, const ck_block_q8 *x, float *y,
                   int64_t cols, int64_t row_begin, int64_t row_end) {
     const size_t row_bytes = (size_t)(cols / QK) * ck_type_block_bytes(type);
     const uint8_t *base = w;
+#ifdef CK_X86
+    if (has_avx2() && ck_type_has_q8_path(type)) {
+        matvec_q8_avx2(type, base, row_bytes, x, y, cols, row_begin, row_end);
+        return;
+    }
+#endif
     for (int64_t r = row_begin; r < row_end; r++) {
         y[r] = ck_dot_row_q8(type, base + (size_t)r * row_bytes, x, cols);
     }

@@ -42,9 +42,15 @@ final class ModelTests: XCTestCase {
         XCTAssertGreaterThanOrEqual(cases.count, 3)
         var worst: Float = 0
         for c in cases {
+          // Token by token (the decode path) and in one batch (prefill through sgemm).
+          for batched in [false, true] {
             let cache = model.makeCache(capacity: 256)
             var logits: UnsafeBufferPointer<Float>!
-            for id in c.prompt { logits = model.forward(token: id, cache: cache) }
+            if batched {
+                logits = model.prefill(c.prompt, cache: cache)
+            } else {
+                for id in c.prompt { logits = model.forward(token: id, cache: cache) }
+            }
             for (id, expected) in c.top + c.probe.map({ ($0.key, $0.value) }) {
                 let diff = abs(logits[id] - expected)
                 worst = max(worst, diff)
@@ -55,6 +61,7 @@ final class ModelTests: XCTestCase {
             for (i, (id, l)) in c.top.prefix(5).enumerated() where i + 1 < c.top.count && l - c.top[i + 1].1 > 2 * Self.logitTolerance {
                 XCTAssertEqual(ours[ours.startIndex + i], id, "\(c.name) rank \(i)")
             }
+          }
         }
         print("worst logit difference against the reference: \(worst)")
     }

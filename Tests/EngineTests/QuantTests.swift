@@ -115,6 +115,39 @@ final class QuantTests: XCTestCase {
         }
     }
 
+    func testAttentionMatchesScalarTwin() {
+        var rng = RandomGenerator(seed: 5)
+        let hd = 64, n = 300
+        let q = (0..<hd).map { _ in Float(rng.nextUnit() * 2 - 1) }
+        let keys = (0..<n * hd).map { _ in Float(rng.nextUnit() * 2 - 1) }
+        let values = (0..<n * hd).map { _ in Float(rng.nextUnit() * 2 - 1) }
+        var scores = [Float](repeating: 0, count: n), fast = [Float](repeating: 0, count: hd), ref = fast
+        ck_attend_head(q, keys, values, Int64(n), Int32(hd), Int64(hd), Int64(hd), 0.125, &scores, &fast)
+        ck_attend_head_ref(q, keys, values, Int64(n), Int32(hd), Int64(hd), Int64(hd), 0.125, &scores, &ref)
+        for i in 0..<hd { XCTAssertEqual(fast[i], ref[i], accuracy: 1e-5) }
+    }
+
+    /// The 4-row int8 kernel and its remainder rows against the scalar twin, row by row.
+    func testInt8MatvecMatchesScalarRows() {
+        var rng = RandomGenerator(seed: 11)
+        for type in GGMLType.allCases where ck_type_has_q8_path(Int32(type.rawValue)) != 0 {
+            let rows = 7, cols = 96
+            var raw = (0..<rows * type.byteCount(elements: cols)).map { _ in UInt8(truncatingIfNeeded: rng.next()) }
+            sanitizeScales(&raw, type: type)
+            let x = (0..<cols).map { _ in Float(rng.nextUnit() * 2 - 1) }
+            var xq = [ck_block_q8](repeating: ck_block_q8(), count: cols / 32)
+            ck_quantize_q8_ref(x, &xq, Int64(cols))
+            var y = [Float](repeating: .nan, count: rows)
+            ck_matvec_q8(Int32(type.rawValue), raw, xq, &y, Int64(cols), 0, Int64(rows))
+            raw.withUnsafeBytes { base in
+                for r in 0..<rows {
+                    let expected = ck_dot_row_q8_ref(Int32(type.rawValue), base.baseAddress! + r * type.byteCount(elements: cols), xq, Int64(cols))
+                    XCTAssertEqual(y[r], expected, accuracy: 1e-4 * max(1, abs(expected)), "\(type) row \(r)")
+                }
+            }
+        }
+    }
+
     func testMatvecSplitsRowsExactly() throws {
         let model = TestSupport.shared.model
         let m = model.weights.layers[0].wGate   // [1536][576] Q4_1

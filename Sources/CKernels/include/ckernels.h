@@ -84,6 +84,21 @@ void ck_pool_run(ck_pool *pool, ck_task_fn fn, void *ctx);
 void ck_pool_matvec(ck_pool *pool, int type, const void *w, const float *x,
                     ck_block_q8 *xq_scratch, float *y, int64_t cols, int64_t rows);
 
+// Causal attention of n_tokens queries at positions pos0 … pos0+n_tokens−1 over one
+// layer's dense cache, split across the pool by (token, head).
+// q, out: [n_tokens][n_heads*head_dim]; keys, values: [n_kv_heads][capacity][head_dim];
+// scores: scratch [pool size][scores_stride ≥ pos0 + n_tokens].
+void ck_pool_attention(ck_pool *pool, const float *q, const float *keys, const float *values,
+                       int64_t capacity, int n_tokens, int64_t pos0, int n_heads, int n_kv_heads,
+                       int head_dim, float scale, float *scores, int64_t scores_stride, float *out);
+
+// One matrix of a fused product: y[rows] = w·x.
+typedef struct { int type; const void *w; float *y; int64_t rows; } ck_matvec_out;
+
+// Several products of the same input x[cols] (Q/K/V; gate/up) in one dispatch.
+void ck_pool_matvec_multi(ck_pool *pool, const ck_matvec_out *outs, int n, const float *x,
+                          ck_block_q8 *xq_scratch, int64_t cols);
+
 // ---- elementwise ops (ops.c) ----
 
 // out[n] = x[n] / rms(x) * weight[n]
@@ -107,6 +122,9 @@ void ck_rope(float *x, int head_dim, const float *cos_t, const float *sin_t, int
 void ck_attend_head(const float *q, const float *keys, const float *values,
                     int64_t n_keys, int head_dim, int64_t key_stride, int64_t value_stride,
                     float scale, float *scores, float *out);
+void ck_attend_head_ref(const float *q, const float *keys, const float *values,
+                        int64_t n_keys, int head_dim, int64_t key_stride, int64_t value_stride,
+                        float scale, float *scores, float *out);
 
 #ifdef __cplusplus
 }

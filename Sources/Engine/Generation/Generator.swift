@@ -20,16 +20,19 @@ public final class Generator {
     /// Tokens the cache can still take.
     public var remainingCapacity: Int { cache.capacity - cache.count }
 
-    /// Runs `ids` through the model. Throws, feeding nothing, if they do not fit.
-    /// `progress` is called after each token with the count done so far.
+    /// Runs `ids` through the model in batched chunks. Throws, feeding nothing, if they do
+    /// not fit. `progress` is called after each chunk with the count done so far.
     public func feed(_ ids: [Int], progress: ((Int) -> Void)? = nil) throws {
         guard ids.count <= remainingCapacity else {
             throw EngineError.invalidArgument("input of \(ids.count) tokens does not fit: the context has room for \(remainingCapacity) more (of \(cache.capacity))")
         }
-        for (i, id) in ids.enumerated() {
-            logits = model.forward(token: id, cache: cache)
-            history.append(id)
-            progress?(i + 1)
+        var done = 0
+        while done < ids.count {
+            let chunk = Array(ids[done..<min(ids.count, done + Transformer.prefillBatch)])
+            logits = model.prefill(chunk, cache: cache)
+            history += chunk
+            done += chunk.count
+            progress?(done)
         }
     }
 

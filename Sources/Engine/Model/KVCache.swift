@@ -29,20 +29,26 @@ public final class KVCache {
 
     public var isFull: Bool { count >= capacity }
 
-    /// Stores one token's keys and values ([kv_head][head_dim] each) at slot `count` of a layer.
-    func store(layer: Int, key: UnsafePointer<Float>, value: UnsafePointer<Float>) {
-        precondition(count < capacity, "KV cache full")
+    /// Stores one token's keys and values ([kv_head][head_dim] each) at `slot` of a layer
+    /// (`count` for the next token; `count + i` for the i-th token of a batch).
+    func store(layer: Int, slot: Int, key: UnsafePointer<Float>, value: UnsafePointer<Float>) {
+        precondition(slot < capacity, "KV cache full")
         for h in 0..<kvHeadCount {
-            let dst = (h * capacity + count) * headDim
+            let dst = (h * capacity + slot) * headDim
             (keys[layer] + dst).update(from: key + h * headDim, count: headDim)
             (values[layer] + dst).update(from: value + h * headDim, count: headDim)
         }
     }
 
-    /// Marks the token stored in every layer as part of the cache.
-    func commit() { count += 1 }
+    /// Marks the next `n` tokens stored in every layer as part of the cache.
+    func commit(_ n: Int = 1) { count += n }
 
     public func reset() { count = 0 }
+
+    /// A layer's whole storage, [kv_head][capacity][head_dim] each.
+    func layer(_ l: Int) -> (keys: UnsafePointer<Float>, values: UnsafePointer<Float>) {
+        (UnsafePointer(keys[l]), UnsafePointer(values[l]))
+    }
 
     /// Keys and values of one KV head of a layer: rows of head_dim, one per slot.
     func head(layer: Int, kvHead: Int) -> (keys: UnsafePointer<Float>, values: UnsafePointer<Float>) {

@@ -20,6 +20,23 @@ public struct Matrix {
         ck_pool_matvec(pool.handle, Int32(type.rawValue), data, x, scratch, y, Int64(cols), Int64(rows))
     }
 
+    public typealias Product = (matrix: Matrix, output: UnsafeMutablePointer<Float>)
+
+    /// Two or three products of the same input in one dispatch (Q/K/V; gate/up). The
+    /// descriptors live on the stack: the per-token path allocates nothing.
+    public static func matvec(_ a: Product, _ b: Product, _ c: Product? = nil, input x: UnsafePointer<Float>,
+                              pool: ComputePool, scratch: UnsafeMutablePointer<ck_block_q8>? = nil) {
+        func out(_ p: Product) -> ck_matvec_out {
+            ck_matvec_out(type: Int32(p.matrix.type.rawValue), w: p.matrix.data, y: p.output, rows: Int64(p.matrix.rows))
+        }
+        withUnsafeTemporaryAllocation(of: ck_matvec_out.self, capacity: 3) { outs in
+            outs[0] = out(a)
+            outs[1] = out(b)
+            if let c { outs[2] = out(c) }
+            ck_pool_matvec_multi(pool.handle, outs.baseAddress, c == nil ? 2 : 3, x, scratch, Int64(a.matrix.cols))
+        }
+    }
+
     /// Row r dequantized to floats (for embedding lookup).
     public func dequantizeRow(_ r: Int, into y: UnsafeMutablePointer<Float>) {
         ck_dequantize_row(Int32(type.rawValue), row(r), y, Int64(cols))

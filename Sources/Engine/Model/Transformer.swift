@@ -22,12 +22,15 @@ public final class Transformer {
     private let k: UnsafeMutablePointer<Float>       // [n_kv_heads * head_dim]
     private let v: UnsafeMutablePointer<Float>       // [n_kv_heads * head_dim]
     private let attnOut: UnsafeMutablePointer<Float> // [n_heads * head_dim]
-    private let scores: UnsafeMutablePointer<Float>  // [max positions] attention weights
+    private let scores: UnsafeMutablePointer<Float>  // [threads][max positions] attention weights
     private let hb: UnsafeMutablePointer<Float>      // [ffn] gate, then silu(gate)·up
     private let hb2: UnsafeMutablePointer<Float>     // [ffn] up
-    private let logitsBuffer: UnsafeMutablePointer<Float> // [vocab]
+    let logitsBuffer: UnsafeMutablePointer<Float>    // [vocab]
     private let xq: UnsafeMutablePointer<ck_block_q8> // [max(d_model, ffn, q_dim) / 32] int8 activations
-    private let maxPositions: Int
+    let maxPositions: Int
+    var lastPrefillRow: UnsafeMutablePointer<Float>?
+    lazy var prefillBuffers = PrefillBuffers(config: config, batch: Transformer.prefillBatch,
+                                             threads: pool.threads, positions: maxPositions)
 
     /// Loads the model at `path`. `maxPositions` bounds the positions RoPE is tabulated for
     /// (default: the trained context).
@@ -52,7 +55,7 @@ public final class Transformer {
         k = .allocate(capacity: c.kvDim)
         v = .allocate(capacity: c.kvDim)
         attnOut = .allocate(capacity: c.qDim)
-        scores = .allocate(capacity: positions)
+        scores = .allocate(capacity: pool.threads * positions)
         hb = .allocate(capacity: c.feedForwardLength)
         hb2 = .allocate(capacity: c.feedForwardLength)
         logitsBuffer = .allocate(capacity: c.vocabSize)
@@ -87,9 +90,7 @@ public final class Transformer {
         for (l, layer) in w.layers.enumerated() {
             // 2. Attention sublayer: pre-norm, then Q/K/V projections (+ biases for qwen2).
             layer.attnNorm.values.withUnsafeBufferPointer { ck_rmsnorm(xb, x, $0.baseAddress, Int32(d), c.rmsEpsilon) }
-            layer.wq.matvec(xb, q, pool: pool, scratch: scratch)
-            layer.wk.matvec(xb, k, pool: pool, scratch: scratch)
-            layer.wv.matvec(xb, v, pool: pool, scratch: scratch)
+            Matrix.matvec((layer.wq, q), (layer.wk, k), (layer.wv, v), input: xb, pool: pool, scratch: scratch)
             if let bq = layer.bq, let bk = layer.bk, let bv = layer.bv {
                 bq.values.withUnsafeBufferPointer { ck_add(q, $0.baseAddress, Int32(c.qDim)) }
                 bk.values.withUnsafeBufferPointer { ck_add(k, $0.baseAddress, Int32(c.kvDim)) }
@@ -102,14 +103,13 @@ public final class Transformer {
                 for h in 0..<c.kvHeadCount { ck_rope(k + h * hd, Int32(hd), cosRow, sinRow, c.ropeMode.rawValue) }
             }
 
-            // 4. Append this token's K/V, then attend: query head h reads KV head h / group.
-            cache.store(layer: l, key: k, value: v)
-            let scale = 1 / Float(hd).squareRoot()
-            for h in 0..<c.headCount {
-                let kv = cache.head(layer: l, kvHead: h / c.groupSize)
-                ck_attend_head(q + h * hd, kv.keys, kv.values, Int64(pos + 1), Int32(hd),
-                               Int64(hd), Int64(hd), scale, scores, attnOut + h * hd)
-            }
+            // 4. Append this token's K/V, then attend over slots 0 … pos: query head h reads
+            //    KV head h / group; heads are split across the pool.
+            cache.store(layer: l, slot: pos, key: k, value: v)
+            let kv = cache.layer(l)
+            ck_pool_attention(pool.handle, q, kv.keys, kv.values, Int64(cache.capacity), 1, Int64(pos),
+                              Int32(c.headCount), Int32(c.kvHeadCount), Int32(hd), 1 / Float(hd).squareRoot(),
+                              scores, Int64(maxPositions), attnOut)
 
             // 5. Output projection and residual.
             layer.wo.matvec(attnOut, xb2, pool: pool, scratch: scratch)
@@ -117,8 +117,7 @@ public final class Transformer {
 
             // 6. FFN sublayer: pre-norm, SwiGLU (down(silu(gate·x) * up·x)), residual.
             layer.ffnNorm.values.withUnsafeBufferPointer { ck_rmsnorm(xb, x, $0.baseAddress, Int32(d), c.rmsEpsilon) }
-            layer.wGate.matvec(xb, hb, pool: pool, scratch: scratch)
-            layer.wUp.matvec(xb, hb2, pool: pool, scratch: scratch)
+            Matrix.matvec((layer.wGate, hb), (layer.wUp, hb2), input: xb, pool: pool, scratch: scratch)
             ck_swiglu(hb, hb2, Int32(c.feedForwardLength))
             layer.wDown.matvec(hb, xb2, pool: pool, scratch: scratch)
             ck_add(x, xb2, Int32(d))

@@ -1,0 +1,96 @@
+import ArgumentParser
+import Engine
+import Foundation
+
+/// `scroll bench`: llama-bench's two figures on the same definitions, so the two tools can
+/// be compared side by side — pp: a prompt of N random tokens into an empty cache;
+/// tg: N tokens generated one at a time from an empty cache. Each repetition starts fresh;
+/// one untimed warm-up run comes first.
+struct Bench: ParsableCommand {
+    static let configuration = CommandConfiguration(abstract: "Measure prompt-processing and generation speed (llama-bench style).")
+
+    @OptionGroup var modelOptions: ModelOptions
+    @Option(name: [.customShort("p"), .customLong("n-prompt")], help: "Prompt tokens for the pp test (0 skips it).")
+    var promptTokens = 512
+    @Option(name: [.customShort("g"), .customLong("n-gen")], help: "Generated tokens for the tg test (0 skips it).")
+    var genTokens = 128
+    @Option(name: [.customShort("r"), .customLong("repetitions")], help: "Timed repetitions of each test.")
+    var repetitions = 5
+    @Flag(help: "Print the results as JSON.")
+    var json = false
+
+    func validate() throws {
+        guard promptTokens >= 0, genTokens >= 0, promptTokens + genTokens > 0 else { throw ValidationError("nothing to measure") }
+        guard repetitions >= 1 else { throw ValidationError("--repetitions must be at least 1") }
+    }
+
+    struct Result: Codable {
+        let test: String
+        let tokens: Int
+        let tokensPerSecond: Double
+        let stddev: Double
+        let samples: [Double]
+    }
+
+    func run() throws {
+        try reportingErrors {
+            let (model, _) = try modelOptions.load()
+            var results: [Result] = []
+            var rng = RandomGenerator(seed: 42)
+            let vocab = model.config.vocabSize
+            if promptTokens > 0 {
+                let prompt = (0..<promptTokens).map { _ in Int(rng.next() % UInt64(vocab)) }
+                results.append(measure("pp\(promptTokens)", tokens: promptTokens) {
+                    let cache = model.makeCache(capacity: promptTokens)
+                    model.prefill(prompt, cache: cache)
+                })
+            }
+            if genTokens > 0 {
+                results.append(measure("tg\(genTokens)", tokens: genTokens) {
+                    let cache = model.makeCache(capacity: genTokens + 1)
+                    var token = 1
+                    for _ in 0..<genTokens {
+                        let logits = model.forward(token: token, cache: cache)
+                        token = logits.indices.max { logits[$0] < logits[$1] }!
+                    }
+                })
+            }
+            report(results, model: model)
+        }
+    }
+
+    private func measure(_ name: String, tokens: Int, _ body: () -> Void) -> Result {
+        body() // warm-up: page in the weights, settle the workers
+        var rates: [Double] = []
+        for _ in 0..<repetitions {
+            let start = DispatchTime.now().uptimeNanoseconds
+            body()
+            let seconds = Double(DispatchTime.now().uptimeNanoseconds - start) / 1e9
+            rates.append(Double(tokens) / seconds)
+        }
+        let mean = rates.reduce(0, +) / Double(rates.count)
+        let variance = rates.map { ($0 - mean) * ($0 - mean) }.reduce(0, +) / Double(max(1, rates.count - 1))
+        return Result(test: name, tokens: tokens, tokensPerSecond: mean, stddev: variance.squareRoot(), samples: rates)
+    }
+
+    private func report(_ results: [Result], model: Transformer) {
+        var usage = rusage()
+        getrusage(RUSAGE_SELF.rawValue, &usage)
+        let peakMiB = Double(usage.ru_maxrss) / 1024 // ru_maxrss is in KiB on Linux
+        let modelName = URL(fileURLWithPath: modelOptions.modelPath).lastPathComponent
+        if json {
+            struct Report: Codable { let model: String; let threads: Int; let peakRSSMiB: Double; let results: [Result] }
+            let encoder = JSONEncoder()
+            encoder.outputFormatting = [.prettyPrinted, .sortedKeys]
+            let data = try! encoder.encode(Report(model: modelName, threads: model.pool.threads, peakRSSMiB: peakMiB, results: results))
+            print(String(decoding: data, as: UTF8.self))
+            return
+        }
+        print("| model | threads | test | t/s |")
+        print("| --- | ---: | ---: | ---: |")
+        for r in results {
+            print("| \(modelName) | \(model.pool.threads) | \(r.test) | \(String(format: "%.2f ± %.2f", r.tokensPerSecond, r.stddev)) |")
+        }
+        print(String(format: "peak RSS: %.0f MiB", peakMiB))
+    }
+}
