@@ -87,7 +87,8 @@ uint16_t ck_fp32_to_fp16(float f) {
 int ck_type_block_size(int type) {
     switch (type) {
     case CK_TYPE_F32: case CK_TYPE_F16: return 1;
-    case CK_TYPE_Q4_0: case CK_TYPE_Q4_1: case CK_TYPE_Q5_0: case CK_TYPE_Q8_0: return QK;
+    case CK_TYPE_Q4_0: case CK_TYPE_Q4_1: case CK_TYPE_Q5_0: case CK_TYPE_Q8_0:
+    case CK_TYPE_Q4_1X: case CK_TYPE_Q8_0X: return QK;
     case CK_TYPE_Q4_K: case CK_TYPE_Q6_K: return 256;
     default: return 0;
     }
@@ -98,9 +99,9 @@ size_t ck_type_block_bytes(int type) {
     case CK_TYPE_F32: return 4;
     case CK_TYPE_F16: return 2;
     case CK_TYPE_Q4_0: return sizeof(block_q4_0);
-    case CK_TYPE_Q4_1: return sizeof(block_q4_1);
+    case CK_TYPE_Q4_1: case CK_TYPE_Q4_1X: return sizeof(block_q4_1);
     case CK_TYPE_Q5_0: return 22;
-    case CK_TYPE_Q8_0: return sizeof(block_q8_0);
+    case CK_TYPE_Q8_0: case CK_TYPE_Q8_0X: return sizeof(block_q8_0);
     case CK_TYPE_Q4_K: return 144;
     case CK_TYPE_Q6_K: return 210;
     default: return 0;
@@ -154,6 +155,7 @@ int ck_dequantize_row(int type, const void *x, float *y, int64_t n) {
     case CK_TYPE_Q8_0: dequant_q8_0(x, y, n); return 0;
     case CK_TYPE_Q4_K: ck_dequant_q4_K(x, y, n); return 0;
     case CK_TYPE_Q6_K: ck_dequant_q6_K(x, y, n); return 0;
+    case CK_TYPE_Q4_1X: case CK_TYPE_Q8_0X: ck_dequant_repacked(type, x, y, n); return 0;
     default: return -1;
     }
 }
@@ -218,6 +220,7 @@ float ck_dot_row_f32_ref(int type, const void *row, const float *x, int64_t n) {
     case CK_TYPE_Q8_0: return dot_q8_0_ref(row, x, n);
     case CK_TYPE_Q4_K: return ck_dot_q4_K_f32_ref(row, x, n);
     case CK_TYPE_Q6_K: return ck_dot_q6_K_f32_ref(row, x, n);
+    case CK_TYPE_Q4_1X: case CK_TYPE_Q8_0X: return ck_dot_repacked_f32_ref(type, row, x, n);
     default: return NAN;
     }
 }
@@ -319,6 +322,33 @@ CK_AVX2 static float dot_q8_0_avx2(const block_q8_0 *b, const float *x, int64_t 
     return hsum256(acc);
 }
 
+// Float path on the repacked row layouts of quants_repack.c ([codes][d][m]): the same
+// block arithmetic as above, reading codes and scales from their separate arrays.
+CK_AVX2 static float dot_q4_1x_avx2(const uint8_t *row, const float *x, int64_t n) {
+    const int64_t nb = n / QK;
+    const uint16_t *d = (const uint16_t *)(row + nb * 16), *m = d + nb;
+    __m256 acc = _mm256_setzero_ps();
+    for (int64_t i = 0; i < nb; i++, x += QK) {
+        __m256 bd = block_dot(unpack_nibbles(row + i * 16), x, _mm256_setzero_ps());
+        __m256 sx = _mm256_add_ps(_mm256_add_ps(_mm256_loadu_ps(x), _mm256_loadu_ps(x + 8)),
+                                  _mm256_add_ps(_mm256_loadu_ps(x + 16), _mm256_loadu_ps(x + 24)));
+        acc = _mm256_fmadd_ps(_mm256_set1_ps(h2f(d[i])), bd, acc);
+        acc = _mm256_fmadd_ps(_mm256_set1_ps(h2f(m[i])), sx, acc);
+    }
+    return hsum256(acc);
+}
+
+CK_AVX2 static float dot_q8_0x_avx2(const uint8_t *row, const float *x, int64_t n) {
+    const int64_t nb = n / QK;
+    const uint16_t *d = (const uint16_t *)(row + nb * 32);
+    __m256 acc = _mm256_setzero_ps();
+    for (int64_t i = 0; i < nb; i++, x += QK) {
+        __m256 bd = block_dot(_mm256_loadu_si256((const __m256i *)(row + i * 32)), x, _mm256_setzero_ps());
+        acc = _mm256_fmadd_ps(_mm256_set1_ps(h2f(d[i])), bd, acc);
+    }
+    return hsum256(acc);
+}
+
 static int has_avx2(void) {
     static int cached = -1;
     if (cached < 0) {
@@ -339,6 +369,8 @@ float ck_dot_row_f32(int type, const void *row, const float *x, int64_t n) {
         case CK_TYPE_Q4_0: return dot_q4_0_avx2(row, x, n);
         case CK_TYPE_Q4_1: return dot_q4_1_avx2(row, x, n);
         case CK_TYPE_Q8_0: return dot_q8_0_avx2(row, x, n);
+        case CK_TYPE_Q4_1X: return dot_q4_1x_avx2(row, x, n);
+        case CK_TYPE_Q8_0X: return dot_q8_0x_avx2(row, x, n);
         default: break; // the rest use the scalar path
         }
     }

@@ -14,4 +14,11 @@ float ck_dot_q5_0_f32_ref(const void *x, const float *v, int64_t n);
 float ck_dot_q4_K_f32_ref(const void *x, const float *v, int64_t n);
 float ck_dot_q6_K_f32_ref(const void *x, const float *v, int64_t n);
 
+// Repacked layouts (quants_repack.c); whole rows only.
+void ck_dequant_repacked(int type, const void *row, float *y, int64_t n);
+float ck_dot_repacked_f32_ref(int type, const void *row, const float *x, int64_t n);
+float ck_dot_repacked_q8_ref(int type, const void *row, const ck_block_q8 *x, int64_t n);
+void ck_matvec_repacked_q8(int type, const void *w, const ck_block_q8 *x, float *y,
+                           int64_t cols, int64_t r0, int64_t r1);
+
 #endif

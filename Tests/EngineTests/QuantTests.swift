@@ -148,6 +148,45 @@ final class QuantTests: XCTestCase {
         }
     }
 
+    /// Repacked Q4_1/Q8_0 rows: same values as the originals, and the paired AVX2 kernels
+    /// agree with the scalar twin on the original layout (row lengths with a full and a
+    /// partial last group of eight blocks, row counts with a partial group of four).
+    func testRepackedLayoutsMatchOriginals() {
+        var rng = RandomGenerator(seed: 13)
+        for type in [GGMLType.q4_1, .q8_0] {
+            for (rows, cols) in [(7, 576), (5, 1536), (4, 64)] {
+                let t = Int32(type.rawValue)
+                let packed = ck_repacked_type(t, Int64(cols))
+                XCTAssertNotEqual(packed, t)
+                let rowBytes = type.byteCount(elements: cols)
+                var raw = (0..<rows * rowBytes).map { _ in UInt8(truncatingIfNeeded: rng.next()) }
+                sanitizeScales(&raw, type: type)
+                var repacked = [UInt8](repeating: 0, count: raw.count)
+                ck_repack_rows(t, raw, &repacked, Int64(cols), Int64(rows))
+                let x = (0..<cols).map { _ in Float(rng.nextUnit() * 2 - 1) }
+                var xq = [ck_block_q8](repeating: ck_block_q8(), count: cols / 32)
+                ck_quantize_q8(x, &xq, Int64(cols))
+                var y = [Float](repeating: .nan, count: rows)
+                ck_matvec_q8(packed, repacked, xq, &y, Int64(cols), 0, Int64(rows))
+                for r in 0..<rows {
+                    raw.withUnsafeBytes { o in
+                        repacked.withUnsafeBytes { p in
+                            let orig = o.baseAddress! + r * rowBytes, pack = p.baseAddress! + r * rowBytes
+                            var a = [Float](repeating: 0, count: cols), b = a
+                            ck_dequantize_row(t, orig, &a, Int64(cols))
+                            ck_dequantize_row(packed, pack, &b, Int64(cols))
+                            XCTAssertEqual(a, b, "\(type) row \(r) values")
+                            let expected = ck_dot_row_q8_ref(t, orig, xq, Int64(cols))
+                            XCTAssertEqual(y[r], expected, accuracy: 1e-4 * max(1, abs(expected)), "\(type) \(cols) row \(r)")
+                            XCTAssertEqual(ck_dot_row_f32(packed, pack, x, Int64(cols)), ck_dot_row_f32_ref(t, orig, x, Int64(cols)),
+                                           accuracy: 1e-4 * max(1, abs(expected)), "\(type) float path")
+                        }
+                    }
+                }
+            }
+        }
+    }
+
     func testMatvecSplitsRowsExactly() throws {
         let model = TestSupport.shared.model
         let m = model.weights.layers[0].wGate   // [1536][576] Q4_1

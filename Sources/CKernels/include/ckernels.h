@@ -26,7 +26,16 @@ enum ck_type {
     CK_TYPE_Q8_0 = 8,
     CK_TYPE_Q4_K = 12,
     CK_TYPE_Q6_K = 14,
+    // Scroll's own row layouts of Q4_1 and Q8_0 for the decode kernels (quants_repack.c):
+    // same bytes per row, never stored in a file; functions on them take whole rows.
+    CK_TYPE_Q4_1X = 1003,
+    CK_TYPE_Q8_0X = 1008,
 };
+
+// The repacked type for `type` at this row length (the type itself if none applies).
+int ck_repacked_type(int type, int64_t cols);
+// Copies rows of `type` into the repacked layout (dst has the same size as src).
+void ck_repack_rows(int type, const void *src, void *dst, int64_t cols, int64_t rows);
 
 // Elements per block and bytes per block; 0 for a type these kernels do not support.
 int ck_type_block_size(int type);

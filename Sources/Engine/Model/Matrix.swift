@@ -8,6 +8,18 @@ public struct Matrix {
     public let type: GGMLType
     public let rows: Int
     public let cols: Int
+    /// The layout the kernels see: `type` as in the file, or Scroll's repacked row layout
+    /// of it (CK_TYPE_Q4_1X, CK_TYPE_Q8_0X) after `ModelWeights` repacked the matrix.
+    public var kernelType: Int32
+
+    public init(name: String, data: UnsafeRawPointer, type: GGMLType, rows: Int, cols: Int, kernelType: Int32? = nil) {
+        self.name = name
+        self.data = data
+        self.type = type
+        self.rows = rows
+        self.cols = cols
+        self.kernelType = kernelType ?? Int32(type.rawValue)
+    }
 
     public var rowBytes: Int { type.byteCount(elements: cols) }
     public func row(_ r: Int) -> UnsafeRawPointer { data + r * rowBytes }
@@ -17,7 +29,7 @@ public struct Matrix {
     /// the float path (the reference).
     public func matvec(_ x: UnsafePointer<Float>, _ y: UnsafeMutablePointer<Float>, pool: ComputePool,
                        scratch: UnsafeMutablePointer<ck_block_q8>? = nil) {
-        ck_pool_matvec(pool.handle, Int32(type.rawValue), data, x, scratch, y, Int64(cols), Int64(rows))
+        ck_pool_matvec(pool.handle, kernelType, data, x, scratch, y, Int64(cols), Int64(rows))
     }
 
     public typealias Product = (matrix: Matrix, output: UnsafeMutablePointer<Float>)
@@ -27,7 +39,7 @@ public struct Matrix {
     public static func matvec(_ a: Product, _ b: Product, _ c: Product? = nil, input x: UnsafePointer<Float>,
                               pool: ComputePool, scratch: UnsafeMutablePointer<ck_block_q8>? = nil) {
         func out(_ p: Product) -> ck_matvec_out {
-            ck_matvec_out(type: Int32(p.matrix.type.rawValue), w: p.matrix.data, y: p.output, rows: Int64(p.matrix.rows))
+            ck_matvec_out(type: p.matrix.kernelType, w: p.matrix.data, y: p.output, rows: Int64(p.matrix.rows))
         }
         withUnsafeTemporaryAllocation(of: ck_matvec_out.self, capacity: 3) { outs in
             outs[0] = out(a)
@@ -39,8 +51,26 @@ public struct Matrix {
 
     /// Row r dequantized to floats (for embedding lookup).
     public func dequantizeRow(_ r: Int, into y: UnsafeMutablePointer<Float>) {
-        ck_dequantize_row(Int32(type.rawValue), row(r), y, Int64(cols))
+        ck_dequantize_row(kernelType, row(r), y, Int64(cols))
     }
+}
+
+/// Memory for repacked matrices, freed with the weights that point into it.
+final class RepackedStorage {
+    private var buffers: [UnsafeMutableRawPointer] = []
+
+    /// The matrix in Scroll's repacked layout when its type has one, else the matrix itself.
+    func repacked(_ m: Matrix) -> Matrix {
+        let t = ck_repacked_type(Int32(m.type.rawValue), Int64(m.cols))
+        guard t != Int32(m.type.rawValue) else { return m }
+        let bytes = m.rows * m.rowBytes
+        let buffer = UnsafeMutableRawPointer.allocate(byteCount: bytes, alignment: 64)
+        ck_repack_rows(Int32(m.type.rawValue), m.data, buffer, Int64(m.cols), Int64(m.rows))
+        buffers.append(buffer)
+        return Matrix(name: m.name, data: UnsafeRawPointer(buffer), type: m.type, rows: m.rows, cols: m.cols, kernelType: t)
+    }
+
+    deinit { buffers.forEach { $0.deallocate() } }
 }
 
 /// A 1-D float tensor (norm weights, biases), dequantized once at load.
