@@ -17,7 +17,9 @@ public struct SamplerSettings: Equatable, Codable {
 public struct Sampler {
     public var settings: SamplerSettings
     public var rng: RandomGenerator
+    // Reused between calls (capacity kept) so sampling a token allocates nothing new.
     private var candidates: [(id: Int, logit: Float)] = []
+    private var probs: [Float] = []
 
     public init(settings: SamplerSettings) {
         self.settings = settings
@@ -50,7 +52,8 @@ public struct Sampler {
         }
         // Probabilities at temperature 1 for the truncation steps.
         let maxLogit = candidates[0].logit
-        var probs = candidates.map { expf($0.logit - maxLogit) }
+        probs.removeAll(keepingCapacity: true)
+        for c in candidates { probs.append(expf(c.logit - maxLogit)) }
         var total = probs.reduce(0, +)
         if s.topP < 1 {
             var cum: Float = 0, keep = candidates.count
@@ -63,7 +66,7 @@ public struct Sampler {
             candidates.removeLast(candidates.count - keep); probs.removeLast(probs.count - keep)
         }
         // Temperature, then draw.
-        probs = candidates.map { expf(($0.logit - maxLogit) / s.temperature) }
+        for i in candidates.indices { probs[i] = expf((candidates[i].logit - maxLogit) / s.temperature) }
         total = probs.reduce(0, +)
         var r = Float(rng.nextUnit()) * total
         for (i, p) in probs.enumerated() {
