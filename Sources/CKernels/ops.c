@@ -50,13 +50,15 @@ void ck_rope(float *x, int head_dim, const float *cos_t, const float *sin_t, int
     }
 }
 
-void ck_attend_head_ref(const float *q, const float *keys, const float *values,
+void ck_attend_head_ref(const float *q_sink, const float *q, int64_t n_sink,
+                        const float *keys, const float *values,
                         int64_t n_keys, int head_dim, int64_t key_stride, int64_t value_stride,
                         float scale, float *scores, float *out) {
     for (int64_t t = 0; t < n_keys; t++) {
         const float *k = keys + t * key_stride;
+        const float *qq = t < n_sink ? q_sink : q;
         float s = 0;
-        for (int i = 0; i < head_dim; i++) s += q[i] * k[i];
+        for (int i = 0; i < head_dim; i++) s += qq[i] * k[i];
         scores[t] = s * scale;
     }
     ck_softmax(scores, (int)n_keys);
@@ -73,13 +75,15 @@ void ck_attend_head_ref(const float *q, const float *keys, const float *values,
 
 // The scalar loops above do not vectorize: without -ffast-math the compiler may not
 // reorder a float sum. In prompt processing they were 38% of the time (perf, pp512).
-CK_AVX2 static void attend_head_avx2(const float *q, const float *keys, const float *values,
+CK_AVX2 static void attend_head_avx2(const float *q_sink, const float *q, int64_t n_sink,
+                                     const float *keys, const float *values,
                                      int64_t n_keys, int head_dim, int64_t key_stride,
                                      int64_t value_stride, float scale, float *scores, float *out) {
     for (int64_t t = 0; t < n_keys; t++) {
         const float *k = keys + t * key_stride;
+        const float *qq = t < n_sink ? q_sink : q;
         __m256 acc = _mm256_setzero_ps();
-        for (int i = 0; i < head_dim; i += 8) acc = _mm256_fmadd_ps(_mm256_loadu_ps(q + i), _mm256_loadu_ps(k + i), acc);
+        for (int i = 0; i < head_dim; i += 8) acc = _mm256_fmadd_ps(_mm256_loadu_ps(qq + i), _mm256_loadu_ps(k + i), acc);
         __m128 s = _mm_add_ps(_mm256_castps256_ps128(acc), _mm256_extractf128_ps(acc, 1));
         s = _mm_add_ps(s, _mm_movehl_ps(s, s));
         s = _mm_add_ss(s, _mm_movehdup_ps(s));
@@ -105,14 +109,15 @@ static int has_avx2(void) {
 }
 #endif
 
-void ck_attend_head(const float *q, const float *keys, const float *values,
+void ck_attend_head(const float *q_sink, const float *q, int64_t n_sink,
+                    const float *keys, const float *values,
                     int64_t n_keys, int head_dim, int64_t key_stride, int64_t value_stride,
                     float scale, float *scores, float *out) {
 #ifdef CK_X86
     if (has_avx2() && head_dim % 8 == 0) {
-        attend_head_avx2(q, keys, values, n_keys, head_dim, key_stride, value_stride, scale, scores, out);
+        attend_head_avx2(q_sink, q, n_sink, keys, values, n_keys, head_dim, key_stride, value_stride, scale, scores, out);
         return;
     }
 #endif
-    ck_attend_head_ref(q, keys, values, n_keys, head_dim, key_stride, value_stride, scale, scores, out);
+    ck_attend_head_ref(q_sink, q, n_sink, keys, values, n_keys, head_dim, key_stride, value_stride, scale, scores, out);
 }

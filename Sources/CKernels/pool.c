@@ -157,34 +157,33 @@ void ck_pool_matvec(ck_pool *pool, int type, const void *w, const float *x,
     ck_pool_matvec_multi(pool, &out, 1, x, xq_scratch, cols);
 }
 
-// ---- parallel causal attention for a batch of queries ----
+// ---- parallel attention of one token over the cache ----
 
 struct attention_task {
-    const float *q, *keys, *values;
+    const float *q_sink, *q, *keys, *values;
     float *scores, *out;
-    int64_t capacity, pos0, scores_stride;
-    int n_tokens, n_heads, n_kv_heads, head_dim;
+    int64_t n_sink, n_keys, capacity, scores_stride;
+    int n_heads, n_kv_heads, head_dim;
     float scale;
 };
 
 static void attention_slice(void *p, int index, int n) {
     const struct attention_task *t = p;
-    const int q_dim = t->n_heads * t->head_dim, group = t->n_heads / t->n_kv_heads;
+    const int group = t->n_heads / t->n_kv_heads;
     float *scores = t->scores + (int64_t)index * t->scores_stride;
-    // Interleaved items: later tokens see more keys, so contiguous slices would be uneven.
-    for (int item = index; item < t->n_tokens * t->n_heads; item += n) {
-        const int tok = item / t->n_heads, h = item % t->n_heads;
+    for (int h = index; h < t->n_heads; h += n) {
         const int64_t kv_off = (int64_t)(h / group) * t->capacity * t->head_dim;
-        ck_attend_head(t->q + (int64_t)tok * q_dim + h * t->head_dim, t->keys + kv_off, t->values + kv_off,
-                       t->pos0 + tok + 1, t->head_dim, t->head_dim, t->head_dim, t->scale, scores,
-                       t->out + (int64_t)tok * q_dim + h * t->head_dim);
+        const int64_t q_off = (int64_t)h * t->head_dim;
+        ck_attend_head(t->q_sink + q_off, t->q + q_off, t->n_sink, t->keys + kv_off, t->values + kv_off,
+                       t->n_keys, t->head_dim, t->head_dim, t->head_dim, t->scale, scores, t->out + q_off);
     }
 }
 
-void ck_pool_attention(ck_pool *pool, const float *q, const float *keys, const float *values,
-                       int64_t capacity, int n_tokens, int64_t pos0, int n_heads, int n_kv_heads,
-                       int head_dim, float scale, float *scores, int64_t scores_stride, float *out) {
-    struct attention_task t = { q, keys, values, scores, out, capacity, pos0, scores_stride,
-                                n_tokens, n_heads, n_kv_heads, head_dim, scale };
+void ck_pool_attention(ck_pool *pool, const float *q_sink, const float *q, int64_t n_sink,
+                       const float *keys, const float *values, int64_t capacity, int64_t n_keys,
+                       int n_heads, int n_kv_heads, int head_dim, float scale,
+                       float *scores, int64_t scores_stride, float *out) {
+    struct attention_task t = { q_sink, q, keys, values, scores, out, n_sink, n_keys, capacity,
+                                scores_stride, n_heads, n_kv_heads, head_dim, scale };
     ck_pool_run(pool, attention_slice, &t);
 }

@@ -13,6 +13,7 @@ struct Chat: ParsableCommand {
     var question: String?
 
     @OptionGroup var modelOptions: ModelOptions
+    @OptionGroup var cacheOptions: CacheOptions
     @OptionGroup var sampling: SamplingOptions
     @OptionGroup var prompt: PromptOptions
 
@@ -26,7 +27,8 @@ struct Chat: ParsableCommand {
                 if !text.trimmingCharacters(in: .whitespacesAndNewlines).isEmpty { document = text }
             }
             let (model, tokenizer) = try modelOptions.load()
-            let conversation = try Conversation(model: model, tokenizer: tokenizer, sampling: sampling.settings,
+            let conversation = try Conversation(model: model, tokenizer: tokenizer, policy: try cacheOptions.policy(for: model),
+                                                sampling: sampling.settings,
                                                 systemPrompt: try prompt.systemPrompt(), raw: prompt.raw,
                                                 templateSource: model.gguf.metadata["tokenizer.chat_template"]?.string)
             switch (question, document) {

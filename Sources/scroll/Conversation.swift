@@ -8,9 +8,10 @@ final class Conversation {
     let systemPrompt: String?
     private(set) var messages: [ChatMessage] = []
 
-    init(model: Transformer, tokenizer: Tokenizer, sampling: SamplerSettings, systemPrompt: String?,
+    init(model: Transformer, tokenizer: Tokenizer, policy: CachePolicy, sampling: SamplerSettings, systemPrompt: String?,
          raw: Bool, templateSource: String?) throws {
-        generator = Generator(model: model, tokenizer: tokenizer, sampler: Sampler(settings: sampling))
+        generator = Generator(model: model, tokenizer: tokenizer, sampler: Sampler(settings: sampling),
+                              cache: model.makeCache(policy: policy))
         template = raw ? nil : try ChatTemplate(tokenizer: tokenizer, templateSource: templateSource)
         self.systemPrompt = systemPrompt
     }

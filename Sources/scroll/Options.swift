@@ -28,6 +28,30 @@ struct ModelOptions: ParsableArguments {
     }
 }
 
+/// The cache policy: attention sinks + sliding window (StreamingLLM), or dense.
+struct CacheOptions: ParsableArguments {
+    @Option(help: "Attention-sink tokens kept forever at the start of the cache.")
+    var sinks = 4
+    @Option(help: "Most recent tokens kept in the sliding window.")
+    var window = 2048
+    @Flag(help: "Plain dense attention up to the model's trained context (no eviction; a full context is an error).")
+    var dense = false
+
+    func validate() throws {
+        guard sinks >= 0 else { throw ValidationError("--sinks must be 0 or more") }
+        guard window >= 1 else { throw ValidationError("--window must be at least 1") }
+    }
+
+    func policy(for model: Transformer) throws -> CachePolicy {
+        let limit = model.config.contextLength
+        if dense { return .dense(limit) }
+        guard sinks + window <= limit else {
+            throw EngineError.invalidArgument("--sinks + --window (\(sinks + window)) exceeds the model's trained context of \(limit) tokens")
+        }
+        return CachePolicy(sinks: sinks, window: window)
+    }
+}
+
 /// Sampling flags (llama.cpp's names and defaults).
 struct SamplingOptions: ParsableArguments {
     @Option(name: [.customShort("n"), .customLong("max-tokens")], help: "Most tokens to generate per reply.")

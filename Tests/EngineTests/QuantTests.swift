@@ -121,9 +121,10 @@ final class QuantTests: XCTestCase {
         let q = (0..<hd).map { _ in Float(rng.nextUnit() * 2 - 1) }
         let keys = (0..<n * hd).map { _ in Float(rng.nextUnit() * 2 - 1) }
         let values = (0..<n * hd).map { _ in Float(rng.nextUnit() * 2 - 1) }
+        let qSink = (0..<hd).map { _ in Float(rng.nextUnit() * 2 - 1) }
         var scores = [Float](repeating: 0, count: n), fast = [Float](repeating: 0, count: hd), ref = fast
-        ck_attend_head(q, keys, values, Int64(n), Int32(hd), Int64(hd), Int64(hd), 0.125, &scores, &fast)
-        ck_attend_head_ref(q, keys, values, Int64(n), Int32(hd), Int64(hd), Int64(hd), 0.125, &scores, &ref)
+        ck_attend_head(qSink, q, 4, keys, values, Int64(n), Int32(hd), Int64(hd), Int64(hd), 0.125, &scores, &fast)
+        ck_attend_head_ref(qSink, q, 4, keys, values, Int64(n), Int32(hd), Int64(hd), Int64(hd), 0.125, &scores, &ref)
         for i in 0..<hd { XCTAssertEqual(fast[i], ref[i], accuracy: 1e-5) }
     }
 

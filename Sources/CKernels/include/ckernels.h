@@ -93,20 +93,20 @@ void ck_pool_run(ck_pool *pool, ck_task_fn fn, void *ctx);
 void ck_pool_matvec(ck_pool *pool, int type, const void *w, const float *x,
                     ck_block_q8 *xq_scratch, float *y, int64_t cols, int64_t rows);
 
-// Causal attention of n_tokens queries at positions pos0 … pos0+n_tokens−1 over one
-// layer's dense cache, split across the pool by (token, head).
-// q, out: [n_tokens][n_heads*head_dim]; keys, values: [n_kv_heads][capacity][head_dim];
-// scores: scratch [pool size][scores_stride ≥ pos0 + n_tokens].
-void ck_pool_attention(ck_pool *pool, const float *q, const float *keys, const float *values,
-                       int64_t capacity, int n_tokens, int64_t pos0, int n_heads, int n_kv_heads,
-                       int head_dim, float scale, float *scores, int64_t scores_stride, float *out);
-
 // One matrix of a fused product: y[rows] = w·x.
 typedef struct { int type; const void *w; float *y; int64_t rows; } ck_matvec_out;
 
 // Several products of the same input x[cols] (Q/K/V; gate/up) in one dispatch.
 void ck_pool_matvec_multi(ck_pool *pool, const ck_matvec_out *outs, int n, const float *x,
                           ck_block_q8 *xq_scratch, int64_t cols);
+
+// One token's attention, all heads, split across the pool by head. q_sink, q, out:
+// [n_heads*head_dim]; keys, values: one layer's [n_kv_heads][capacity][head_dim], of which
+// slots 0 … n_keys−1 are used; scores: scratch [pool size][scores_stride ≥ n_keys].
+void ck_pool_attention(ck_pool *pool, const float *q_sink, const float *q, int64_t n_sink,
+                       const float *keys, const float *values, int64_t capacity, int64_t n_keys,
+                       int n_heads, int n_kv_heads, int head_dim, float scale,
+                       float *scores, int64_t scores_stride, float *out);
 
 // ---- elementwise ops (ops.c) ----
 
@@ -125,13 +125,17 @@ void ck_add(float *y, const float *x, int n);
 // mode 2 ("neox", rotate-half):  rotate pairs (x[i], x[i + head_dim/2]).
 void ck_rope(float *x, int head_dim, const float *cos_t, const float *sin_t, int mode);
 
-// Attention of one query head over n_keys cached keys/values of one KV head.
-// q: [head_dim], keys: n_keys rows of stride key_stride floats, values likewise,
-// scores: scratch [n_keys], out: [head_dim]. scale multiplies q·k before the softmax.
-void ck_attend_head(const float *q, const float *keys, const float *values,
+// Attention of one query head over n_keys cached keys/values of one KV head: keys
+// 0 … n_sink−1 (the attention sinks) are scored with q_sink, the rest with q — the same
+// query rotated to two positions (see KVCache.swift). One softmax over all keys.
+// keys/values: n_keys rows of stride key_stride/value_stride floats; scores: scratch
+// [n_keys]; out: [head_dim]. scale multiplies q·k before the softmax.
+void ck_attend_head(const float *q_sink, const float *q, int64_t n_sink,
+                    const float *keys, const float *values,
                     int64_t n_keys, int head_dim, int64_t key_stride, int64_t value_stride,
                     float scale, float *scores, float *out);
-void ck_attend_head_ref(const float *q, const float *keys, const float *values,
+void ck_attend_head_ref(const float *q_sink, const float *q, int64_t n_sink,
+                        const float *keys, const float *values,
                         int64_t n_keys, int head_dim, int64_t key_stride, int64_t value_stride,
                         float scale, float *scores, float *out);
 

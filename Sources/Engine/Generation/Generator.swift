@@ -10,21 +10,26 @@ public final class Generator {
     /// Logits after the last fed token ([vocab]); nil before the first.
     private var logits: UnsafeBufferPointer<Float>?
 
-    public init(model: Transformer, tokenizer: Tokenizer, sampler: Sampler, cacheCapacity: Int? = nil) {
+    /// A generator over a dense cache of `cacheCapacity` tokens (default: the trained context).
+    public convenience init(model: Transformer, tokenizer: Tokenizer, sampler: Sampler, cacheCapacity: Int? = nil) {
+        self.init(model: model, tokenizer: tokenizer, sampler: sampler, cache: model.makeCache(capacity: cacheCapacity))
+    }
+
+    public init(model: Transformer, tokenizer: Tokenizer, sampler: Sampler, cache: KVCache) {
         self.model = model
         self.tokenizer = tokenizer
         self.sampler = sampler
-        self.cache = model.makeCache(capacity: cacheCapacity)
+        self.cache = cache
     }
 
-    /// Tokens the cache can still take.
-    public var remainingCapacity: Int { cache.capacity - cache.count }
+    /// Tokens the cache can still take (unbounded with a sliding window).
+    public var remainingCapacity: Int { cache.remaining }
 
     /// Runs `ids` through the model in batched chunks. Throws, feeding nothing, if they do
     /// not fit. `progress` is called after each chunk with the count done so far.
     public func feed(_ ids: [Int], progress: ((Int) -> Void)? = nil) throws {
         guard ids.count <= remainingCapacity else {
-            throw EngineError.invalidArgument("input of \(ids.count) tokens does not fit: the context has room for \(remainingCapacity) more (of \(cache.capacity))")
+            throw EngineError.invalidArgument("input of \(ids.count) tokens does not fit: the dense context has room for \(remainingCapacity) more (of \(cache.capacity))")
         }
         var done = 0
         while done < ids.count {

@@ -11,6 +11,7 @@ public struct RopeTable {
     public let positions: Int
     private(set) var cos: [Float]   // [positions][headDim/2]
     private(set) var sin: [Float]   // [positions][headDim/2]
+    private let inv: [Double]       // [headDim/2] θ_i
 
     /// `linearScale` > 1 divides positions (linear interpolation, "--rope-scaling linear").
     public init(headDim: Int, positions: Int, base: Double, linearScale: Double = 1) {
@@ -20,6 +21,7 @@ public struct RopeTable {
         var c = [Float](repeating: 0, count: positions * half)
         var s = c
         let inv = (0..<half).map { Foundation.pow(base, -2.0 * Double($0) / Double(headDim)) / linearScale }
+        self.inv = inv
         for p in 0..<positions {
             for i in 0..<half {
                 let angle = Double(p) * inv[i]
@@ -29,6 +31,24 @@ public struct RopeTable {
         }
         cos = c
         sin = s
+    }
+
+    /// Writes position p's cos and sin rows (head_dim/2 each): from the table, or computed
+    /// for positions beyond it (a stream past the table; #5 revisits this with YaRN).
+    func fill(_ p: Int, cos c: UnsafeMutablePointer<Float>, sin s: UnsafeMutablePointer<Float>) {
+        let half = headDim / 2
+        if p < positions {
+            withRow(p) { cr, sr in
+                c.update(from: cr, count: half)
+                s.update(from: sr, count: half)
+            }
+            return
+        }
+        for i in 0..<half {
+            let angle = Double(p) * inv[i]
+            c[i] = Float(Foundation.cos(angle))
+            s[i] = Float(Foundation.sin(angle))
+        }
     }
 
     /// Calls body with the cos and sin rows of position p.

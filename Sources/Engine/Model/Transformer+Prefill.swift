@@ -5,8 +5,6 @@ final class PrefillBuffers {
     let batch: Int
     let x, xb, xb2, q, k, v, attnOut, hb, hb2: UnsafeMutablePointer<Float>
     let weights: UnsafeMutablePointer<Float>   // one matrix dequantized to f32: [rows][cols], largest
-    let scores: UnsafeMutablePointer<Float>    // [threads][positions]
-    let scoresStride: Int
 
     init(config c: ModelConfig, batch: Int, threads: Int, positions: Int) {
         self.batch = batch
@@ -21,12 +19,10 @@ final class PrefillBuffers {
         hb = .allocate(capacity: batch * c.feedForwardLength)
         hb2 = .allocate(capacity: batch * c.feedForwardLength)
         weights = .allocate(capacity: max(c.qDim * d, c.feedForwardLength * d))
-        scoresStride = positions
-        scores = .allocate(capacity: threads * positions)
     }
 
     deinit {
-        for p in [x, xb, xb2, q, k, v, attnOut, hb, hb2, weights, scores] { p.deallocate() }
+        for p in [x, xb, xb2, q, k, v, attnOut, hb, hb2, weights] { p.deallocate() }
     }
 }
 
@@ -62,7 +58,7 @@ extension Transformer {
     @discardableResult
     public func prefill(_ tokens: [Int], cache: KVCache) -> UnsafeBufferPointer<Float> {
         precondition(!tokens.isEmpty)
-        precondition(cache.count + tokens.count <= cache.capacity, "KV cache is full")
+        precondition(tokens.count <= cache.remaining, "KV cache is full")
         var start = 0
         while start < tokens.count {
             let chunk = Array(tokens[start..<min(tokens.count, start + Self.prefillBatch)])
@@ -81,8 +77,8 @@ extension Transformer {
     /// One chunk of up to `prefillBatch` tokens, laid out like `forward` but on [n][…] rows.
     private func prefillChunk(_ tokens: [Int], cache: KVCache) {
         let c = config, w = weights, b = prefillBuffers
-        let n = tokens.count, d = c.embeddingLength, hd = c.headDim
-        let pos0 = cache.count
+        let n = tokens.count, d = c.embeddingLength
+        let pos0 = cache.tokensSeen
 
         // 1. Token embeddings.
         for (t, token) in tokens.enumerated() {
@@ -95,24 +91,20 @@ extension Transformer {
             matmul(layer.wq, b.xb, b.q, n)
             matmul(layer.wk, b.xb, b.k, n)
             matmul(layer.wv, b.xb, b.v, n)
-            for t in 0..<n {
-                if let bq = layer.bq, let bk = layer.bk, let bv = layer.bv {
+            if let bq = layer.bq, let bk = layer.bk, let bv = layer.bv {
+                for t in 0..<n {
                     bq.values.withUnsafeBufferPointer { ck_add(b.q + t * c.qDim, $0.baseAddress, Int32(c.qDim)) }
                     bk.values.withUnsafeBufferPointer { ck_add(b.k + t * c.kvDim, $0.baseAddress, Int32(c.kvDim)) }
                     bv.values.withUnsafeBufferPointer { ck_add(b.v + t * c.kvDim, $0.baseAddress, Int32(c.kvDim)) }
                 }
-                // 3. RoPE at each token's position, then its K/V into the cache.
-                rope.withRow(pos0 + t) { cosRow, sinRow in
-                    for h in 0..<c.headCount { ck_rope(b.q + t * c.qDim + h * hd, Int32(hd), cosRow, sinRow, c.ropeMode.rawValue) }
-                    for h in 0..<c.kvHeadCount { ck_rope(b.k + t * c.kvDim + h * hd, Int32(hd), cosRow, sinRow, c.ropeMode.rawValue) }
-                }
-                cache.store(layer: l, slot: pos0 + t, key: b.k + t * c.kvDim, value: b.v + t * c.kvDim)
             }
-            // 4. Causal attention: token t sees slots 0 … pos0 + t.
-            let kv = cache.layer(l)
-            ck_pool_attention(pool.handle, b.q, kv.keys, kv.values, Int64(cache.capacity), Int32(n), Int64(pos0),
-                              Int32(c.headCount), Int32(c.kvHeadCount), Int32(hd), 1 / Float(hd).squareRoot(),
-                              b.scores, Int64(b.scoresStride), b.attnOut)
+            // 3–4. Token by token, in order: RoPE, K/V into the cache, attention. In order,
+            // because once the window is full a token's keys overwrite the slot of one that
+            // an earlier token of the same chunk still attends to.
+            for t in 0..<n {
+                attend(layer: l, q: b.q + t * c.qDim, k: b.k + t * c.kvDim, v: b.v + t * c.kvDim,
+                       position: pos0 + t, cache: cache, out: b.attnOut + t * c.qDim)
+            }
             // 5. Output projection and residual.
             matmul(layer.wo, b.attnOut, b.xb2, n)
             ck_add(b.x, b.xb2, Int32(n * d))

@@ -22,6 +22,8 @@ public final class Transformer {
     private let k: UnsafeMutablePointer<Float>       // [n_kv_heads * head_dim]
     private let v: UnsafeMutablePointer<Float>       // [n_kv_heads * head_dim]
     private let attnOut: UnsafeMutablePointer<Float> // [n_heads * head_dim]
+    let qSink: UnsafeMutablePointer<Float>           // [n_heads * head_dim] query rotated for sink keys
+    let ropeRows: UnsafeMutablePointer<Float>        // [4][head_dim/2]: cos, sin at the position; cos, sin at the sink position
     private let scores: UnsafeMutablePointer<Float>  // [threads][max positions] attention weights
     private let hb: UnsafeMutablePointer<Float>      // [ffn] gate, then silu(gate)·up
     private let hb2: UnsafeMutablePointer<Float>     // [ffn] up
@@ -55,6 +57,8 @@ public final class Transformer {
         k = .allocate(capacity: c.kvDim)
         v = .allocate(capacity: c.kvDim)
         attnOut = .allocate(capacity: c.qDim)
+        qSink = .allocate(capacity: c.qDim)
+        ropeRows = .allocate(capacity: 2 * c.headDim)
         scores = .allocate(capacity: pool.threads * positions)
         hb = .allocate(capacity: c.feedForwardLength)
         hb2 = .allocate(capacity: c.feedForwardLength)
@@ -63,26 +67,58 @@ public final class Transformer {
     }
 
     deinit {
-        for p in [x, xb, xb2, q, k, v, attnOut, scores, hb, hb2, logitsBuffer] { p.deallocate() }
+        for p in [x, xb, xb2, q, k, v, attnOut, qSink, ropeRows, scores, hb, hb2, logitsBuffer] { p.deallocate() }
         xq.deallocate()
     }
 
-    /// A cache sized for this model, holding up to `capacity` tokens (default: all positions).
+    /// A dense cache for this model, holding up to `capacity` tokens (default: all positions).
     public func makeCache(capacity: Int? = nil) -> KVCache {
-        KVCache(layerCount: config.layerCount, kvHeadCount: config.kvHeadCount,
-                headDim: config.headDim, capacity: min(capacity ?? maxPositions, maxPositions))
+        makeCache(policy: .dense(min(capacity ?? maxPositions, maxPositions)))
     }
 
-    /// Runs one token at position `cache.count`, appends its keys/values to the cache and
-    /// returns the logits for the next token ([vocab], valid until the next call).
+    /// A cache with the given sinks + window policy.
+    public func makeCache(policy: CachePolicy) -> KVCache {
+        precondition(policy.capacity <= maxPositions, "cache of \(policy.capacity) exceeds the \(maxPositions) positions RoPE is set up for")
+        return KVCache(layerCount: config.layerCount, kvHeadCount: config.kvHeadCount, headDim: config.headDim, policy: policy)
+    }
+
+    /// Step 3–4 of the forward pass for one token at absolute position p, in one layer:
+    /// RoPE on q (twice: for window keys at p, for sink keys at the cache position) and k,
+    /// k/v into the cache, then attention of every head over the cache into `out`.
+    func attend(layer l: Int, q: UnsafeMutablePointer<Float>, k: UnsafeMutablePointer<Float>, v: UnsafePointer<Float>,
+                position p: Int, cache: KVCache, out: UnsafeMutablePointer<Float>) {
+        let c = config, hd = c.headDim, half = hd / 2, mode = c.ropeMode.rawValue
+        let sinkPosition = cache.sinkQueryPosition(p)
+        let cosP = ropeRows, sinP = ropeRows + half, cosS = ropeRows + 2 * half, sinS = ropeRows + 3 * half
+        let separateSinkQuery = sinkPosition != p
+        rope.fill(p, cos: cosP, sin: sinP)
+        if separateSinkQuery { rope.fill(sinkPosition, cos: cosS, sin: sinS) }
+        if separateSinkQuery { qSink.update(from: q, count: c.qDim) }
+        for h in 0..<c.headCount {
+            ck_rope(q + h * hd, Int32(hd), cosP, sinP, mode)
+            if separateSinkQuery { ck_rope(qSink + h * hd, Int32(hd), cosS, sinS, mode) }
+        }
+        for h in 0..<c.kvHeadCount { ck_rope(k + h * hd, Int32(hd), cosP, sinP, mode) }
+        cache.store(layer: l, position: p, key: k, value: v)
+        let held = min(p + 1, cache.capacity)
+        let kv = cache.layer(l)
+        ck_pool_attention(pool.handle, separateSinkQuery ? qSink : q, q, Int64(min(held, cache.policy.sinks)),
+                          kv.keys, kv.values, Int64(cache.capacity), Int64(held),
+                          Int32(c.headCount), Int32(c.kvHeadCount), Int32(hd), 1 / Float(hd).squareRoot(),
+                          scores, Int64(maxPositions), out)
+    }
+
+    /// Runs one token at the cache's next position, stores its keys/values (evicting per the
+    /// cache policy) and returns the logits for the next token ([vocab], valid until the next
+    /// call).
     @discardableResult
     public func forward(token: Int, cache: KVCache) -> UnsafeBufferPointer<Float> {
         let c = config, w = weights
-        let d = c.embeddingLength, hd = c.headDim
+        let d = c.embeddingLength
         let pool = self.pool, scratch = fastPath ? xq : nil
-        let pos = cache.count
+        let pos = cache.tokensSeen
         precondition(token >= 0 && token < c.vocabSize, "token id \(token) outside vocabulary")
-        precondition(pos < cache.capacity, "KV cache is full")
+        precondition(cache.canAppend, "KV cache is full")
 
         // 1. Token embedding.
         w.tokenEmbedding.dequantizeRow(token, into: x)
@@ -97,19 +133,8 @@ public final class Transformer {
                 bv.values.withUnsafeBufferPointer { ck_add(v, $0.baseAddress, Int32(c.kvDim)) }
             }
 
-            // 3. RoPE on every query and key head at this token's position.
-            rope.withRow(pos) { cosRow, sinRow in
-                for h in 0..<c.headCount { ck_rope(q + h * hd, Int32(hd), cosRow, sinRow, c.ropeMode.rawValue) }
-                for h in 0..<c.kvHeadCount { ck_rope(k + h * hd, Int32(hd), cosRow, sinRow, c.ropeMode.rawValue) }
-            }
-
-            // 4. Append this token's K/V, then attend over slots 0 … pos: query head h reads
-            //    KV head h / group; heads are split across the pool.
-            cache.store(layer: l, slot: pos, key: k, value: v)
-            let kv = cache.layer(l)
-            ck_pool_attention(pool.handle, q, kv.keys, kv.values, Int64(cache.capacity), 1, Int64(pos),
-                              Int32(c.headCount), Int32(c.kvHeadCount), Int32(hd), 1 / Float(hd).squareRoot(),
-                              scores, Int64(maxPositions), attnOut)
+            // 3–4. RoPE, K/V into the cache, attention (query head h reads KV head h / group).
+            attend(layer: l, q: q, k: k, v: v, position: pos, cache: cache, out: attnOut)
 
             // 5. Output projection and residual.
             layer.wo.matvec(attnOut, xb2, pool: pool, scratch: scratch)
