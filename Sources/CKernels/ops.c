@@ -121,3 +121,11 @@ void ck_attend_head(const float *q_sink, const float *q, int64_t n_sink,
 #endif
     ck_attend_head_ref(q_sink, q, n_sink, keys, values, n_keys, head_dim, key_stride, value_stride, scale, scores, out);
 }
+
+float ck_log_softmax_at(const float *x, int n, int target) {
+    float max = x[0];
+    for (int i = 1; i < n; i++) if (x[i] > max) max = x[i];
+    double sum = 0;
+    for (int i = 0; i < n; i++) sum += expf(x[i] - max);
+    return x[target] - max - (float)log(sum);
+}

@@ -114,6 +114,8 @@ void ck_pool_attention(ck_pool *pool, const float *q_sink, const float *q, int64
 void ck_rmsnorm(float *out, const float *x, const float *weight, int n, float eps);
 // In-place softmax over x[n].
 void ck_softmax(float *x, int n);
+// log softmax(x)[target] over x[n], for perplexity.
+float ck_log_softmax_at(const float *x, int n, int target);
 // SwiGLU: gate[n] = silu(gate[n]) * up[n]
 void ck_swiglu(float *gate, const float *up, int n);
 // y[n] += x[n]

@@ -26,9 +26,12 @@ final class PrefillBuffers {
     }
 }
 
-/// One batched matrix product, as a pool task (a C function pointer and its context).
-private struct MatmulJob {
-    let matrix: Matrix
+/// One batched matrix product out[tokens][rows] = x[tokens][cols] · Wᵀ, as a pool task (a C
+/// function pointer and its context): each thread takes a slice of W's rows — dequantizing
+/// it into `scratch` first unless W is given in f32 — and runs one sgemm on it.
+struct MatmulJob {
+    let matrix: Matrix?                 // quantized W, or nil when `scratch` already holds W in f32
+    let rows: Int, cols: Int
     let x: UnsafePointer<Float>
     let out: UnsafeMutablePointer<Float>
     let tokens: Int
@@ -36,14 +39,20 @@ private struct MatmulJob {
 
     static let run: ck_task_fn = { ctx, index, n in
         let job = ctx!.assumingMemoryBound(to: MatmulJob.self).pointee
-        let m = job.matrix
         // Slices of whole 16-row groups keep each thread's output columns apart.
-        let groups = (m.rows + 15) / 16
-        let r0 = groups * Int(index) / Int(n) * 16, r1 = min(m.rows, groups * (Int(index) + 1) / Int(n) * 16)
+        let groups = (job.rows + 15) / 16
+        let r0 = groups * Int(index) / Int(n) * 16, r1 = min(job.rows, groups * (Int(index) + 1) / Int(n) * 16)
         guard r0 < r1 else { return }
-        let rows = job.scratch + r0 * m.cols
-        for r in r0..<r1 { m.dequantizeRow(r, into: job.scratch + r * m.cols) }
-        BLAS.gemmTransB(m: job.tokens, n: r1 - r0, k: m.cols, a: job.x, b: rows, c: job.out + r0, ldc: m.rows)
+        if let m = job.matrix {
+            for r in r0..<r1 { m.dequantizeRow(r, into: job.scratch + r * job.cols) }
+        }
+        BLAS.gemmTransB(m: job.tokens, n: r1 - r0, k: job.cols, a: job.x, b: job.scratch + r0 * job.cols,
+                        c: job.out + r0, ldc: job.rows)
+    }
+
+    func run(on pool: ComputePool) {
+        var job = self
+        withUnsafeMutablePointer(to: &job) { ck_pool_run(pool.handle, MatmulJob.run, $0) }
     }
 }
 
@@ -120,6 +129,18 @@ extension Transformer {
         lastPrefillRow = b.x + (n - 1) * d
     }
 
+    /// Runs a chunk of at most `prefillBatch` tokens and returns every token's final hidden
+    /// state after the output norm ([n][d_model], valid until the next call): what the output
+    /// head turns into logits, for callers that need all positions (perplexity).
+    public func prefillHidden(_ tokens: [Int], cache: KVCache) -> UnsafePointer<Float> {
+        precondition(!tokens.isEmpty && tokens.count <= Self.prefillBatch)
+        precondition(tokens.count <= cache.remaining, "KV cache is full")
+        prefillChunk(tokens, cache: cache)
+        let b = prefillBuffers
+        rmsnormRows(b.xb, b.x, weights.outputNorm, tokens.count)
+        return UnsafePointer(b.xb)
+    }
+
     /// Final norm and output head for the last prefilled token only.
     private func logitsAfterPrefill() -> UnsafeBufferPointer<Float> {
         let d = config.embeddingLength
@@ -139,7 +160,7 @@ extension Transformer {
     /// out[n][rows] = x[n][cols] · Wᵀ. Each pool thread takes a slice of W's rows,
     /// dequantizes it to f32 and runs one sgemm on it: no barrier between the two steps.
     private func matmul(_ m: Matrix, _ x: UnsafePointer<Float>, _ out: UnsafeMutablePointer<Float>, _ n: Int) {
-        var job = MatmulJob(matrix: m, x: x, out: out, tokens: n, scratch: prefillBuffers.weights)
-        withUnsafeMutablePointer(to: &job) { ck_pool_run(pool.handle, MatmulJob.run, $0) }
+        MatmulJob(matrix: m, rows: m.rows, cols: m.cols, x: x, out: out, tokens: n, scratch: prefillBuffers.weights)
+            .run(on: pool)
     }
 }

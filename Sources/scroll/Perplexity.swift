@@ -1,0 +1,84 @@
+import ArgumentParser
+import Engine
+import Foundation
+
+/// `scroll ppl FILE`: streaming perplexity of a text file through the cache policy.
+struct Ppl: ParsableCommand {
+    static let configuration = CommandConfiguration(
+        commandName: "ppl", abstract: "Streaming perplexity of a text file (StreamingLLM protocol).")
+
+    @Argument(help: "A text file.")
+    var file: String
+    @OptionGroup var modelOptions: ModelOptions
+    @OptionGroup var cacheOptions: CacheOptions
+    @Option(name: [.customShort("n"), .customLong("max-tokens")], help: "Score at most this many tokens of the file.")
+    var maxTokens: Int?
+    @Option(help: "Tokens per reported segment.")
+    var segment = 4096
+    @Option(name: .customLong("dense-chunk"), help: "With --dense: restart the cache every N tokens (default: the trained context).")
+    var denseChunk: Int?
+    @Flag(help: "Print the results as JSON.")
+    var json = false
+
+    func validate() throws {
+        guard segment >= 1 else { throw ValidationError("--segment must be at least 1") }
+        if let m = maxTokens, m < 2 { throw ValidationError("--max-tokens must be at least 2") }
+    }
+
+    func run() throws {
+        try reportingErrors {
+            guard let data = FileManager.default.contents(atPath: file) else {
+                throw EngineError.cannotRead(file, "no such file or not readable")
+            }
+            let (model, tokenizer) = try modelOptions.load()
+            var tokens = tokenizer.encode(String(decoding: data, as: UTF8.self))
+            if let m = maxTokens, tokens.count > m { tokens = Array(tokens.prefix(m)) }
+            guard tokens.count >= 2 else { throw EngineError.invalidArgument("\(file) has fewer than 2 tokens") }
+            let policy = try cacheOptions.policy(for: model)
+            let restart = cacheOptions.dense ? min(denseChunk ?? policy.capacity, policy.capacity) : nil
+            let evaluator = PerplexityEvaluator(model: model, policy: policy)
+            let start = Date()
+            let progress = ProgressLine(total: tokens.count)
+            let result = evaluator.evaluate(tokens, segmentLength: segment, chunkRestart: restart) { progress.update($0) }
+            progress.finish()
+            let seconds = Date().timeIntervalSince(start)
+            let mode = cacheOptions.dense ? "dense, chunks of \(restart!)" : "sinks \(policy.sinks) + window \(policy.window!)"
+            if json {
+                struct Report: Codable {
+                    let file: String; let mode: String; let tokens: Int; let perplexity: Double
+                    let seconds: Double; let segments: [PerplexityEvaluator.Segment]
+                }
+                let encoder = JSONEncoder()
+                encoder.outputFormatting = [.prettyPrinted, .sortedKeys]
+                let report = Report(file: file, mode: mode, tokens: result.tokens, perplexity: result.perplexity,
+                                    seconds: seconds, segments: result.segments)
+                print(String(decoding: try encoder.encode(report), as: UTF8.self))
+                return
+            }
+            print("\(file): \(result.tokens) tokens, \(mode)")
+            for s in result.segments {
+                print(String(format: "  tokens %8d – %8d  ppl %8.3f", s.startToken, s.startToken + s.tokens - 1, s.perplexity))
+            }
+            print(String(format: "perplexity %.4f  (%.1f tokens/s)", result.perplexity, Double(result.tokens) / seconds))
+        }
+    }
+}
+
+/// A one-line progress display on stderr, only when stderr is a terminal.
+final class ProgressLine {
+    let total: Int
+    let start = Date()
+    let enabled = Terminal.stderrIsTTY
+
+    init(total: Int) { self.total = total }
+
+    func update(_ done: Int) {
+        guard enabled else { return }
+        let elapsed = Date().timeIntervalSince(start)
+        let rate = Double(done) / max(elapsed, 1e-9)
+        let eta = rate > 0 ? Double(total - done) / rate : 0
+        fputs(String(format: "\r%d/%d tokens  %.0f t/s  ETA %.0fs ", done, total, rate, eta), stderr)
+    }
+
+    func finish() { if enabled { fputs("\r\u{1B}[K", stderr) } }
+}
