@@ -73,4 +73,27 @@ final class CacheTests: XCTestCase {
         let batched = Array(model.prefill(Self.tokens, cache: b))
         for i in 0..<last.count { XCTAssertEqual(batched[i], last[i], accuracy: 1e-4) }
     }
+
+    /// After eviction, logits at every step equal an independent float64 implementation of
+    /// StreamingLLM's own scheme (pre-RoPE keys re-rotated to cache positions each step,
+    /// Reference/reference_streaming.py), for both RoPE modes, with and without sinks.
+    func testMatchesTheStreamingLLMReference() throws {
+        let json = try XCTUnwrap(TestSupport.referenceJSON("tiny/tiny_streaming_logits.json") as? [String: [String: Any]])
+        for name in ["tiny-llama", "tiny-qwen2"] {
+            let model = try tinyModel(name)
+            for (caseName, value) in try XCTUnwrap(json[name]) {
+                let c = try XCTUnwrap(value as? [String: Any])
+                let policy = CachePolicy(sinks: c["sinks"] as! Int, window: (c["window"] as! Int))
+                let expected = try XCTUnwrap(c["logits"] as? [[Double]])
+                let cache = model.makeCache(policy: policy)
+                var worst = 0.0
+                for (step, token) in (c["tokens"] as! [Int]).enumerated() {
+                    let logits = model.forward(token: token, cache: cache)
+                    for (i, e) in expected[step].enumerated() { worst = max(worst, abs(Double(logits[i]) - e)) }
+                }
+                XCTAssertLessThan(worst, 1e-3, "\(name) \(caseName)")
+                print("\(name) \(caseName): worst logit difference against StreamingLLM's scheme \(worst)")
+            }
+        }
+    }
 }
