@@ -92,8 +92,10 @@ public final class Transformer {
         let cosP = ropeRows, sinP = ropeRows + half, cosS = ropeRows + 2 * half, sinS = ropeRows + 3 * half
         let separateSinkQuery = sinkPosition != p
         rope.fill(p, cos: cosP, sin: sinP)
-        if separateSinkQuery { rope.fill(sinkPosition, cos: cosS, sin: sinS) }
-        if separateSinkQuery { qSink.update(from: q, count: c.qDim) }
+        if separateSinkQuery {
+            rope.fill(sinkPosition, cos: cosS, sin: sinS)
+            qSink.update(from: q, count: c.qDim)
+        }
         for h in 0..<c.headCount {
             ck_rope(q + h * hd, Int32(hd), cosP, sinP, mode)
             if separateSinkQuery { ck_rope(qSink + h * hd, Int32(hd), cosS, sinS, mode) }
