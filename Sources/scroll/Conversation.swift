@@ -35,6 +35,10 @@ final class Conversation {
         } else {
             ids = tokenizer.encode(text)
         }
+        if let window = generator.cache.policy.window, ids.count > generator.cache.capacity {
+            // No silent truncation: say once how a long input is held.
+            Terminal.note("scroll: the input (\(ids.count) tokens) is longer than the cache: the model sees the conversation's first \(generator.cache.policy.sinks) tokens and the last \(window) (--sinks, --window)")
+        }
         try generator.feed(ids)
         var replyText = ""
         let (_, reason) = generator.generate(maxTokens: maxTokens) { piece in

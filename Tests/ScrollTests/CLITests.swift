@@ -60,6 +60,17 @@ final class CLITests: XCTestCase {
         XCTAssertTrue(piped.stdout.uppercased().contains("PELICAN"), piped.stdout)
     }
 
+    /// A document longer than the cache streams through it (no error, no silent truncation:
+    /// stderr says once how it was held) and the answer still comes on stdout alone.
+    func testDocumentLongerThanTheWindow() throws {
+        let doc = String(repeating: "The grass is green. The sky is blue. The sun is yellow. ", count: 40)
+        let r = try run(["--window", "128", "--temp", "0", "-n", "8", "What color is the sky?"], stdin: Data(doc.utf8))
+        XCTAssertEqual(r.status, 0, r.stderr)
+        XCTAssertTrue(r.stderr.contains("longer than the cache"), r.stderr)
+        XCTAssertEqual(r.stderr.split(separator: "\n").count, 1, r.stderr)
+        XCTAssertFalse(r.stdout.isEmpty)
+    }
+
     func testBinaryGarbageOnStdinDoesNotCrash() throws {
         var bytes = [UInt8](repeating: 0, count: 600)
         var x: UInt32 = 12345
