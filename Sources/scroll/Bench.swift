@@ -16,6 +16,9 @@ struct Bench: ParsableCommand {
     var genTokens = 128
     @Option(name: [.customShort("r"), .customLong("repetitions")], help: "Timed repetitions of each test.")
     var repetitions = 5
+    @Option(help: "Stream this many tokens through a sinks + window cache, measuring generation speed and resident memory at 1K, 10K, 100K, … tokens (replaces the pp/tg tests).")
+    var stream: Int?
+    @OptionGroup var cacheOptions: CacheOptions
     @Flag(help: "Print the results as JSON.")
     var json = false
 
@@ -33,6 +36,7 @@ struct Bench: ParsableCommand {
     }
 
     func run() throws {
+        if let stream { return try runStream(stream) }
         try reportingErrors {
             let (model, _) = try modelOptions.load()
             var results: [Result] = []
@@ -92,5 +96,67 @@ struct Bench: ParsableCommand {
             print("| \(modelName) | \(model.pool.threads) | \(r.test) | \(String(format: "%.2f ± %.2f", r.tokensPerSecond, r.stddev)) |")
         }
         print(String(format: "peak RSS: %.0f MiB", peakMiB))
+    }
+
+    struct StreamPoint: Codable {
+        let tokensStreamed: Int
+        let generationTokensPerSecond: Double
+        let residentMiB: Double
+    }
+
+    /// Generation speed and resident memory as a stream grows: with a sliding window both
+    /// must stay flat (issue 4). Random tokens are streamed through batched prefill; at
+    /// each checkpoint `genTokens` tokens are generated one at a time (and join the stream).
+    private func runStream(_ total: Int) throws {
+        try reportingErrors {
+            let (model, _) = try modelOptions.load()
+            let policy = try cacheOptions.policy(for: model)
+            guard policy.window != nil else { throw EngineError.invalidArgument("--stream needs a window (not --dense)") }
+            let cache = model.makeCache(policy: policy)
+            var rng = RandomGenerator(seed: 7)
+            let vocab = model.config.vocabSize
+            var checkpoints: [Int] = []
+            var c = 1000
+            while c < total { checkpoints.append(c); c *= 10 }
+            checkpoints.append(total)
+            var points: [StreamPoint] = []
+            let progress = ProgressLine(total: total)
+            for checkpoint in checkpoints {
+                while cache.tokensSeen < checkpoint {
+                    let n = min(Transformer.prefillBatch, checkpoint - cache.tokensSeen)
+                    model.prefill((0..<n).map { _ in Int(rng.next() % UInt64(vocab)) }, cache: cache)
+                    progress.update(cache.tokensSeen)
+                }
+                var token = 1
+                let start = DispatchTime.now().uptimeNanoseconds
+                for _ in 0..<genTokens {
+                    let logits = model.forward(token: token, cache: cache)
+                    token = logits.indices.max { logits[$0] < logits[$1] }!
+                }
+                let seconds = Double(DispatchTime.now().uptimeNanoseconds - start) / 1e9
+                points.append(StreamPoint(tokensStreamed: checkpoint, generationTokensPerSecond: Double(genTokens) / seconds,
+                                          residentMiB: Self.residentMiB()))
+            }
+            progress.finish()
+            if json {
+                let encoder = JSONEncoder()
+                encoder.outputFormatting = [.prettyPrinted, .sortedKeys]
+                print(String(decoding: try encoder.encode(points), as: UTF8.self))
+                return
+            }
+            print("sinks \(policy.sinks) + window \(policy.window!), KV cache \(cache.bytes / 1_048_576) MiB")
+            print("| tokens streamed | tg\(genTokens) t/s | RSS MiB |")
+            print("| ---: | ---: | ---: |")
+            for p in points {
+                print(String(format: "| %d | %.1f | %.0f |", p.tokensStreamed, p.generationTokensPerSecond, p.residentMiB))
+            }
+        }
+    }
+
+    /// Current resident set size, from /proc/self/statm.
+    static func residentMiB() -> Double {
+        guard let text = try? String(contentsOfFile: "/proc/self/statm", encoding: .utf8),
+              let pages = text.split(separator: " ").dropFirst().first.flatMap({ Double($0) }) else { return 0 }
+        return pages * Double(sysconf(Int32(_SC_PAGESIZE))) / 1_048_576
     }
 }

@@ -59,7 +59,7 @@ struct MatmulJob {
 extension Transformer {
     /// Tokens per prefill chunk: enough to amortize dequantizing each weight matrix once per
     /// chunk, small enough that the chunk's activations stay in cache.
-    static let prefillBatch = 256
+    public static let prefillBatch = 256
 
     /// Runs a prompt through the model in chunks and returns the logits after its last token.
     /// Each chunk is one matrix product per weight matrix (OpenBLAS sgemm on the float path)
