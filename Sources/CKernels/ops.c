@@ -5,10 +5,7 @@
 
 #include "ckernels.h"
 
-#if defined(__x86_64__) || defined(__i386__)
-#include <immintrin.h>
-#define CK_X86 1
-#endif
+#include "simd_x86.h"
 
 void ck_rmsnorm(float *out, const float *x, const float *weight, int n, float eps) {
     double ss = 0; // double: 576 squares summed in float lose a few ulps against the reference
@@ -71,7 +68,6 @@ void ck_attend_head_ref(const float *q_sink, const float *q, int64_t n_sink,
 }
 
 #ifdef CK_X86
-#define CK_AVX2 __attribute__((target("avx2,fma")))
 
 // The scalar loops above do not vectorize: without -ffast-math the compiler may not
 // reorder a float sum. In prompt processing they were 38% of the time (perf, pp512).
@@ -99,14 +95,6 @@ CK_AVX2 static void attend_head_avx2(const float *q_sink, const float *q, int64_
     }
 }
 
-static int has_avx2(void) {
-    static int cached = -1;
-    if (cached < 0) {
-        __builtin_cpu_init();
-        cached = __builtin_cpu_supports("avx2") && __builtin_cpu_supports("fma");
-    }
-    return cached;
-}
 #endif
 
 void ck_attend_head(const float *q_sink, const float *q, int64_t n_sink,
@@ -114,7 +102,7 @@ void ck_attend_head(const float *q_sink, const float *q, int64_t n_sink,
                     int64_t n_keys, int head_dim, int64_t key_stride, int64_t value_stride,
                     float scale, float *scores, float *out) {
 #ifdef CK_X86
-    if (has_avx2() && head_dim % 8 == 0) {
+    if (ck_has_avx2() && head_dim % 8 == 0) {
         attend_head_avx2(q_sink, q, n_sink, keys, values, n_keys, head_dim, key_stride, value_stride, scale, scores, out);
         return;
     }

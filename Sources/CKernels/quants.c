@@ -11,10 +11,7 @@
 #include "ckernels.h"
 #include "quants_internal.h"
 
-#if defined(__x86_64__) || defined(__i386__)
-#include <immintrin.h>
-#define CK_X86 1
-#endif
+#include "simd_x86.h"
 
 #define QK 32
 
@@ -230,19 +227,6 @@ float ck_dot_row_f32_ref(int type, const void *row, const float *x, int64_t n) {
 // Compiled with a target attribute and chosen at run time, so one binary runs on any
 // x86-64 and uses AVX2+FMA where the CPU has them.
 #ifdef CK_X86
-#define CK_AVX2 __attribute__((target("avx2,fma,f16c")))
-
-// Half → float inside AVX2 code. Calling the portable ck_fp16_to_fp32 here would mix
-// legacy-SSE code into a loop with live YMM state; the transition penalty made the Q4_1
-// kernel 30× slower (perf: 95% of its time on the callee's `ret`).
-CK_AVX2 static inline float h2f(uint16_t h) { return _cvtsh_ss(h); }
-
-CK_AVX2 static inline float hsum256(__m256 v) {
-    __m128 s = _mm_add_ps(_mm256_castps256_ps128(v), _mm256_extractf128_ps(v, 1));
-    s = _mm_add_ps(s, _mm_movehl_ps(s, s));
-    s = _mm_add_ss(s, _mm_movehdup_ps(s));
-    return _mm_cvtss_f32(s);
-}
 
 // 32 bytes of int8 codes → 4 vectors of 8 floats, in element order.
 CK_AVX2 static inline void widen_i8x32(__m256i q, __m256 out[4]) {
@@ -251,13 +235,6 @@ CK_AVX2 static inline void widen_i8x32(__m256i q, __m256 out[4]) {
     out[1] = _mm256_cvtepi32_ps(_mm256_cvtepi8_epi32(_mm_srli_si128(lo, 8)));
     out[2] = _mm256_cvtepi32_ps(_mm256_cvtepi8_epi32(hi));
     out[3] = _mm256_cvtepi32_ps(_mm256_cvtepi8_epi32(_mm_srli_si128(hi, 8)));
-}
-
-// 16 bytes of packed nibbles → 32 uint8 codes: elements 0..15 low nibbles, 16..31 high.
-CK_AVX2 static inline __m256i unpack_nibbles(const uint8_t *qs) {
-    __m128i b = _mm_loadu_si128((const __m128i *)qs);
-    __m128i m = _mm_set1_epi8(0x0f);
-    return _mm256_set_m128i(_mm_and_si128(_mm_srli_epi16(b, 4), m), _mm_and_si128(b, m));
 }
 
 // sum_j q[j]*x[j] over one block of 32 codes and 32 floats, into 8 lanes.
@@ -349,7 +326,7 @@ CK_AVX2 static float dot_q8_0x_avx2(const uint8_t *row, const float *x, int64_t 
     return hsum256(acc);
 }
 
-static int has_avx2(void) {
+int ck_has_avx2(void) {
     static int cached = -1;
     if (cached < 0) {
         __builtin_cpu_init();
@@ -362,7 +339,7 @@ static int has_avx2(void) {
 
 float ck_dot_row_f32(int type, const void *row, const float *x, int64_t n) {
 #ifdef CK_X86
-    if (has_avx2()) {
+    if (ck_has_avx2()) {
         switch (type) {
         case CK_TYPE_F32: return dot_f32_avx2(row, x, n);
         case CK_TYPE_F16: return dot_f16_avx2(row, x, n);

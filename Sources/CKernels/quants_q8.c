@@ -11,10 +11,7 @@
 #include "ckernels.h"
 #include "quants_internal.h"
 
-#if defined(__x86_64__) || defined(__i386__)
-#include <immintrin.h>
-#define CK_X86 1
-#endif
+#include "simd_x86.h"
 
 #define QK 32
 
@@ -97,25 +94,6 @@ float ck_dot_row_q8_ref(int type, const void *row, const ck_block_q8 *x, int64_t
 
 // ---- AVX2 ----
 #ifdef CK_X86
-#define CK_AVX2 __attribute__((target("avx2,fma,f16c")))
-
-// Half → float inside AVX2 code. Calling the portable ck_fp16_to_fp32 here would mix
-// legacy-SSE code into a loop with live YMM state; the transition penalty made the Q4_1
-// kernel 30× slower (perf: 95% of its time on the callee's `ret`).
-CK_AVX2 static inline float h2f(uint16_t h) { return _cvtsh_ss(h); }
-
-CK_AVX2 static inline float hsum256(__m256 v) {
-    __m128 s = _mm_add_ps(_mm256_castps256_ps128(v), _mm256_extractf128_ps(v, 1));
-    s = _mm_add_ps(s, _mm_movehl_ps(s, s));
-    s = _mm_add_ss(s, _mm_movehdup_ps(s));
-    return _mm_cvtss_f32(s);
-}
-
-CK_AVX2 static inline __m256i unpack_nibbles(const uint8_t *qs) {
-    __m128i b = _mm_loadu_si128((const __m128i *)qs);
-    __m128i m = _mm_set1_epi8(0x0f);
-    return _mm256_set_m128i(_mm_and_si128(_mm_srli_epi16(b, 4), m), _mm_and_si128(b, m));
-}
 
 // Σ u[j]·s[j] over 32 bytes (u unsigned ≤ 127·2 safe: u ≤ 15 here) as 8 float lanes.
 CK_AVX2 static inline __m256 dot_u8_s8(__m256i u, __m256i s) {
@@ -270,27 +248,18 @@ CK_AVX2 static void quantize_q8_avx2(const float *x, ck_block_q8 *y, int64_t n) 
     }
 }
 
-static int has_avx2(void) {
-    static int cached = -1;
-    if (cached < 0) {
-        __builtin_cpu_init();
-        cached = __builtin_cpu_supports("avx2") && __builtin_cpu_supports("fma") &&
-                 __builtin_cpu_supports("f16c");
-    }
-    return cached;
-}
 #endif
 
 void ck_quantize_q8(const float *x, ck_block_q8 *y, int64_t n) {
 #ifdef CK_X86
-    if (has_avx2()) { quantize_q8_avx2(x, y, n); return; }
+    if (ck_has_avx2()) { quantize_q8_avx2(x, y, n); return; }
 #endif
     ck_quantize_q8_ref(x, y, n);
 }
 
 float ck_dot_row_q8(int type, const void *row, const ck_block_q8 *x, int64_t n) {
 #ifdef CK_X86
-    if (has_avx2()) {
+    if (ck_has_avx2()) {
         switch (type) {
         case CK_TYPE_Q4_0: return dot_q4_0_q8_avx2(row, x, n / QK);
         case CK_TYPE_Q4_1: return dot_q4_1_q8_avx2(row, x, n / QK);
@@ -311,7 +280,7 @@ void ck_matvec_q8(int type, const void *w, const ck_block_q8 *x, float *y,
     const size_t row_bytes = (size_t)(cols / QK) * ck_type_block_bytes(type);
     const uint8_t *base = w;
 #ifdef CK_X86
-    if (has_avx2() && ck_type_has_q8_path(type)) {
+    if (ck_has_avx2() && ck_type_has_q8_path(type)) {
         matvec_q8_avx2(type, base, row_bytes, x, y, cols, row_begin, row_end);
         return;
     }

@@ -17,10 +17,7 @@
 
 #include "ckernels.h"
 
-#if defined(__x86_64__) || defined(__i386__)
-#include <immintrin.h>
-#define CK_X86 1
-#endif
+#include "simd_x86.h"
 
 #define QK 32
 
@@ -132,14 +129,6 @@ float ck_dot_repacked_q8_ref(int type, const void *row, const ck_block_q8 *x, in
 
 // ---- AVX2: four rows at a time, two blocks per step ----
 #ifdef CK_X86
-#define CK_AVX2 __attribute__((target("avx2,fma,f16c")))
-
-CK_AVX2 static inline float hsum256(__m256 v) {
-    __m128 s = _mm_add_ps(_mm256_castps256_ps128(v), _mm256_extractf128_ps(v, 1));
-    s = _mm_add_ps(s, _mm_movehl_ps(s, s));
-    s = _mm_add_ss(s, _mm_movehdup_ps(s));
-    return _mm_cvtss_f32(s);
-}
 
 // x's per-block scales and offsets as f32 arrays, so eight can be loaded at once.
 typedef struct { float d[512], s[512]; } x_scales;
@@ -251,22 +240,13 @@ CK_AVX2 static void matvec_q8_0x(const uint8_t *w, const ck_block_q8 *x, const x
     }
 }
 
-static int has_avx2(void) {
-    static int cached = -1;
-    if (cached < 0) {
-        __builtin_cpu_init();
-        cached = __builtin_cpu_supports("avx2") && __builtin_cpu_supports("fma") &&
-                 __builtin_cpu_supports("f16c");
-    }
-    return cached;
-}
 #endif
 
 void ck_matvec_repacked_q8(int type, const void *w, const ck_block_q8 *x, float *y,
                            int64_t cols, int64_t r0, int64_t r1) {
     const int64_t nb = cols / QK;
 #ifdef CK_X86
-    if (has_avx2() && nb <= 504) {
+    if (ck_has_avx2() && nb <= 504) {
         x_scales xs;
         for (int64_t i = 0; i < nb; i++) { xs.d[i] = x[i].d; xs.s[i] = x[i].s; }
         for (int64_t i = nb; i < nb + 8; i++) { xs.d[i] = 0; xs.s[i] = 0; }
