@@ -57,45 +57,31 @@ void ck_repack_rows(int type, const void *src, void *dst, int64_t cols, int64_t 
 
 // ---- scalar: dequantization and both dot products ----
 
-void ck_dequant_repacked(int type, const void *row, float *y, int64_t n) {
-    const int64_t nb = n / QK;
-    const uint8_t *qs = row;
+// Block i of a repacked row of nb blocks into y[32]: its scales sit at the row's end, so
+// the row length is needed.
+static void dequant_block(int type, const uint8_t *row, int64_t nb, int64_t i, float *y) {
     if (type == CK_TYPE_Q4_1X) {
-        const uint16_t *d = (const uint16_t *)(qs + nb * 16), *m = d + nb;
-        for (int64_t i = 0; i < nb; i++, y += QK) {
-            const float di = ck_fp16_to_fp32(d[i]), mi = ck_fp16_to_fp32(m[i]);
-            for (int j = 0; j < 16; j++) {
-                y[j] = di * (qs[i * 16 + j] & 0x0f) + mi;
-                y[j + 16] = di * (qs[i * 16 + j] >> 4) + mi;
-            }
+        const uint16_t *d = (const uint16_t *)(row + nb * 16), *m = d + nb;
+        const float di = ck_fp16_to_fp32(d[i]), mi = ck_fp16_to_fp32(m[i]);
+        for (int j = 0; j < 16; j++) {
+            y[j] = di * (row[i * 16 + j] & 0x0f) + mi;
+            y[j + 16] = di * (row[i * 16 + j] >> 4) + mi;
         }
     } else {
-        const uint16_t *d = (const uint16_t *)(qs + nb * 32);
-        for (int64_t i = 0; i < nb; i++, y += QK) {
-            const float di = ck_fp16_to_fp32(d[i]);
-            for (int j = 0; j < QK; j++) y[j] = di * (int8_t)qs[i * 32 + j];
-        }
+        const uint16_t *d = (const uint16_t *)(row + nb * 32);
+        const float di = ck_fp16_to_fp32(d[i]);
+        for (int j = 0; j < QK; j++) y[j] = di * (int8_t)row[i * 32 + j];
     }
+}
+
+void ck_dequant_repacked(int type, const void *row, float *y, int64_t n) {
+    for (int64_t i = 0; i < n / QK; i++) dequant_block(type, row, n / QK, i, y + i * QK);
 }
 
 float ck_dot_repacked_f32_ref(int type, const void *row, const float *x, int64_t n) {
     float tmp[QK], s = 0;
-    const int64_t nb = n / QK;
-    // Block by block: a block's scales sit at the row's end, so the row length is needed.
-    for (int64_t i = 0; i < nb; i++) {
-        const uint8_t *qs = row;
-        if (type == CK_TYPE_Q4_1X) {
-            const uint16_t *d = (const uint16_t *)(qs + nb * 16), *m = d + nb;
-            const float di = ck_fp16_to_fp32(d[i]), mi = ck_fp16_to_fp32(m[i]);
-            for (int j = 0; j < 16; j++) {
-                tmp[j] = di * (qs[i * 16 + j] & 0x0f) + mi;
-                tmp[j + 16] = di * (qs[i * 16 + j] >> 4) + mi;
-            }
-        } else {
-            const uint16_t *d = (const uint16_t *)(qs + nb * 32);
-            const float di = ck_fp16_to_fp32(d[i]);
-            for (int j = 0; j < QK; j++) tmp[j] = di * (int8_t)qs[i * 32 + j];
-        }
+    for (int64_t i = 0; i < n / QK; i++) {
+        dequant_block(type, row, n / QK, i, tmp);
         float acc = 0;
         for (int j = 0; j < QK; j++) acc += tmp[j] * x[i * QK + j];
         s += acc;
