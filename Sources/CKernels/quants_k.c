@@ -1,136 +1,250 @@
 // Q5_0 and the K-quants Q4_K and Q6_K: block layouts, dequantization and scalar float-path
-// dot products. Layouts are ggml's (ggml-common.h; dequantize_row_* in ggml-quants.c).
+// dot products.
+//
+// The layouts are ggml's: the block structs in ggml/src/ggml-common.h and the decoding in
+// dequantize_row_q5_0 / dequantize_row_q4_K (with get_scale_min_k4) / dequantize_row_q6_K
+// in ggml/src/ggml-quants.c. Each weight is decoded here exactly as there (same float
+// operations in the same order), so the results are bit-identical to ggml's dequantizers.
+//
 // These types appear in other GGUF files, not in the default model, so only the scalar
-// reference exists; the dot products dequantize one block at a time onto the stack.
+// reference exists. The dot products decode each weight on the fly, sum one block in a
+// float accumulator and add that to the row total: no temporary buffer of weights.
 #include <assert.h>
 
 #include "quants_internal.h"
 
-// Q5_0: 32 weights, w = d * (q - 16) with a 5-bit code q. The low 4 bits are packed like
-// Q4_0 (element j < 16 in the low nibble of qs[j], element j + 16 in its high nibble); the
-// fifth bit of element j is bit j of the little-endian uint32 qh.
-typedef struct { uint16_t d; uint8_t qh[4]; uint8_t qs[16]; } block_q5_0;
-static_assert(sizeof(block_q5_0) == 22, "block_q5_0 size");
+#define QK5_0 32
+#define QK_K 256
 
-// Q4_K: a super-block of 256 weights in 8 sub-blocks of 32. Each sub-block has a 6-bit
-// scale and a 6-bit min, packed in scales[12] (see scale_min_k4); w = d·sc·q − dmin·m with a
-// 4-bit q. qs holds 4 groups of 32 bytes: the low nibbles are sub-block 2g, the high
-// nibbles sub-block 2g + 1.
-typedef struct { uint16_t d; uint16_t dmin; uint8_t scales[12]; uint8_t qs[128]; } block_q4_K;
-static_assert(sizeof(block_q4_K) == 144, "block_q4_K size");
+// ---- Q5_0 ----------------------------------------------------------------------------
 
-// Q6_K: a super-block of 256 weights in 16 sub-blocks of 16, each with an int8 scale;
-// w = d·scale·(q − 32) with a 6-bit q whose low 4 bits are in ql and high 2 bits in qh.
-typedef struct { uint8_t ql[128]; uint8_t qh[64]; int8_t scales[16]; uint16_t d; } block_q6_K;
-static_assert(sizeof(block_q6_K) == 210, "block_q6_K size");
+// block_q5_0 (ggml-common.h): 32 weights in 22 bytes.
+//   d      f16 scale
+//   qh[4]  the fifth (high) bit of each 5-bit code: bit j of the little-endian uint32 qh
+//          belongs to element j (0..31)
+//   qs[16] the low 4 bits: element j < 16 in the low nibble of qs[j], element j + 16 in
+//          the high nibble of qs[j]
+// Weight: w = d * (q - 16), q the 5-bit code (0..31).
+typedef struct {
+    uint16_t d;
+    uint8_t qh[4];
+    uint8_t qs[QK5_0 / 2];
+} block_q5_0;
+static_assert(sizeof(block_q5_0) == 22, "block_q5_0 must be 22 bytes");
+
+// The four qh bytes as the little-endian uint32 that ggml memcpy's out of the block.
+static uint32_t q5_0_high_bits(const block_q5_0 *b) {
+    return (uint32_t)b->qh[0] | (uint32_t)b->qh[1] << 8 | (uint32_t)b->qh[2] << 16 |
+           (uint32_t)b->qh[3] << 24;
+}
+
+// Signed codes (q - 16) of elements j and j + 16 of a block, j in 0..15.
+static inline void q5_0_codes(const block_q5_0 *b, uint32_t qh, int j, int *lo, int *hi) {
+    const int high_lo = (int)((qh >> j) & 1u);         // fifth bit of element j
+    const int high_hi = (int)((qh >> (j + 16)) & 1u);  // fifth bit of element j + 16
+    *lo = ((b->qs[j] & 0x0F) | (high_lo << 4)) - 16;
+    *hi = ((b->qs[j] >> 4) | (high_hi << 4)) - 16;
+}
 
 void ck_dequant_q5_0(const void *x, float *y, int64_t n) {
-    const block_q5_0 *b = x;
-    for (int64_t i = 0; i < n / 32; i++, y += 32) {
-        const float d = ck_fp16_to_fp32(b[i].d);
-        const uint32_t qh = (uint32_t)b[i].qh[0] | (uint32_t)b[i].qh[1] << 8 |
-                            (uint32_t)b[i].qh[2] << 16 | (uint32_t)b[i].qh[3] << 24;
-        for (int j = 0; j < 16; j++) {
-            const int hi0 = (qh >> j) & 1, hi1 = (qh >> (j + 16)) & 1;
-            y[j] = d * (((b[i].qs[j] & 0x0f) | hi0 << 4) - 16);
-            y[j + 16] = d * (((b[i].qs[j] >> 4) | hi1 << 4) - 16);
+    const block_q5_0 *blocks = x;
+    const int64_t n_blocks = n / QK5_0;
+    for (int64_t i = 0; i < n_blocks; i++) {
+        const block_q5_0 *b = &blocks[i];
+        const float d = ck_fp16_to_fp32(b->d);
+        const uint32_t qh = q5_0_high_bits(b);
+        float *out = y + i * QK5_0;
+        for (int j = 0; j < QK5_0 / 2; j++) {
+            int lo, hi;
+            q5_0_codes(b, qh, j, &lo, &hi);
+            out[j] = lo * d;
+            out[j + QK5_0 / 2] = hi * d;
         }
     }
-}
-
-// Scale and min of sub-block j (0..7): sub-blocks 0–3 use the low 6 bits of bytes j and
-// j + 4; sub-blocks 4–7 take their low 4 bits from byte j + 4 and their top 2 bits from the
-// spare high bits of bytes j − 4 (scale) and j (min).
-static void scale_min_k4(int j, const uint8_t *q, uint8_t *sc, uint8_t *m) {
-    if (j < 4) {
-        *sc = q[j] & 63;
-        *m = q[j + 4] & 63;
-    } else {
-        *sc = (q[j + 4] & 0x0f) | ((q[j - 4] >> 6) << 4);
-        *m = (q[j + 4] >> 4) | ((q[j] >> 6) << 4);
-    }
-}
-
-static void dequant_block_q4_K(const block_q4_K *b, float *y) {
-    const float d = ck_fp16_to_fp32(b->d), dmin = ck_fp16_to_fp32(b->dmin);
-    const uint8_t *q = b->qs;
-    for (int g = 0; g < 4; g++, q += 32, y += 64) {
-        uint8_t sc, m;
-        scale_min_k4(2 * g, b->scales, &sc, &m);
-        const float d1 = d * sc, m1 = dmin * m;
-        scale_min_k4(2 * g + 1, b->scales, &sc, &m);
-        const float d2 = d * sc, m2 = dmin * m;
-        for (int l = 0; l < 32; l++) {
-            y[l] = d1 * (q[l] & 0x0f) - m1;
-            y[l + 32] = d2 * (q[l] >> 4) - m2;
-        }
-    }
-}
-
-void ck_dequant_q4_K(const void *x, float *y, int64_t n) {
-    const block_q4_K *b = x;
-    for (int64_t i = 0; i < n / 256; i++) dequant_block_q4_K(&b[i], y + i * 256);
-}
-
-// Each half (128 weights) of the super-block uses 64 bytes of ql, 32 of qh and 8 scales:
-// element l of the four 32-runs takes ql[l] low, ql[l+32] low, ql[l] high, ql[l+32] high
-// nibbles, and bits 0–1, 2–3, 4–5, 6–7 of qh[l].
-static void dequant_block_q6_K(const block_q6_K *b, float *y) {
-    const float d = ck_fp16_to_fp32(b->d);
-    const uint8_t *ql = b->ql, *qh = b->qh;
-    const int8_t *sc = b->scales;
-    for (int half = 0; half < 2; half++, y += 128, ql += 64, qh += 32, sc += 8) {
-        for (int l = 0; l < 32; l++) {
-            const int is = l / 16;
-            const int q1 = ((ql[l] & 0x0f) | ((qh[l] >> 0) & 3) << 4) - 32;
-            const int q2 = ((ql[l + 32] & 0x0f) | ((qh[l] >> 2) & 3) << 4) - 32;
-            const int q3 = ((ql[l] >> 4) | ((qh[l] >> 4) & 3) << 4) - 32;
-            const int q4 = ((ql[l + 32] >> 4) | ((qh[l] >> 6) & 3) << 4) - 32;
-            y[l] = d * sc[is] * q1;
-            y[l + 32] = d * sc[is + 2] * q2;
-            y[l + 64] = d * sc[is + 4] * q3;
-            y[l + 96] = d * sc[is + 6] * q4;
-        }
-    }
-}
-
-void ck_dequant_q6_K(const void *x, float *y, int64_t n) {
-    const block_q6_K *b = x;
-    for (int64_t i = 0; i < n / 256; i++) dequant_block_q6_K(&b[i], y + i * 256);
-}
-
-static float dot_block(const float *w, const float *v, int n) {
-    float s = 0;
-    for (int i = 0; i < n; i++) s += w[i] * v[i];
-    return s;
 }
 
 float ck_dot_q5_0_f32_ref(const void *x, const float *v, int64_t n) {
-    const block_q5_0 *b = x;
-    float tmp[32], s = 0;
-    for (int64_t i = 0; i < n / 32; i++) {
-        ck_dequant_q5_0(&b[i], tmp, 32);
-        s += dot_block(tmp, v + i * 32, 32);
+    const block_q5_0 *blocks = x;
+    const int64_t n_blocks = n / QK5_0;
+    float total = 0.0f;
+    for (int64_t i = 0; i < n_blocks; i++) {
+        const block_q5_0 *b = &blocks[i];
+        const float d = ck_fp16_to_fp32(b->d);
+        const uint32_t qh = q5_0_high_bits(b);
+        const float *vb = v + i * QK5_0;
+        float block_sum = 0.0f;
+        for (int j = 0; j < QK5_0 / 2; j++) {
+            int lo, hi;
+            q5_0_codes(b, qh, j, &lo, &hi);
+            block_sum += (lo * d) * vb[j];
+            block_sum += (hi * d) * vb[j + QK5_0 / 2];
+        }
+        total += block_sum;
     }
-    return s;
+    return total;
+}
+
+// ---- Q4_K ----------------------------------------------------------------------------
+
+// block_q4_K (ggml-common.h): a super-block of 256 weights in 144 bytes, as 8 sub-blocks
+// of 32 weights.
+//   d          f16 super-block scale of the sub-block scales
+//   dmin       f16 super-block scale of the sub-block mins
+//   scales[12] eight 6-bit scales and eight 6-bit mins (decoded by scale_min_k4 below,
+//              ggml's get_scale_min_k4)
+//   qs[128]    4-bit codes in 4 groups of 32 bytes; group g holds sub-block 2g in the
+//              low nibbles and sub-block 2g + 1 in the high nibbles
+// Weight in sub-block s: w = (d * scale[s]) * q - (dmin * min[s]), q the 4-bit code.
+typedef struct {
+    uint16_t d;
+    uint16_t dmin;
+    uint8_t scales[12];
+    uint8_t qs[QK_K / 2];
+} block_q4_K;
+static_assert(sizeof(block_q4_K) == 144, "block_q4_K must be 144 bytes");
+
+// 6-bit scale and min of sub-block j (0..7), as ggml's get_scale_min_k4:
+//   j < 4:  scale = low 6 bits of scales[j], min = low 6 bits of scales[j + 4];
+//   j >= 4: the low 4 bits are the low / high nibble of scales[j + 4], and the top 2 bits
+//           are the spare top 2 bits of scales[j - 4] (scale) and scales[j] (min).
+static inline void scale_min_k4(int j, const uint8_t *scales, uint8_t *scale, uint8_t *min) {
+    if (j < 4) {
+        *scale = scales[j] & 63;
+        *min = scales[j + 4] & 63;
+    } else {
+        *scale = (uint8_t)((scales[j + 4] & 0x0F) | ((scales[j - 4] >> 6) << 4));
+        *min = (uint8_t)((scales[j + 4] >> 4) | ((scales[j] >> 6) << 4));
+    }
+}
+
+// Multiplier and offset of sub-block j: w = mul * q - off.
+static inline void q4_K_sub_block(const block_q4_K *b, float d, float dmin, int j,
+                                  float *mul, float *off) {
+    uint8_t scale, min;
+    scale_min_k4(j, b->scales, &scale, &min);
+    *mul = d * scale;
+    *off = dmin * min;
+}
+
+void ck_dequant_q4_K(const void *x, float *y, int64_t n) {
+    const block_q4_K *blocks = x;
+    const int64_t n_blocks = n / QK_K;
+    for (int64_t i = 0; i < n_blocks; i++) {
+        const block_q4_K *b = &blocks[i];
+        const float d = ck_fp16_to_fp32(b->d);
+        const float dmin = ck_fp16_to_fp32(b->dmin);
+        float *out = y + i * QK_K;
+        for (int g = 0; g < 4; g++) {  // 4 groups of 64 weights, 32 bytes of qs each
+            const uint8_t *q = b->qs + 32 * g;
+            float mul_lo, off_lo, mul_hi, off_hi;
+            q4_K_sub_block(b, d, dmin, 2 * g, &mul_lo, &off_lo);
+            q4_K_sub_block(b, d, dmin, 2 * g + 1, &mul_hi, &off_hi);
+            for (int l = 0; l < 32; l++) {
+                out[64 * g + l] = mul_lo * (q[l] & 0x0F) - off_lo;
+                out[64 * g + 32 + l] = mul_hi * (q[l] >> 4) - off_hi;
+            }
+        }
+    }
 }
 
 float ck_dot_q4_K_f32_ref(const void *x, const float *v, int64_t n) {
-    const block_q4_K *b = x;
-    float tmp[256], s = 0;
-    for (int64_t i = 0; i < n / 256; i++) {
-        dequant_block_q4_K(&b[i], tmp);
-        s += dot_block(tmp, v + i * 256, 256);
+    const block_q4_K *blocks = x;
+    const int64_t n_blocks = n / QK_K;
+    float total = 0.0f;
+    for (int64_t i = 0; i < n_blocks; i++) {
+        const block_q4_K *b = &blocks[i];
+        const float d = ck_fp16_to_fp32(b->d);
+        const float dmin = ck_fp16_to_fp32(b->dmin);
+        const float *vb = v + i * QK_K;
+        float block_sum = 0.0f;
+        for (int g = 0; g < 4; g++) {
+            const uint8_t *q = b->qs + 32 * g;
+            const float *v_lo = vb + 64 * g, *v_hi = vb + 64 * g + 32;
+            float mul_lo, off_lo, mul_hi, off_hi;
+            q4_K_sub_block(b, d, dmin, 2 * g, &mul_lo, &off_lo);
+            q4_K_sub_block(b, d, dmin, 2 * g + 1, &mul_hi, &off_hi);
+            for (int l = 0; l < 32; l++) {
+                block_sum += (mul_lo * (q[l] & 0x0F) - off_lo) * v_lo[l];
+                block_sum += (mul_hi * (q[l] >> 4) - off_hi) * v_hi[l];
+            }
+        }
+        total += block_sum;
     }
-    return s;
+    return total;
+}
+
+// ---- Q6_K ----------------------------------------------------------------------------
+
+// block_q6_K (ggml-common.h): a super-block of 256 weights in 210 bytes, as 16 sub-blocks
+// of 16 weights.
+//   ql[128]    low 4 bits of the 6-bit codes
+//   qh[64]     high 2 bits of the codes, four per byte
+//   scales[16] int8 scale of each sub-block
+//   d          f16 super-block scale
+// Weight: w = (d * scales[s]) * (q - 32), q the 6-bit code, s = element / 16.
+// Each half h (elements 128h .. 128h + 127) uses ql[64h ..], qh[32h ..], scales[8h ..]; for
+// l in 0..31 its elements l, l + 32, l + 64, l + 96 take their low bits from the low nibble
+// of ql[l], the low nibble of ql[l + 32], the high nibble of ql[l], the high nibble of
+// ql[l + 32], and their high bits from bits 0-1, 2-3, 4-5, 6-7 of qh[l].
+typedef struct {
+    uint8_t ql[QK_K / 2];
+    uint8_t qh[QK_K / 4];
+    int8_t scales[QK_K / 16];
+    uint16_t d;
+} block_q6_K;
+static_assert(sizeof(block_q6_K) == 210, "block_q6_K must be 210 bytes");
+
+// Signed codes (q - 32) of elements l, l + 32, l + 64, l + 96 of one half (ql, qh already
+// offset to that half), l in 0..31.
+static inline void q6_K_codes(const uint8_t *ql, const uint8_t *qh, int l, int q[4]) {
+    q[0] = ((ql[l] & 0x0F) | (((qh[l] >> 0) & 3) << 4)) - 32;
+    q[1] = ((ql[l + 32] & 0x0F) | (((qh[l] >> 2) & 3) << 4)) - 32;
+    q[2] = ((ql[l] >> 4) | (((qh[l] >> 4) & 3) << 4)) - 32;
+    q[3] = ((ql[l + 32] >> 4) | (((qh[l] >> 6) & 3) << 4)) - 32;
+}
+
+void ck_dequant_q6_K(const void *x, float *y, int64_t n) {
+    const block_q6_K *blocks = x;
+    const int64_t n_blocks = n / QK_K;
+    for (int64_t i = 0; i < n_blocks; i++) {
+        const block_q6_K *b = &blocks[i];
+        const float d = ck_fp16_to_fp32(b->d);
+        for (int half = 0; half < 2; half++) {
+            const uint8_t *ql = b->ql + 64 * half;
+            const uint8_t *qh = b->qh + 32 * half;
+            const int8_t *sc = b->scales + 8 * half;
+            float *out = y + i * QK_K + 128 * half;
+            for (int l = 0; l < 32; l++) {
+                const int is = l / 16;  // sub-block of element l within its run of 32
+                int q[4];
+                q6_K_codes(ql, qh, l, q);
+                for (int r = 0; r < 4; r++) out[l + 32 * r] = d * sc[is + 2 * r] * q[r];
+            }
+        }
+    }
 }
 
 float ck_dot_q6_K_f32_ref(const void *x, const float *v, int64_t n) {
-    const block_q6_K *b = x;
-    float tmp[256], s = 0;
-    for (int64_t i = 0; i < n / 256; i++) {
-        dequant_block_q6_K(&b[i], tmp);
-        s += dot_block(tmp, v + i * 256, 256);
+    const block_q6_K *blocks = x;
+    const int64_t n_blocks = n / QK_K;
+    float total = 0.0f;
+    for (int64_t i = 0; i < n_blocks; i++) {
+        const block_q6_K *b = &blocks[i];
+        const float d = ck_fp16_to_fp32(b->d);
+        float block_sum = 0.0f;
+        for (int half = 0; half < 2; half++) {
+            const uint8_t *ql = b->ql + 64 * half;
+            const uint8_t *qh = b->qh + 32 * half;
+            const int8_t *sc = b->scales + 8 * half;
+            const float *vh = v + i * QK_K + 128 * half;
+            for (int l = 0; l < 32; l++) {
+                const int is = l / 16;
+                int q[4];
+                q6_K_codes(ql, qh, l, q);
+                for (int r = 0; r < 4; r++) block_sum += (d * sc[is + 2 * r] * q[r]) * vh[l + 32 * r];
+            }
+        }
+        total += block_sum;
     }
-    return s;
+    return total;
 }

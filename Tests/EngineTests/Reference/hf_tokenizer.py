@@ -41,7 +41,7 @@ def load_hf_tokenizer(gguf_path, specials=False, pre="smollm"):
     else:
         tok.pre_tokenizer = pre_tokenizers.Sequence([
             pre_tokenizers.Digits(individual_digits=True),
-            pre_tokenizers.ByteLevel(add_prefix_space=False, use_regex=True),
+            pre_tokenizers.ByteLevel(add_prefix_space=False, trim_offsets=True, use_regex=True),
         ])
     tok.decoder = decoders.ByteLevel()
     if specials:

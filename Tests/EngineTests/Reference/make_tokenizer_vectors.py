@@ -34,7 +34,29 @@ LONG = (
     "whole coast — temperature, wind speed (in knots), visibility — with an accuracy no "
     "instrument of the time could match. The keeper never learned of this. He died in 2003, "
     "at 86, in the cottage beside the tower; his last entry reads: 'Clear. Calm. 3 ships.'\n\n"
-) * 2
+    "His daughter, who had moved inland to teach mathematics, came back only once after the "
+    "funeral. She found the last volume open on the desk, its ribbon marking a page dated "
+    "14 March, and beneath the weather notes a short list in pencil: \"Paint the rail. Fix the "
+    "gate. Call Maria about the boat.\" She sat with it for a long while. Then she took a fresh "
+    "notebook from the shelf, wrote the date at the top of the first page, and went outside "
+    "to look at the sky. The wind was from the south-west, perhaps fifteen knots, and the "
+    "clouds were the high, thin kind her father had called 'mare's tails'. She wrote that "
+    "down too. In the years that followed she came every summer, and then, when she retired, "
+    "she stayed. The keepers' cottage got a new roof; the storeroom got shelves that reached "
+    "the ceiling; the automated lamp turned above them both, indifferent and reliable. "
+    "Visitors sometimes asked her why she bothered, since satellites now measured everything "
+    "to the second decimal place. She would shrug and say it wasn't about the numbers. "
+    "\"A satellite can tell you the wind,\" she'd say, \"but it can't tell you that the terns "
+    "came back three days late, or that the fishing boats stayed in because old Tomas had a "
+    "feeling.\" Most visitors smiled politely. A few, usually the children, asked if they "
+    "could write something in the book. She always let them.\n\n"
+    "By now there are 57 volumes in her hand, and a shelf of smaller ones in other hands: "
+    "a boy's careful drawing of a gannet, a note that reads \"saw a seal!!\" with the date "
+    "written backwards, a paragraph in German about rain, a column of tide times copied out "
+    "in green ink. Nobody has read them all. Nobody, perhaps, ever will. But on clear nights, "
+    "when the lamp sweeps over the water and the cottage windows glow, it is easy to believe "
+    "that the writing matters anyway: that somewhere, someone is keeping track.\n"
+)
 
 TEXT_CASES = {
     "prose": "It was the best of times, it was the worst of times, it was the age of wisdom.",
@@ -84,6 +106,22 @@ TEXT_CASES = {
     "long-word": "Pneumonoultramicroscopicsilicovolcanoconiosis antidisestablishmentarianism",
     "repeated": "ha" * 40,
     "long-prose": LONG,
+    "exact-thousands": "1,000,000",
+    "exact-date": " 2024-11-22",
+    "exact-x1y2": "x1y2",
+    "exact-pi": "3.14159",
+    "apostrophe-s": "'s",
+    "upper-contractions": "I'LL DON'T WE'VE It'S",
+    "exact-newlines3": "\n\n\n",
+    "exact-tab-space-tab": "\t \t",
+    "crlf-only": "\r\n",
+    "indented-swift": "func f() {\n    if x {\n        return 1\n    }\n}",
+    "digits-long": "in 31415926535897932384626433 years",
+    "arabic-indic-digits": "٣٤٥ و 123",
+    "flags": "🇺🇸🇬🇧🇩🇪",
+    "control-escape": "\x1b[31mred\x1b[0m",
+    "nul-only": "\x00",
+    "missing-byte-merge": "wow!\x04! ..\x06. \x13\x14",
 }
 
 BYTE_CASES = {
