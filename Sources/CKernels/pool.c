@@ -119,7 +119,7 @@ void ck_pool_destroy(ck_pool *pool) {
 // ---- parallel matrix-vector products ----
 
 // Up to three matrices that read the same input (Q/K/V, or gate/up) in one dispatch: the
-// rows of all of them form one index space that the threads split, so the 192-row K and V
+// rows of all of them form one index space that the threads share, so the 192-row K and V
 // products ride along with Q instead of running alone on one core.
 struct matvec_task {
     int n;
@@ -127,29 +127,38 @@ struct matvec_task {
     const float *x;
     const ck_block_q8 *xq;     // NULL: float path
     int64_t cols, total_rows;
+    atomic_llong next_chunk;   // the next unclaimed chunk of MATVEC_CHUNK rows
 };
 
+// Threads claim chunks of rows from a shared counter instead of taking fixed halves. On a
+// shared host one vCPU is often descheduled for a while; with fixed halves the other
+// finished its half and waited (tg128 fell to 37 t/s in one such round, against ~130).
+// 64 rows: a few dozen claims per product, and each thread's outputs on their own lines.
+#define MATVEC_CHUNK 64
+
 static void matvec_slice(void *p, int index, int n) {
-    const struct matvec_task *t = p;
-    // Slices of whole 16-row groups keep each thread's output on its own cache lines.
-    const int64_t groups = (t->total_rows + 15) / 16;
-    int64_t r0 = groups * index / n * 16, r1 = groups * (index + 1) / n * 16;
-    if (r1 > t->total_rows) r1 = t->total_rows;
-    int64_t base = 0;
-    for (int m = 0; m < t->n && r0 < r1; m++) {
-        const ck_matvec_out *o = &t->outs[m];
-        const int64_t lo = r0 > base ? r0 - base : 0, hi = r1 - base < o->rows ? r1 - base : o->rows;
-        if (lo < hi) {
-            if (t->xq && ck_type_has_q8_path(o->type)) ck_matvec_q8(o->type, o->w, t->xq, o->y, t->cols, lo, hi);
-            else ck_matvec_f32(o->type, o->w, t->x, o->y, t->cols, lo, hi);
+    (void)index; (void)n;
+    struct matvec_task *t = p;
+    for (;;) {
+        const int64_t r0 = atomic_fetch_add_explicit(&t->next_chunk, 1, memory_order_relaxed) * MATVEC_CHUNK;
+        if (r0 >= t->total_rows) return;
+        const int64_t r1 = r0 + MATVEC_CHUNK < t->total_rows ? r0 + MATVEC_CHUNK : t->total_rows;
+        int64_t base = 0;
+        for (int m = 0; m < t->n; m++) {
+            const ck_matvec_out *o = &t->outs[m];
+            const int64_t lo = r0 > base ? r0 - base : 0, hi = r1 - base < o->rows ? r1 - base : o->rows;
+            if (lo < hi) {
+                if (t->xq && ck_type_has_q8_path(o->type)) ck_matvec_q8(o->type, o->w, t->xq, o->y, t->cols, lo, hi);
+                else ck_matvec_f32(o->type, o->w, t->x, o->y, t->cols, lo, hi);
+            }
+            base += o->rows;
         }
-        base += o->rows;
     }
 }
 
 void ck_pool_matvec_multi(ck_pool *pool, const ck_matvec_out *outs, int n, const float *x,
                           ck_block_q8 *xq_scratch, int64_t cols) {
-    struct matvec_task t = { n, outs, x, NULL, cols, 0 };
+    struct matvec_task t = { n, outs, x, NULL, cols, 0, 0 };
     int any_q8 = 0;
     for (int m = 0; m < n; m++) { t.total_rows += outs[m].rows; any_q8 |= ck_type_has_q8_path(outs[m].type); }
     if (xq_scratch && any_q8) {
@@ -170,30 +179,42 @@ void ck_pool_matvec(ck_pool *pool, int type, const void *w, const float *x,
 // ---- parallel attention of one token over the cache ----
 
 struct attention_task {
-    const float *q_sink, *q, *keys, *values;
+    const float *q_sink, *q;
+    const ck_kv_view *kv;
     float *scores, *out;
-    int64_t n_sink, n_keys, capacity, scores_stride;
+    int64_t n_sink, n_keys, scores_stride;
     int n_heads, n_kv_heads, head_dim;
     float scale;
+    atomic_int next_head;      // heads are claimed one at a time, as matvec rows are
 };
 
 static void attention_slice(void *p, int index, int n) {
-    const struct attention_task *t = p;
-    const int group = t->n_heads / t->n_kv_heads;
+    (void)n;
+    struct attention_task *t = p;
+    const ck_kv_view *kv = t->kv;
+    const int group = t->n_heads / t->n_kv_heads, hd = t->head_dim;
     float *scores = t->scores + (int64_t)index * t->scores_stride;
-    for (int h = index; h < t->n_heads; h += n) {
-        const int64_t kv_off = (int64_t)(h / group) * t->capacity * t->head_dim;
-        const int64_t q_off = (int64_t)h * t->head_dim;
-        ck_attend_head(t->q_sink + q_off, t->q + q_off, t->n_sink, t->keys + kv_off, t->values + kv_off,
-                       t->n_keys, t->head_dim, t->head_dim, t->head_dim, t->scale, scores, t->out + q_off);
+    for (int h; (h = atomic_fetch_add_explicit(&t->next_head, 1, memory_order_relaxed)) < t->n_heads;) {
+        const int64_t row0 = (int64_t)(h / group) * kv->capacity;   // the KV head's slot 0
+        const float *qs = t->q_sink + (int64_t)h * hd, *q = t->q + (int64_t)h * hd;
+        float *out = t->out + (int64_t)h * hd;
+        if (kv->type == CK_KV_Q8) {
+            const int64_t g = hd / CK_KV_GROUP;
+            ck_attend_head_q8(qs, q, t->n_sink, (const int8_t *)kv->keys + row0 * hd, kv->key_scales + row0 * g,
+                              (const int8_t *)kv->values + row0 * hd, kv->value_scales + row0 * g,
+                              t->n_keys, hd, t->scale, scores, out);
+        } else {
+            ck_attend_head(qs, q, t->n_sink, (const float *)kv->keys + row0 * hd, (const float *)kv->values + row0 * hd,
+                           t->n_keys, hd, hd, hd, t->scale, scores, out);
+        }
     }
 }
 
 void ck_pool_attention(ck_pool *pool, const float *q_sink, const float *q, int64_t n_sink,
-                       const float *keys, const float *values, int64_t capacity, int64_t n_keys,
+                       const ck_kv_view *kv, int64_t n_keys,
                        int n_heads, int n_kv_heads, int head_dim, float scale,
                        float *scores, int64_t scores_stride, float *out) {
-    struct attention_task t = { q_sink, q, keys, values, scores, out, n_sink, n_keys, capacity,
-                                scores_stride, n_heads, n_kv_heads, head_dim, scale };
+    struct attention_task t = { q_sink, q, kv, scores, out, n_sink, n_keys, scores_stride,
+                                n_heads, n_kv_heads, head_dim, scale, 0 };
     ck_pool_run(pool, attention_slice, &t);
 }

@@ -101,10 +101,11 @@ void ck_pool_matvec_multi(ck_pool *pool, const ck_matvec_out *outs, int n, const
                           ck_block_q8 *xq_scratch, int64_t cols);
 
 // One token's attention, all heads, split across the pool by head. q_sink, q, out:
-// [n_heads*head_dim]; keys, values: one layer's [n_kv_heads][capacity][head_dim], of which
-// slots 0 … n_keys−1 are used; scores: scratch [pool size][scores_stride ≥ n_keys].
+// [n_heads*head_dim]; kv: one layer of the cache (below), of which slots 0 … n_keys−1 are
+// used; scores: scratch [pool size][scores_stride ≥ n_keys].
+struct ck_kv_view;
 void ck_pool_attention(ck_pool *pool, const float *q_sink, const float *q, int64_t n_sink,
-                       const float *keys, const float *values, int64_t capacity, int64_t n_keys,
+                       const struct ck_kv_view *kv, int64_t n_keys,
                        int n_heads, int n_kv_heads, int head_dim, float scale,
                        float *scores, int64_t scores_stride, float *out);
 
@@ -127,6 +128,8 @@ void ck_add(float *y, const float *x, int n);
 // mode 2 ("neox", rotate-half):  rotate pairs (x[i], x[i + head_dim/2]).
 void ck_rope(float *x, int head_dim, const float *cos_t, const float *sin_t, int mode);
 
+// ---- attention over the KV cache (attention.c) ----
+
 // Attention of one query head over n_keys cached keys/values of one KV head: keys
 // 0 … n_sink−1 (the attention sinks) are scored with q_sink, the rest with q — the same
 // query rotated to two positions (see KVCache.swift). One softmax over all keys.
@@ -140,6 +143,32 @@ void ck_attend_head_ref(const float *q_sink, const float *q, int64_t n_sink,
                         const float *keys, const float *values,
                         int64_t n_keys, int head_dim, int64_t key_stride, int64_t value_stride,
                         float scale, float *scores, float *out);
+
+// Int8 cache rows: head_dim codes with one f32 scale per CK_KV_GROUP of them, x ≈ d·q.
+#define CK_KV_GROUP 32
+// x[n] → q[n], scales[n/CK_KV_GROUP]; |x − d·q| ≤ d/2 = max|group|/254.
+void ck_quantize_kv_row(const float *x, int8_t *q, float *scales, int n);
+void ck_dequantize_kv_row(const int8_t *q, const float *scales, float *y, int n);
+
+// ck_attend_head over int8 rows (contiguous, head_dim apart; scales head_dim/32 apart).
+void ck_attend_head_q8(const float *q_sink, const float *q, int64_t n_sink,
+                       const int8_t *keys, const float *key_scales,
+                       const int8_t *values, const float *value_scales,
+                       int64_t n_keys, int head_dim, float scale, float *scores, float *out);
+void ck_attend_head_q8_ref(const float *q_sink, const float *q, int64_t n_sink,
+                           const int8_t *keys, const float *key_scales,
+                           const int8_t *values, const float *value_scales,
+                           int64_t n_keys, int head_dim, float scale, float *scores, float *out);
+
+// One layer of the cache as the attention reads it: per KV head, `capacity` slots of
+// head_dim values, f32 or int8 (then with per-group scales).
+enum ck_kv_type { CK_KV_F32 = 0, CK_KV_Q8 = 1 };
+typedef struct ck_kv_view {
+    int type;
+    const void *keys, *values;               // [n_kv_heads][capacity][head_dim] f32 or int8
+    const float *key_scales, *value_scales;  // int8: [n_kv_heads][capacity][head_dim/32]
+    int64_t capacity;
+} ck_kv_view;
 
 #ifdef __cplusplus
 }

@@ -1,3 +1,5 @@
+import CKernels
+
 /// The cache policy: what is kept, what is evicted, what positions tokens get.
 ///
 /// StreamingLLM (Xiao et al. 2023, "Efficient Streaming Language Models with Attention
@@ -21,6 +23,21 @@ public struct CachePolicy: Equatable {
     public var capacity: Int { sinks + (window ?? 0) }
 }
 
+/// How cached keys and values are stored. `.int8`: each row of head_dim values as int8
+/// with one f32 scale per 32 (attention.c): 3.6× smaller than f32; logits move by a few
+/// hundredths (CacheTests) and streaming perplexity by well under 1% (README).
+public enum KVPrecision: String, CaseIterable {
+    case f32, int8
+
+    /// Bytes one row of `headDim` values takes.
+    func rowBytes(headDim: Int) -> Int {
+        switch self {
+        case .f32: return headDim * 4
+        case .int8: return headDim + headDim / Int(CK_KV_GROUP) * 4
+        }
+    }
+}
+
 /// One token's keys and values leaving the window, handed to the eviction hook (the block
 /// memory of #6) before its slot is reused. Keys are as stored: rotated by `position`.
 public struct EvictedToken {
@@ -32,7 +49,7 @@ public struct EvictedToken {
 }
 
 /// Keys and values per layer, laid out for the attention kernel: [layer][kv_head][slot]
-/// [head_dim], one head's slots contiguous. Slots 0 ..< sinks hold the sink tokens; the
+/// [head_dim], one head's slots contiguous (f32, or int8 codes plus per-group scales). Slots 0 ..< sinks hold the sink tokens; the
 /// window is a ring over slots sinks ..< capacity, so eviction copies nothing.
 ///
 /// Positions. RoPE makes q·k depend only on the distance between the two positions. Window
@@ -47,29 +64,41 @@ public final class KVCache {
     public let kvHeadCount: Int
     public let headDim: Int
     public let policy: CachePolicy
+    public let precision: KVPrecision
     public let capacity: Int
     /// Tokens seen since the start (or the last reset); the next token's absolute position.
     public private(set) var tokensSeen = 0
     /// Called for each layer of a token about to be overwritten.
     public var onEvict: ((EvictedToken) -> Void)?
-    private var keys: [UnsafeMutablePointer<Float>]    // per layer: [kv_head][capacity][head_dim]
-    private var values: [UnsafeMutablePointer<Float>]  // per layer: [kv_head][capacity][head_dim]
+    private var keys: [UnsafeMutableRawPointer]        // per layer: [kv_head][capacity][head_dim] f32 or int8
+    private var values: [UnsafeMutableRawPointer]
+    private var keyScales: [UnsafeMutablePointer<Float>]    // int8: per layer [kv_head][capacity][head_dim/32]
+    private var valueScales: [UnsafeMutablePointer<Float>]
+    private let evicted: UnsafeMutablePointer<Float>   // int8: [2][kv_head][head_dim], a leaving token as f32
 
-    public init(layerCount: Int, kvHeadCount: Int, headDim: Int, policy: CachePolicy) {
+    public init(layerCount: Int, kvHeadCount: Int, headDim: Int, policy: CachePolicy, precision: KVPrecision = .f32) {
         precondition(policy.sinks >= 0 && (policy.window ?? 1) >= 1 && policy.capacity >= 1)
+        precondition(precision == .f32 || headDim % Int(CK_KV_GROUP) == 0, "int8 KV needs head_dim divisible by \(CK_KV_GROUP)")
         self.layerCount = layerCount
         self.kvHeadCount = kvHeadCount
         self.headDim = headDim
         self.policy = policy
+        self.precision = precision
         self.capacity = policy.capacity
-        let size = kvHeadCount * capacity * headDim
-        keys = (0..<layerCount).map { _ in .allocate(capacity: size) }
-        values = (0..<layerCount).map { _ in .allocate(capacity: size) }
+        let rows = kvHeadCount * capacity
+        let codeBytes = rows * headDim * (precision == .f32 ? 4 : 1)
+        let scaleCount = precision == .int8 ? rows * headDim / Int(CK_KV_GROUP) : 0
+        keys = (0..<layerCount).map { _ in .allocate(byteCount: codeBytes, alignment: 64) }
+        values = (0..<layerCount).map { _ in .allocate(byteCount: codeBytes, alignment: 64) }
+        keyScales = (0..<layerCount).map { _ in .allocate(capacity: scaleCount) }
+        valueScales = (0..<layerCount).map { _ in .allocate(capacity: scaleCount) }
+        evicted = .allocate(capacity: 2 * kvHeadCount * headDim)
     }
 
     deinit {
-        keys.forEach { $0.deallocate() }
-        values.forEach { $0.deallocate() }
+        (keys + values).forEach { $0.deallocate() }
+        (keyScales + valueScales).forEach { $0.deallocate() }
+        evicted.deallocate()
     }
 
     /// Tokens currently held.
@@ -78,8 +107,10 @@ public final class KVCache {
     public var canAppend: Bool { policy.window != nil || tokensSeen < capacity }
     /// How many more tokens fit; Int.max with a window.
     public var remaining: Int { policy.window != nil ? Int.max : capacity - tokensSeen }
-    /// Memory the keys and values take, in bytes (f32).
-    public var bytes: Int { 2 * layerCount * kvHeadCount * capacity * headDim * MemoryLayout<Float>.size }
+    /// Memory one cached token takes (keys and values of every layer), in bytes.
+    public var bytesPerToken: Int { 2 * layerCount * kvHeadCount * precision.rowBytes(headDim: headDim) }
+    /// Memory the keys and values take, in bytes.
+    public var bytes: Int { capacity * bytesPerToken }
 
     /// The slot of absolute position p: sinks keep theirs, window tokens cycle through the ring.
     public func slot(ofPosition p: Int) -> Int {
@@ -103,15 +134,42 @@ public final class KVCache {
     func store(layer: Int, position p: Int, key: UnsafePointer<Float>, value: UnsafePointer<Float>) {
         precondition(policy.window != nil || p < capacity, "KV cache full")
         let slot = self.slot(ofPosition: p)
-        if let w = policy.window, p >= policy.sinks + w {
-            let old = slot * headDim
-            onEvict?(EvictedToken(layer: layer, position: p - w, keys: keys[layer] + old, values: values[layer] + old,
-                                  stride: capacity * headDim))
+        if let w = policy.window, p >= policy.sinks + w, let onEvict {
+            onEvict(leaving(layer: layer, slot: slot, position: p - w))
         }
+        let groups = headDim / Int(CK_KV_GROUP)
         for h in 0..<kvHeadCount {
-            let dst = (h * capacity + slot) * headDim
-            (keys[layer] + dst).update(from: key + h * headDim, count: headDim)
-            (values[layer] + dst).update(from: value + h * headDim, count: headDim)
+            let row = h * capacity + slot
+            switch precision {
+            case .f32:
+                (keys[layer].assumingMemoryBound(to: Float.self) + row * headDim).update(from: key + h * headDim, count: headDim)
+                (values[layer].assumingMemoryBound(to: Float.self) + row * headDim).update(from: value + h * headDim, count: headDim)
+            case .int8:
+                ck_quantize_kv_row(key + h * headDim, keys[layer].assumingMemoryBound(to: Int8.self) + row * headDim,
+                                   keyScales[layer] + row * groups, Int32(headDim))
+                ck_quantize_kv_row(value + h * headDim, values[layer].assumingMemoryBound(to: Int8.self) + row * headDim,
+                                   valueScales[layer] + row * groups, Int32(headDim))
+            }
+        }
+    }
+
+    /// The token in `slot` of one layer, as f32 rows (int8 rows are dequantized first).
+    private func leaving(layer: Int, slot: Int, position: Int) -> EvictedToken {
+        switch precision {
+        case .f32:
+            let k = keys[layer].assumingMemoryBound(to: Float.self), v = values[layer].assumingMemoryBound(to: Float.self)
+            return EvictedToken(layer: layer, position: position, keys: k + slot * headDim, values: v + slot * headDim,
+                                stride: capacity * headDim)
+        case .int8:
+            let groups = headDim / Int(CK_KV_GROUP)
+            let k = keys[layer].assumingMemoryBound(to: Int8.self), v = values[layer].assumingMemoryBound(to: Int8.self)
+            let outK = evicted, outV = evicted + kvHeadCount * headDim
+            for h in 0..<kvHeadCount {
+                let row = h * capacity + slot
+                ck_dequantize_kv_row(k + row * headDim, keyScales[layer] + row * groups, outK + h * headDim, Int32(headDim))
+                ck_dequantize_kv_row(v + row * headDim, valueScales[layer] + row * groups, outV + h * headDim, Int32(headDim))
+            }
+            return EvictedToken(layer: layer, position: position, keys: outK, values: outV, stride: headDim)
         }
     }
 
@@ -120,8 +178,10 @@ public final class KVCache {
 
     public func reset() { tokensSeen = 0 }
 
-    /// A layer's whole storage, [kv_head][capacity][head_dim] each.
-    func layer(_ l: Int) -> (keys: UnsafePointer<Float>, values: UnsafePointer<Float>) {
-        (UnsafePointer(keys[l]), UnsafePointer(values[l]))
+    /// A layer's whole storage as the attention kernel reads it.
+    func view(layer l: Int) -> ck_kv_view {
+        ck_kv_view(type: Int32(precision == .f32 ? CK_KV_F32.rawValue : CK_KV_Q8.rawValue),
+                   keys: UnsafeRawPointer(keys[l]), values: UnsafeRawPointer(values[l]),
+                   key_scales: keyScales[l], value_scales: valueScales[l], capacity: Int64(capacity))
     }
 }

@@ -76,10 +76,11 @@ public final class Transformer {
         makeCache(policy: .dense(min(capacity ?? maxPositions, maxPositions)))
     }
 
-    /// A cache with the given sinks + window policy.
-    public func makeCache(policy: CachePolicy) -> KVCache {
+    /// A cache with the given sinks + window policy and storage precision.
+    public func makeCache(policy: CachePolicy, precision: KVPrecision = .f32) -> KVCache {
         precondition(policy.capacity <= maxPositions, "cache of \(policy.capacity) exceeds the \(maxPositions) positions RoPE is set up for")
-        return KVCache(layerCount: config.layerCount, kvHeadCount: config.kvHeadCount, headDim: config.headDim, policy: policy)
+        return KVCache(layerCount: config.layerCount, kvHeadCount: config.kvHeadCount, headDim: config.headDim,
+                       policy: policy, precision: precision)
     }
 
     /// Step 3–4 of the forward pass for one token at absolute position p, in one layer:
@@ -103,9 +104,9 @@ public final class Transformer {
         for h in 0..<c.kvHeadCount { ck_rope(k + h * hd, Int32(hd), cosP, sinP, mode) }
         cache.store(layer: l, position: p, key: k, value: v)
         let held = min(p + 1, cache.capacity)
-        let kv = cache.layer(l)
+        var kv = cache.view(layer: l)
         ck_pool_attention(pool.handle, separateSinkQuery ? qSink : q, q, Int64(min(held, cache.policy.sinks)),
-                          kv.keys, kv.values, Int64(cache.capacity), Int64(held),
+                          &kv, Int64(held),
                           Int32(c.headCount), Int32(c.kvHeadCount), Int32(hd), 1 / Float(hd).squareRoot(),
                           scores, Int64(maxPositions), out)
     }
