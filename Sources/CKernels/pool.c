@@ -119,7 +119,7 @@ void ck_pool_destroy(ck_pool *pool) {
 // ---- parallel matrix-vector products ----
 
 // Up to three matrices that read the same input (Q/K/V, or gate/up) in one dispatch: the
-// rows of all of them form one index space that the threads share, so the 192-row K and V
+// rows of all of them form one index space that the threads split, so the 192-row K and V
 // products ride along with Q instead of running alone on one core.
 struct matvec_task {
     int n;
@@ -127,38 +127,31 @@ struct matvec_task {
     const float *x;
     const ck_block_q8 *xq;     // NULL: float path
     int64_t cols, total_rows;
-    atomic_llong next_chunk;   // the next unclaimed chunk of MATVEC_CHUNK rows
 };
 
-// Threads claim chunks of rows from a shared counter instead of taking fixed halves. On a
-// shared host one vCPU is often descheduled for a while; with fixed halves the other
-// finished its half and waited (tg128 fell to 37 t/s in one such round, against ~130).
-// 64 rows: a few dozen claims per product, and each thread's outputs on their own lines.
-#define MATVEC_CHUNK 64
-
+// Each thread takes a fixed share of whole 16-row groups (each thread's outputs on their
+// own cache lines). Claiming 64-row chunks from a shared counter instead, to ride out a
+// descheduled vCPU, measured slower here: tg128 126 against 135 t/s over six paired runs.
 static void matvec_slice(void *p, int index, int n) {
-    (void)index; (void)n;
-    struct matvec_task *t = p;
-    for (;;) {
-        const int64_t r0 = atomic_fetch_add_explicit(&t->next_chunk, 1, memory_order_relaxed) * MATVEC_CHUNK;
-        if (r0 >= t->total_rows) return;
-        const int64_t r1 = r0 + MATVEC_CHUNK < t->total_rows ? r0 + MATVEC_CHUNK : t->total_rows;
-        int64_t base = 0;
-        for (int m = 0; m < t->n; m++) {
-            const ck_matvec_out *o = &t->outs[m];
-            const int64_t lo = r0 > base ? r0 - base : 0, hi = r1 - base < o->rows ? r1 - base : o->rows;
-            if (lo < hi) {
-                if (t->xq && ck_type_has_q8_path(o->type)) ck_matvec_q8(o->type, o->w, t->xq, o->y, t->cols, lo, hi);
-                else ck_matvec_f32(o->type, o->w, t->x, o->y, t->cols, lo, hi);
-            }
-            base += o->rows;
+    const struct matvec_task *t = p;
+    const int64_t groups = (t->total_rows + 15) / 16;
+    int64_t r0 = groups * index / n * 16, r1 = groups * (index + 1) / n * 16;
+    if (r1 > t->total_rows) r1 = t->total_rows;
+    int64_t base = 0;
+    for (int m = 0; m < t->n && r0 < r1; m++) {
+        const ck_matvec_out *o = &t->outs[m];
+        const int64_t lo = r0 > base ? r0 - base : 0, hi = r1 - base < o->rows ? r1 - base : o->rows;
+        if (lo < hi) {
+            if (t->xq && ck_type_has_q8_path(o->type)) ck_matvec_q8(o->type, o->w, t->xq, o->y, t->cols, lo, hi);
+            else ck_matvec_f32(o->type, o->w, t->x, o->y, t->cols, lo, hi);
         }
+        base += o->rows;
     }
 }
 
 void ck_pool_matvec_multi(ck_pool *pool, const ck_matvec_out *outs, int n, const float *x,
                           ck_block_q8 *xq_scratch, int64_t cols) {
-    struct matvec_task t = { n, outs, x, NULL, cols, 0, 0 };
+    struct matvec_task t = { n, outs, x, NULL, cols, 0 };
     int any_q8 = 0;
     for (int m = 0; m < n; m++) { t.total_rows += outs[m].rows; any_q8 |= ck_type_has_q8_path(outs[m].type); }
     if (xq_scratch && any_q8) {

@@ -109,10 +109,10 @@ struct Bench: ParsableCommand {
     /// each checkpoint `genTokens` tokens are generated one at a time (and join the stream).
     private func runStream(_ total: Int) throws {
         try reportingErrors {
-            let (model, _) = try modelOptions.load()
+            let (model, _) = try modelOptions.load(cacheCapacity: cacheOptions.requestedCapacity)
             let policy = try cacheOptions.policy(for: model)
             guard policy.window != nil else { throw EngineError.invalidArgument("--stream needs a window (not --dense)") }
-            let cache = model.makeCache(policy: policy)
+            let cache = model.makeCache(policy: policy, precision: cacheOptions.kvPrecision)
             var rng = RandomGenerator(seed: 7)
             let vocab = model.config.vocabSize
             var checkpoints: [Int] = []
@@ -144,7 +144,7 @@ struct Bench: ParsableCommand {
                 print(String(decoding: try encoder.encode(points), as: UTF8.self))
                 return
             }
-            print("sinks \(policy.sinks) + window \(policy.window!), KV cache \(cache.bytes / 1_048_576) MiB")
+            print(cacheOptions.describe(cache))
             print("| tokens streamed | tg\(genTokens) t/s | RSS MiB |")
             print("| ---: | ---: | ---: |")
             for p in points {

@@ -26,8 +26,9 @@ struct Chat: ParsableCommand {
                 let text = String(decoding: data, as: UTF8.self)
                 if !text.trimmingCharacters(in: .whitespacesAndNewlines).isEmpty { document = text }
             }
-            let (model, tokenizer) = try modelOptions.load()
+            let (model, tokenizer) = try modelOptions.load(cacheCapacity: cacheOptions.requestedCapacity)
             let conversation = try Conversation(model: model, tokenizer: tokenizer, policy: try cacheOptions.policy(for: model),
+                                                precision: cacheOptions.kvPrecision,
                                                 sampling: sampling.settings,
                                                 systemPrompt: try prompt.systemPrompt(), raw: prompt.raw,
                                                 templateSource: model.gguf.metadata["tokenizer.chat_template"]?.string)

@@ -8,10 +8,10 @@ final class Conversation {
     let systemPrompt: String?
     private(set) var messages: [ChatMessage] = []
 
-    init(model: Transformer, tokenizer: Tokenizer, policy: CachePolicy, sampling: SamplerSettings, systemPrompt: String?,
-         raw: Bool, templateSource: String?) throws {
+    init(model: Transformer, tokenizer: Tokenizer, policy: CachePolicy, precision: KVPrecision = .f32,
+         sampling: SamplerSettings, systemPrompt: String?, raw: Bool, templateSource: String?) throws {
         generator = Generator(model: model, tokenizer: tokenizer, sampler: Sampler(settings: sampling),
-                              cache: model.makeCache(policy: policy))
+                              cache: model.makeCache(policy: policy, precision: precision))
         template = raw ? nil : try ChatTemplate(tokenizer: tokenizer, templateSource: templateSource)
         self.systemPrompt = systemPrompt
     }

@@ -13,42 +13,108 @@ struct ModelOptions: ParsableArguments {
     @Flag(name: .long, help: "Exact float arithmetic: weights dequantized on the fly, activations never quantized to 8 bits (slower; the reference the fast path is tested against).")
     var exact = false
 
+    @Option(name: .customLong("rope-scaling"), help: "RoPE scaling: none, linear or yarn (default: the model file's; yarn is chosen by itself when --sinks + --window exceed the trained context).")
+    var ropeScaling: RopeScaling.Kind?
+    @Option(name: .customLong("rope-scale"), help: "RoPE scaling factor s (default: the file's, or window over trained context). Alone it means yarn.")
+    var ropeScale: Double?
+    @Option(name: .customLong("yarn-orig-ctx"), help: "YaRN/linear: the original context (default: the file's, else its trained context).")
+    var yarnOrigCtx: Int?
+    @Option(name: .customLong("yarn-beta-fast"), help: "YaRN: dimensions turning at least this often keep their frequency.")
+    var yarnBetaFast: Double = 32
+    @Option(name: .customLong("yarn-beta-slow"), help: "YaRN: dimensions turning at most this often are interpolated.")
+    var yarnBetaSlow: Double = 1
+    @Option(name: .customLong("yarn-ext-factor"), help: "YaRN: weight of the extrapolation ramp (default: 1 with yarn, 0 otherwise).")
+    var yarnExtFactor: Double?
+    @Option(name: .customLong("yarn-attn-factor"), help: "YaRN: factor on mscale.")
+    var yarnAttnFactor: Double = 1
+
     func validate() throws {
         if let t = threads, t < 1 || t > 256 { throw ValidationError("--threads must be between 1 and 256") }
+        if let s = ropeScale, !(s >= 1 && s <= 1024) { throw ValidationError("--rope-scale must be between 1 and 1024") }
+        if let n = yarnOrigCtx, n < 1 { throw ValidationError("--yarn-orig-ctx must be at least 1") }
+        guard yarnBetaFast > 0, yarnBetaSlow > 0, yarnBetaFast > yarnBetaSlow else {
+            throw ValidationError("--yarn-beta-fast must be greater than --yarn-beta-slow, both above 0")
+        }
+        if let e = yarnExtFactor, !(e >= 0 && e <= 1) { throw ValidationError("--yarn-ext-factor must be between 0 and 1") }
+        guard yarnAttnFactor > 0 else { throw ValidationError("--yarn-attn-factor must be above 0") }
     }
 
     var modelPath: String { model ?? ModelLocator.defaultModelPath() }
     var threadCount: Int { threads ?? ProcessInfo.processInfo.activeProcessorCount }
 
-    func load() throws -> (Transformer, Tokenizer) {
-        let transformer = try Transformer(path: modelPath, threads: threadCount)
+    /// Loads the model with RoPE set up for a cache of `cacheCapacity` tokens (nil: dense,
+    /// the trained or scaled context).
+    func load(cacheCapacity: Int? = nil) throws -> (Transformer, Tokenizer) {
+        let gguf = try GGUFFile(path: modelPath)
+        let config = try ModelConfig(gguf: gguf)
+        let scaling = ropeScaling(config: config, cacheCapacity: cacheCapacity)
+        let positions = max(config.contextLength, scaling.scaledContext, cacheCapacity ?? 0)
+        let transformer = try Transformer(gguf: gguf, threads: threadCount, maxPositions: positions, ropeScaling: scaling)
         transformer.fastPath = !exact
-        let tokenizer = try Tokenizer(gguf: transformer.gguf)
+        let tokenizer = try Tokenizer(gguf: gguf)
         return (transformer, tokenizer)
+    }
+
+    /// Flags first, then the file's own scaling; with neither and a cache longer than the
+    /// trained context, YaRN with the factor that covers the cache (said once on stderr).
+    func ropeScaling(config: ModelConfig, cacheCapacity: Int?) -> RopeScaling {
+        var s = RopeScaling(config: config)
+        let original = yarnOrigCtx ?? s.originalContext
+        let covering = max(1, Double(cacheCapacity ?? 0) / Double(original))
+        if let kind = ropeScaling {
+            s = RopeScaling(kind: kind, factor: kind == .none ? 1 : ropeScale ?? covering, originalContext: original)
+        } else if let factor = ropeScale {
+            s = RopeScaling(kind: s.kind == .none ? .yarn : s.kind, factor: factor, originalContext: original)
+        } else if s.kind == .none, let needed = cacheCapacity, needed > config.contextLength {
+            s = RopeScaling(kind: .yarn, factor: covering, originalContext: original)
+            Terminal.note(String(format: "scroll: a cache of %d tokens is beyond the model's trained context of %d: using YaRN RoPE scaling ×%.3g (--rope-scaling none to turn it off)",
+                                 needed, config.contextLength, covering))
+        }
+        s.betaFast = yarnBetaFast
+        s.betaSlow = yarnBetaSlow
+        s.extFactor = yarnExtFactor
+        s.attnFactor = yarnAttnFactor
+        return s
     }
 }
 
+extension RopeScaling.Kind: ExpressibleByArgument {}
+
 /// The cache policy: attention sinks + sliding window (StreamingLLM), or dense.
+extension KVPrecision: ExpressibleByArgument {}
+
 struct CacheOptions: ParsableArguments {
     @Option(help: "Attention-sink tokens kept forever at the start of the cache.")
     var sinks = 4
     @Option(help: "Most recent tokens kept in the sliding window.")
     var window = 2048
-    @Flag(help: "Plain dense attention up to the model's trained context (no eviction; a full context is an error).")
+    @Flag(help: "Plain dense attention up to the model's trained (or RoPE-scaled) context (no eviction; a full context is an error).")
     var dense = false
+    @Option(name: .customLong("kv"), help: "KV cache storage: f32, or int8 (per-32 scales; 3.6x smaller).")
+    var kvPrecision: KVPrecision = .f32
 
     func validate() throws {
         guard sinks >= 0 else { throw ValidationError("--sinks must be 0 or more") }
         guard window >= 1 else { throw ValidationError("--window must be at least 1") }
     }
 
+    /// The capacity RoPE must cover: sinks + window, or nil for dense.
+    var requestedCapacity: Int? { dense ? nil : sinks + window }
+
     func policy(for model: Transformer) throws -> CachePolicy {
-        let limit = model.config.contextLength
+        let limit = model.maxPositions
         if dense { return .dense(limit) }
         guard sinks + window <= limit else {
-            throw EngineError.invalidArgument("--sinks + --window (\(sinks + window)) exceeds the model's trained context of \(limit) tokens")
+            throw EngineError.invalidArgument("--sinks + --window (\(sinks + window)) exceeds the \(limit) positions RoPE is set up for")
         }
         return CachePolicy(sinks: sinks, window: window)
+    }
+
+    /// The cache these flags describe, e.g. "sinks 4 + window 2048, KV int8 (12.7 KiB/token)".
+    func describe(_ cache: KVCache) -> String {
+        let policy = cache.policy.window.map { "sinks \(cache.policy.sinks) + window \($0)" } ?? "dense \(cache.capacity)"
+        return policy + String(format: ", KV %@ (%.1f KiB/token, %.0f MiB)", cache.precision.rawValue,
+                               Double(cache.bytesPerToken) / 1024, Double(cache.bytes) / 1_048_576)
     }
 }
 

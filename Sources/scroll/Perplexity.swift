@@ -30,19 +30,19 @@ struct Ppl: ParsableCommand {
             guard let data = FileManager.default.contents(atPath: file) else {
                 throw EngineError.cannotRead(file, "no such file or not readable")
             }
-            let (model, tokenizer) = try modelOptions.load()
+            let (model, tokenizer) = try modelOptions.load(cacheCapacity: cacheOptions.requestedCapacity)
             var tokens = tokenizer.encode(String(decoding: data, as: UTF8.self))
             if let m = maxTokens, tokens.count > m { tokens = Array(tokens.prefix(m)) }
             guard tokens.count >= 2 else { throw EngineError.invalidArgument("\(file) has fewer than 2 tokens") }
             let policy = try cacheOptions.policy(for: model)
             let restart = cacheOptions.dense ? min(denseChunk ?? policy.capacity, policy.capacity) : nil
-            let evaluator = PerplexityEvaluator(model: model, policy: policy)
+            let evaluator = PerplexityEvaluator(model: model, policy: policy, precision: cacheOptions.kvPrecision)
             let start = Date()
             let progress = ProgressLine(total: tokens.count)
             let result = evaluator.evaluate(tokens, segmentLength: segment, chunkRestart: restart) { progress.update($0) }
             progress.finish()
             let seconds = Date().timeIntervalSince(start)
-            let mode = cacheOptions.dense ? "dense, chunks of \(restart!)" : "sinks \(policy.sinks) + window \(policy.window!)"
+            let mode = cacheOptions.describe(evaluator.cache) + (cacheOptions.dense ? ", restarted every \(restart!) tokens" : "")
             if json {
                 struct Report: Codable {
                     let file: String; let mode: String; let tokens: Int; let perplexity: Double

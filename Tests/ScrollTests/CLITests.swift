@@ -71,6 +71,21 @@ final class CLITests: XCTestCase {
         XCTAssertFalse(r.stdout.isEmpty)
     }
 
+    /// `scroll passkey` end to end, with a window beyond the trained context: YaRN is chosen
+    /// by itself (said once on stderr) and the key 400 tokens back is still found.
+    func testPasskeyWithAutomaticYaRN() throws {
+        let r = try run(["passkey", "--tokens", "400", "--depth", "0.5", "--sinks", "4", "--window", "9000", "--json"])
+        XCTAssertEqual(r.status, 0, r.stderr)
+        XCTAssertEqual(r.stderr.components(separatedBy: "using YaRN RoPE scaling").count, 2, r.stderr)
+        let report = try XCTUnwrap(JSONSerialization.jsonObject(with: Data(r.stdout.utf8)) as? [String: Any])
+        XCTAssertTrue((report["cache"] as? String ?? "").contains("YaRN"), r.stdout)
+        let cells = try XCTUnwrap(report["cells"] as? [[String: Any]])
+        XCTAssertEqual(cells.first?["accuracy"] as? Double, 1, r.stdout)
+        let bad = try run(["passkey", "--tokens", "9000", "--dense"])
+        XCTAssertNotEqual(bad.status, 0)
+        XCTAssertTrue(bad.stderr.contains("does not fit"), bad.stderr)
+    }
+
     func testBinaryGarbageOnStdinDoesNotCrash() throws {
         var bytes = [UInt8](repeating: 0, count: 600)
         var x: UInt32 = 12345

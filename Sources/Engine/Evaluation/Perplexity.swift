@@ -18,15 +18,15 @@ public final class PerplexityEvaluator {
     }
 
     let model: Transformer
-    let cache: KVCache
+    public let cache: KVCache
     /// The output head in f32 ([vocab][d_model]), dequantized once: scoring every position
     /// is one sgemm per chunk.
     private let head: UnsafeMutablePointer<Float>
     private let logits: UnsafeMutablePointer<Float>   // [prefillBatch][vocab]
 
-    public init(model: Transformer, policy: CachePolicy) {
+    public init(model: Transformer, policy: CachePolicy, precision: KVPrecision = .f32) {
         self.model = model
-        cache = model.makeCache(policy: policy)
+        cache = model.makeCache(policy: policy, precision: precision)
         let c = model.config
         head = .allocate(capacity: c.vocabSize * c.embeddingLength)
         for r in 0..<c.vocabSize { model.weights.output.dequantizeRow(r, into: head + r * c.embeddingLength) }

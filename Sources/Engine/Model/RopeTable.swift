@@ -1,40 +1,54 @@
 import Foundation
 
-/// Precomputed RoPE cos/sin for every position the cache can hand out, so the per-token path
-/// calls no transcendental function. Row p holds head_dim/2 angles p·θ_i with
-/// θ_i = base^(−2i/head_dim) (RoFormer, Su et al. 2021; llama.cpp ggml_rope).
+/// Precomputed RoPE cos/sin, so the per-token path calls no transcendental function.
+/// Position p, pair i turns by the angle p·θ_i with θ_i = base^(−2i/head_dim) (RoFormer,
+/// Su et al. 2021; llama.cpp ggml_rope), or the scaled θ_i of `RopeScaling`; cos and sin
+/// carry the scaling's mscale.
+///
+/// Positions below `positions` (the trained or scaled context) come from one table. A
+/// sliding-window stream hands out absolute positions without end (KVCache.swift), so
+/// beyond the table p = a·B + b is composed from two tables by angle addition:
+/// cos(aBθ + bθ) = cos(aBθ)cos(bθ) − sin(aBθ)sin(bθ). The coarse table grows by one row
+/// per B = 1024 positions, the only trigonometry a stream ever adds.
 ///
 /// Angles are computed in double: at position 8191 the fastest pair turns ~8191 radians, and
 /// float's ulp there (~0.001) would already move the logits visibly.
-public struct RopeTable {
+public final class RopeTable {
     public let headDim: Int
     public let positions: Int
-    private(set) var cos: [Float]   // [positions][headDim/2]
-    private(set) var sin: [Float]   // [positions][headDim/2]
-    private let inv: [Double]       // [headDim/2] θ_i
+    public let scaling: RopeScaling
+    public let mscale: Double
+    private let cos: [Float]          // [positions][headDim/2], times mscale
+    private let sin: [Float]          // [positions][headDim/2], times mscale
+    private let theta: [Double]       // [headDim/2] θ_i after scaling
+    private static let block = 1024
+    private var fine: [Double] = []   // [B][headDim/2] cos, sin interleaved: of b·θ_i, b < B
+    private var coarse: [Double] = [] // [a][headDim/2] cos, sin interleaved: of a·B·θ_i
 
-    /// `linearScale` > 1 divides positions (linear interpolation, "--rope-scaling linear").
-    public init(headDim: Int, positions: Int, base: Double, linearScale: Double = 1) {
+    public init(headDim: Int, positions: Int, base: Double, scaling: RopeScaling? = nil) {
+        let scaling = scaling ?? .none(originalContext: positions)
         self.headDim = headDim
         self.positions = positions
+        self.scaling = scaling
         let half = headDim / 2
+        let theta = scaling.frequencies(headDim: headDim, base: base)
+        let m = scaling.mscale
+        self.theta = theta
+        self.mscale = m
         var c = [Float](repeating: 0, count: positions * half)
         var s = c
-        let inv = (0..<half).map { Foundation.pow(base, -2.0 * Double($0) / Double(headDim)) / linearScale }
-        self.inv = inv
         for p in 0..<positions {
             for i in 0..<half {
-                let angle = Double(p) * inv[i]
-                c[p * half + i] = Float(Foundation.cos(angle))
-                s[p * half + i] = Float(Foundation.sin(angle))
+                let angle = Double(p) * theta[i]
+                c[p * half + i] = Float(Foundation.cos(angle) * m)
+                s[p * half + i] = Float(Foundation.sin(angle) * m)
             }
         }
         cos = c
         sin = s
     }
 
-    /// Writes position p's cos and sin rows (head_dim/2 each): from the table, or computed
-    /// for positions beyond it (a stream past the table; #5 revisits this with YaRN).
+    /// Writes position p's cos and sin rows (head_dim/2 each).
     func fill(_ p: Int, cos c: UnsafeMutablePointer<Float>, sin s: UnsafeMutablePointer<Float>) {
         let half = headDim / 2
         if p < positions {
@@ -44,11 +58,32 @@ public struct RopeTable {
             }
             return
         }
-        for i in 0..<half {
-            let angle = Double(p) * inv[i]
-            c[i] = Float(Foundation.cos(angle))
-            s[i] = Float(Foundation.sin(angle))
+        let a = p / Self.block, b = p % Self.block
+        if fine.isEmpty { fine = angles(step: 1, rows: Self.block) }
+        if a >= coarse.count / headDim { coarse += angles(step: Self.block, rows: a + 1 - coarse.count / headDim, from: coarse.count / headDim) }
+        coarse.withUnsafeBufferPointer { hi in
+            fine.withUnsafeBufferPointer { lo in
+                let h = hi.baseAddress! + a * headDim, l = lo.baseAddress! + b * headDim
+                for i in 0..<half {
+                    let (ch, sh, cl, sl) = (h[2 * i], h[2 * i + 1], l[2 * i], l[2 * i + 1])
+                    c[i] = Float((ch * cl - sh * sl) * mscale)
+                    s[i] = Float((sh * cl + ch * sl) * mscale)
+                }
+            }
         }
+    }
+
+    /// Rows `from ..< from + rows` of cos, sin (interleaved) of (row·step)·θ_i.
+    private func angles(step: Int, rows: Int, from: Int = 0) -> [Double] {
+        var out = [Double](repeating: 0, count: rows * headDim)
+        for r in 0..<rows {
+            for i in 0..<headDim / 2 {
+                let angle = Double((from + r) * step) * theta[i]
+                out[r * headDim + 2 * i] = Foundation.cos(angle)
+                out[r * headDim + 2 * i + 1] = Foundation.sin(angle)
+            }
+        }
+        return out
     }
 
     /// Calls body with the cos and sin rows of position p.
@@ -63,8 +98,12 @@ public struct RopeTable {
 }
 
 extension RopeTable {
-    /// Row p as arrays (for tests and diagnostics).
+    /// Position p's cos and sin as arrays, from the table or composed beyond it (for tests
+    /// and diagnostics).
     public func rowValues(_ p: Int) -> (cos: [Float], sin: [Float]) {
-        withRow(p) { c, s in (Array(UnsafeBufferPointer(start: c, count: headDim / 2)), Array(UnsafeBufferPointer(start: s, count: headDim / 2))) }
+        let half = headDim / 2
+        var c = [Float](repeating: 0, count: half), s = c
+        c.withUnsafeMutableBufferPointer { cb in s.withUnsafeMutableBufferPointer { sb in fill(p, cos: cb.baseAddress!, sin: sb.baseAddress!) } }
+        return (c, s)
     }
 }

@@ -29,27 +29,29 @@ public final class Transformer {
     private let hb2: UnsafeMutablePointer<Float>     // [ffn] up
     let logitsBuffer: UnsafeMutablePointer<Float>    // [vocab]
     private let xq: UnsafeMutablePointer<ck_block_q8> // [max(d_model, ffn, q_dim) / 32] int8 activations
-    let maxPositions: Int
+    public let maxPositions: Int
     var lastPrefillRow: UnsafeMutablePointer<Float>?
     lazy var prefillBuffers = PrefillBuffers(config: config, batch: Transformer.prefillBatch,
                                              threads: pool.threads, positions: maxPositions)
 
-    /// Loads the model at `path`. `maxPositions` bounds the positions RoPE is tabulated for
-    /// (default: the trained context).
-    public convenience init(path: String, threads: Int = 1, maxPositions: Int? = nil) throws {
+    /// Loads the model at `path`. `ropeScaling` defaults to what the GGUF states (usually
+    /// none); `maxPositions` bounds the cache capacity RoPE is tabulated for (default: the
+    /// trained context, or the scaled one).
+    public convenience init(path: String, threads: Int = 1, maxPositions: Int? = nil, ropeScaling: RopeScaling? = nil) throws {
         let gguf = try GGUFFile(path: path)
-        try self.init(gguf: gguf, threads: threads, maxPositions: maxPositions)
+        try self.init(gguf: gguf, threads: threads, maxPositions: maxPositions, ropeScaling: ropeScaling)
     }
 
-    public init(gguf: GGUFFile, threads: Int = 1, maxPositions: Int? = nil) throws {
+    public init(gguf: GGUFFile, threads: Int = 1, maxPositions: Int? = nil, ropeScaling: RopeScaling? = nil) throws {
         let c = try ModelConfig(gguf: gguf)
         self.gguf = gguf
         self.config = c
         self.weights = try ModelWeights(gguf: gguf, config: c)
         self.pool = ComputePool(threads: threads)
-        let positions = maxPositions ?? c.contextLength
+        let scaling = ropeScaling ?? RopeScaling(config: c)
+        let positions = maxPositions ?? max(c.contextLength, scaling.scaledContext)
         self.maxPositions = positions
-        self.rope = RopeTable(headDim: c.headDim, positions: positions, base: c.ropeBase)
+        self.rope = RopeTable(headDim: c.headDim, positions: positions, base: c.ropeBase, scaling: scaling)
         x = .allocate(capacity: c.embeddingLength)
         xb = .allocate(capacity: c.embeddingLength)
         xb2 = .allocate(capacity: c.embeddingLength)

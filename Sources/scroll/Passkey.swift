@@ -1,0 +1,100 @@
+import ArgumentParser
+import Engine
+import Foundation
+
+/// `scroll passkey`: passkey-retrieval accuracy per prompt length × needle depth through the
+/// cache policy (DESIGN.md's protocol, Engine/Evaluation/Passkey.swift). Greedy answers.
+struct PasskeyCommand: ParsableCommand {
+    static let configuration = CommandConfiguration(
+        commandName: "passkey", abstract: "Passkey retrieval: find a number hidden in long filler text.")
+
+    @OptionGroup var modelOptions: ModelOptions
+    @OptionGroup var cacheOptions: CacheOptions
+    @Option(name: .customLong("tokens"), parsing: .upToNextOption, help: "Prompt lengths in tokens (one or more).")
+    var lengths: [Int] = [4096]
+    @Option(name: .customLong("depth"), parsing: .upToNextOption, help: "Needle depths, 0 (start) to 1 (end); 'sweep' for 0, 0.25, 0.5, 0.75, 1.")
+    var depths: [String] = ["sweep"]
+    @Option(help: "Trials per length and depth (a new random key each).")
+    var trials = 1
+    @Option(help: "Seed for the keys.")
+    var seed: UInt64 = 1
+    @Flag(help: "Print the results as JSON.")
+    var json = false
+
+    func validate() throws {
+        guard lengths.allSatisfy({ $0 >= 64 }) else { throw ValidationError("--tokens must be at least 64") }
+        guard trials >= 1 else { throw ValidationError("--trials must be at least 1") }
+        _ = try depthValues()
+    }
+
+    func depthValues() throws -> [Double] {
+        try depths.flatMap { d -> [Double] in
+            if d == "sweep" { return [0, 0.25, 0.5, 0.75, 1] }
+            guard let v = Double(d), v >= 0, v <= 1 else { throw ValidationError("--depth takes numbers from 0 to 1, or 'sweep' (got \(d))") }
+            return [v]
+        }
+    }
+
+    struct Trial: Codable { let tokens: Int; let depth: Double; let key: Int; let answer: String; let correct: Bool; let seconds: Double }
+    struct Cell: Codable { let tokens: Int; let depth: Double; let trials: Int; let accuracy: Double }
+    struct Report: Codable { let cache: String; let cells: [Cell]; let trials: [Trial] }
+
+    func run() throws {
+        try reportingErrors {
+            let (model, tokenizer) = try modelOptions.load(cacheCapacity: cacheOptions.requestedCapacity)
+            let policy = try cacheOptions.policy(for: model)
+            if policy.window == nil, let longest = lengths.max(), longest > policy.capacity {
+                throw EngineError.invalidArgument("--tokens \(longest) does not fit the dense cache of \(policy.capacity) tokens (use a window, or RoPE scaling)")
+            }
+            var rng = RandomGenerator(seed: seed)
+            var settings = SamplerSettings()
+            settings.temperature = 0
+            var results: [Trial] = []
+            var cacheDescription = ""
+            for length in lengths {
+                for depth in try depthValues() {
+                    for _ in 0..<trials {
+                        let key = Int(rng.next() % 50_000) + 1
+                        let ids = Passkey.prompt(tokens: length, depth: depth, key: key, tokenizer: tokenizer)
+                        let generator = Generator(model: model, tokenizer: tokenizer, sampler: Sampler(settings: settings),
+                                                  cache: model.makeCache(policy: policy, precision: cacheOptions.kvPrecision))
+                        cacheDescription = cacheOptions.describe(generator.cache) + ", " + model.rope.scaling.summary
+                        let start = Date()
+                        let progress = ProgressLine(total: ids.count)
+                        try generator.feed(ids) { progress.update($0) }
+                        progress.finish()
+                        var answer = ""
+                        generator.generate(maxTokens: 12) { answer += $0; return true }
+                        let correct = Passkey.firstInteger(in: answer) == key
+                        results.append(Trial(tokens: ids.count, depth: depth, key: key, answer: answer, correct: correct,
+                                             seconds: Date().timeIntervalSince(start)))
+                        if !json {
+                            print(String(format: "tokens %6d  depth %.2f  key %5d  %@  %@", ids.count, depth, key,
+                                         correct ? "ok  " : "MISS", answer.replacingOccurrences(of: "\n", with: " ")))
+                        }
+                    }
+                }
+            }
+            var cells: [Cell] = []
+            for length in lengths {
+                for depth in try depthValues() {
+                    let group = results.filter { $0.depth == depth && abs($0.tokens - length) <= 64 }
+                    cells.append(Cell(tokens: length, depth: depth, trials: group.count,
+                                      accuracy: Double(group.filter(\.correct).count) / Double(max(1, group.count))))
+                }
+            }
+            if json {
+                let encoder = JSONEncoder()
+                encoder.outputFormatting = [.prettyPrinted, .sortedKeys]
+                print(String(decoding: try encoder.encode(Report(cache: cacheDescription, cells: cells, trials: results)), as: UTF8.self))
+                return
+            }
+            print(cacheDescription)
+            print("| tokens | depth | trials | accuracy |")
+            print("| ---: | ---: | ---: | ---: |")
+            for c in cells { print(String(format: "| %d | %.2f | %d | %.0f%% |", c.tokens, c.depth, c.trials, c.accuracy * 100)) }
+            let total = results.filter(\.correct).count
+            print(String(format: "overall %d/%d (%.0f%%)", total, results.count, 100 * Double(total) / Double(max(1, results.count))))
+        }
+    }
+}
