@@ -2,6 +2,7 @@
 // briefly, then sleeping. A token's forward pass dispatches ~200 matrix products a few
 // microseconds apart; creating threads or waking sleeping ones for each would cost more
 // than the products themselves, which is why the workers spin first.
+#include <math.h>
 #include <pthread.h>
 #include <sched.h>
 #include <stdatomic.h>
@@ -171,35 +172,35 @@ void ck_pool_matvec(ck_pool *pool, int type, const void *w, const float *x,
 
 // ---- parallel attention of one token over the cache ----
 
+// The threads split the keys; each runs every query group over its share (attention.c,
+// ck_attend_partial) and the caller merges the partials.
 struct attention_task {
     const float *q_sink, *q;
     const ck_kv_view *kv;
-    float *scores, *out;
-    int64_t n_sink, n_keys, scores_stride;
-    int n_heads, n_kv_heads, head_dim;
+    float *scratch, *out;
+    int64_t n_sink, n_keys, scratch_stride;
+    int n_heads, n_kv_heads, head_dim, n_split;
     float scale;
-    atomic_int next_head;      // heads are claimed one at a time, as matvec rows are
 };
+
+// A thread's scratch: scores [group][its keys], then m [n_heads], l [n_heads], acc [n_heads][head_dim].
+static float *partials(const struct attention_task *t, int index) {
+    const int group = t->n_heads / t->n_kv_heads;
+    return t->scratch + (int64_t)index * t->scratch_stride + group * ((t->n_keys + t->n_split - 1) / t->n_split);
+}
 
 static void attention_slice(void *p, int index, int n) {
     (void)n;
-    struct attention_task *t = p;
-    const ck_kv_view *kv = t->kv;
+    const struct attention_task *t = p;
+    if (index >= t->n_split) return;
     const int group = t->n_heads / t->n_kv_heads, hd = t->head_dim;
-    float *scores = t->scores + (int64_t)index * t->scores_stride;
-    for (int h; (h = atomic_fetch_add_explicit(&t->next_head, 1, memory_order_relaxed)) < t->n_heads;) {
-        const int64_t row0 = (int64_t)(h / group) * kv->capacity;   // the KV head's slot 0
-        const float *qs = t->q_sink + (int64_t)h * hd, *q = t->q + (int64_t)h * hd;
-        float *out = t->out + (int64_t)h * hd;
-        if (kv->type == CK_KV_Q8) {
-            const int64_t g = hd / CK_KV_GROUP;
-            ck_attend_head_q8(qs, q, t->n_sink, (const int8_t *)kv->keys + row0 * hd, kv->key_scales + row0 * g,
-                              (const int8_t *)kv->values + row0 * hd, kv->value_scales + row0 * g,
-                              t->n_keys, hd, t->scale, scores, out);
-        } else {
-            ck_attend_head(qs, q, t->n_sink, (const float *)kv->keys + row0 * hd, (const float *)kv->values + row0 * hd,
-                           t->n_keys, hd, hd, hd, t->scale, scores, out);
-        }
+    const int64_t k0 = t->n_keys * index / t->n_split, k1 = t->n_keys * (index + 1) / t->n_split;
+    float *scores = t->scratch + (int64_t)index * t->scratch_stride;
+    float *m = partials(t, index), *l = m + t->n_heads, *acc = l + t->n_heads;
+    for (int kvh = 0; kvh < t->n_kv_heads; kvh++) {
+        const int h0 = kvh * group;
+        ck_attend_partial(t->q_sink + (int64_t)h0 * hd, t->q + (int64_t)h0 * hd, group, t->n_sink, t->kv, kvh,
+                          k0, k1, hd, t->scale, scores, m + h0, l + h0, acc + (int64_t)h0 * hd);
     }
 }
 
@@ -207,7 +208,26 @@ void ck_pool_attention(ck_pool *pool, const float *q_sink, const float *q, int64
                        const ck_kv_view *kv, int64_t n_keys,
                        int n_heads, int n_kv_heads, int head_dim, float scale,
                        float *scores, int64_t scores_stride, float *out) {
+    const int threads = ck_pool_size(pool);
+    // Below ~64 keys a thread each, waking a worker costs more than it saves.
+    const int n_split = n_keys >= 64 * threads ? threads : 1;
     struct attention_task t = { q_sink, q, kv, scores, out, n_sink, n_keys, scores_stride,
-                                n_heads, n_kv_heads, head_dim, scale, 0 };
-    ck_pool_run(pool, attention_slice, &t);
+                                n_heads, n_kv_heads, head_dim, n_split, scale };
+    if (n_split == 1) attention_slice(&t, 0, 1);
+    else ck_pool_run(pool, attention_slice, &t);
+    // Merge: out_h = Σ_s e^(m_s − M) acc_s / Σ_s e^(m_s − M) l_s over the splits s.
+    for (int h = 0; h < n_heads; h++) {
+        float mx = -INFINITY;
+        for (int s = 0; s < n_split; s++) { const float ms = partials(&t, s)[h]; mx = ms > mx ? ms : mx; }
+        float denom = 0, *o = out + (int64_t)h * head_dim;
+        for (int i = 0; i < head_dim; i++) o[i] = 0;
+        for (int s = 0; s < n_split; s++) {
+            const float *m = partials(&t, s), *l = m + n_heads, *acc = l + n_heads + (int64_t)h * head_dim;
+            const float w = expf(m[h] - mx);
+            denom += w * l[h];
+            for (int i = 0; i < head_dim; i++) o[i] += w * acc[i];
+        }
+        const float inv = 1 / denom;
+        for (int i = 0; i < head_dim; i++) o[i] *= inv;
+    }
 }

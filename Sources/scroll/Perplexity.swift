@@ -15,7 +15,7 @@ struct Ppl: ParsableCommand {
     var maxTokens: Int?
     @Option(help: "Tokens per reported segment.")
     var segment = 4096
-    @Option(name: .customLong("dense-chunk"), help: "With --dense: restart the cache every N tokens (default: the trained context).")
+    @Option(name: .customLong("dense-chunk"), help: "With --dense: a cache of N tokens, restarted when full (default: the trained or RoPE-scaled context).")
     var denseChunk: Int?
     @Flag(help: "Print the results as JSON.")
     var json = false
@@ -30,7 +30,7 @@ struct Ppl: ParsableCommand {
             guard let data = FileManager.default.contents(atPath: file) else {
                 throw EngineError.cannotRead(file, "no such file or not readable")
             }
-            let (model, tokenizer) = try modelOptions.load(cacheCapacity: cacheOptions.requestedCapacity)
+            let (model, tokenizer) = try modelOptions.load(cacheCapacity: cacheOptions.dense ? denseChunk : cacheOptions.requestedCapacity)
             var tokens = tokenizer.encode(String(decoding: data, as: UTF8.self))
             if let m = maxTokens, tokens.count > m { tokens = Array(tokens.prefix(m)) }
             guard tokens.count >= 2 else { throw EngineError.invalidArgument("\(file) has fewer than 2 tokens") }

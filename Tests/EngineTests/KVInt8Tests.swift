@@ -63,6 +63,72 @@ final class KVInt8Tests: XCTestCase {
         }
     }
 
+    /// ck_pool_attention (query groups sharing each key row, keys split over 2 threads,
+    /// partials merged) against ck_attend_head_ref run head by head, for f32 and int8
+    /// storage, with sink queries, short (one split) and long (split) caches; and the AVX2
+    /// partial kernel against its scalar twin.
+    func testSplitGroupedAttentionMatchesPerHeadReference() {
+        var rng = RandomGenerator(seed: 24)
+        let pool = ck_pool_create(2)
+        defer { ck_pool_destroy(pool) }
+        let heads = 9, kvHeads = 3, hd = 64, capacity = 400, group = heads / kvHeads
+        let q = (0..<heads * hd).map { _ in Float(rng.nextUnit() * 2 - 1) }
+        let qSink = (0..<heads * hd).map { _ in Float(rng.nextUnit() * 2 - 1) }
+        let keys = (0..<kvHeads * capacity * hd).map { _ in Float(rng.nextUnit() * 4 - 2) }
+        let values = (0..<kvHeads * capacity * hd).map { _ in Float(rng.nextUnit() * 2 - 1) }
+        // Rows as int8 codes and scales, and those dequantized (what the int8 path must match).
+        func quantized(_ rows: [Float]) -> (codes: [Int8], scales: [Float], back: [Float]) {
+            var codes = [Int8](repeating: 0, count: rows.count), scales = [Float](repeating: 0, count: rows.count / 32)
+            var back = [Float](repeating: 0, count: rows.count)
+            for r in 0..<rows.count / hd {
+                let row = Array(rows[r * hd..<(r + 1) * hd])
+                var c = [Int8](repeating: 0, count: hd), sc = [Float](repeating: 0, count: hd / 32), y = [Float](repeating: 0, count: hd)
+                ck_quantize_kv_row(row, &c, &sc, Int32(hd))
+                ck_dequantize_kv_row(c, sc, &y, Int32(hd))
+                codes.replaceSubrange(r * hd..<(r + 1) * hd, with: c)
+                scales.replaceSubrange(r * hd / 32..<(r + 1) * hd / 32, with: sc)
+                back.replaceSubrange(r * hd..<(r + 1) * hd, with: y)
+            }
+            return (codes, scales, back)
+        }
+        let (k8, ks, kf) = quantized(keys), (v8, vs, vf) = quantized(values)
+        let stride = group * capacity + heads * (hd + 2)
+        var scratch = [Float](repeating: 0, count: 2 * stride)
+        for precision in KVPrecision.allCases {
+            for nKeys in [5, 130, 400] {
+                var out = [Float](repeating: .nan, count: heads * hd)
+                let (rk, rv) = precision == .f32 ? (keys, values) : (kf, vf)
+                k8.withUnsafeBufferPointer { k8p in v8.withUnsafeBufferPointer { v8p in keys.withUnsafeBufferPointer { kp in values.withUnsafeBufferPointer { vp in
+                    var view = precision == .f32
+                        ? ck_kv_view(type: Int32(CK_KV_F32.rawValue), keys: kp.baseAddress, values: vp.baseAddress, key_scales: nil, value_scales: nil, capacity: Int64(capacity))
+                        : ck_kv_view(type: Int32(CK_KV_Q8.rawValue), keys: k8p.baseAddress, values: v8p.baseAddress, key_scales: ks, value_scales: vs, capacity: Int64(capacity))
+                    ck_pool_attention(pool, qSink, q, 4, &view, Int64(nKeys), Int32(heads), Int32(kvHeads), Int32(hd), 0.125,
+                                      &scratch, Int64(stride), &out)
+                    if nKeys == 130 {   // the AVX2 partial kernel against its twin, one group
+                        var s1 = [Float](repeating: 0, count: group * nKeys), s2 = s1
+                        var m1 = [Float](repeating: 0, count: group), l1 = m1, m2 = m1, l2 = m1
+                        var a1 = [Float](repeating: 0, count: group * hd), a2 = a1
+                        ck_attend_partial(qSink, q, Int32(group), 4, &view, 1, 3, Int64(nKeys), Int32(hd), 0.125, &s1, &m1, &l1, &a1)
+                        ck_attend_partial_ref(qSink, q, Int32(group), 4, &view, 1, 3, Int64(nKeys), Int32(hd), 0.125, &s2, &m2, &l2, &a2)
+                        for g in 0..<group {
+                            XCTAssertEqual(m1[g], m2[g], accuracy: 1e-5)
+                            XCTAssertEqual(l1[g], l2[g], accuracy: 1e-4 * l2[g])
+                        }
+                        for i in 0..<group * hd { XCTAssertEqual(a1[i], a2[i], accuracy: 1e-4) }
+                    }
+                } } } }
+                for h in 0..<heads {
+                    let base = (h / group) * capacity * hd
+                    var scores = [Float](repeating: 0, count: nKeys), expected = [Float](repeating: 0, count: hd)
+                    ck_attend_head_ref(Array(qSink[h * hd..<(h + 1) * hd]), Array(q[h * hd..<(h + 1) * hd]), 4,
+                                       Array(rk[base...]), Array(rv[base...]), Int64(nKeys), Int32(hd), Int64(hd), Int64(hd), 0.125,
+                                       &scores, &expected)
+                    for i in 0..<hd { XCTAssertEqual(out[h * hd + i], expected[i], accuracy: 1e-5, "\(precision) \(nKeys) keys head \(h)") }
+                }
+            }
+        }
+    }
+
     /// A window over int8 storage: the rows handed to the eviction hook are the stored
     /// ones within int8's step, in eviction order, each layer's own.
     func testEvictionHandsOverDequantizedRows() {

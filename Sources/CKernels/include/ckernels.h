@@ -100,9 +100,10 @@ typedef struct { int type; const void *w; float *y; int64_t rows; } ck_matvec_ou
 void ck_pool_matvec_multi(ck_pool *pool, const ck_matvec_out *outs, int n, const float *x,
                           ck_block_q8 *xq_scratch, int64_t cols);
 
-// One token's attention, all heads, split across the pool by head. q_sink, q, out:
-// [n_heads*head_dim]; kv: one layer of the cache (below), of which slots 0 … n_keys−1 are
-// used; scores: scratch [pool size][scores_stride ≥ n_keys].
+// One token's attention, all heads, the keys split across the pool (ck_attend_partial per
+// KV head's query group, partials merged). q_sink, q, out: [n_heads*head_dim]; kv: one
+// layer of the cache (below), of which slots 0 … n_keys−1 are used; scores: scratch
+// [pool size][scores_stride ≥ group·n_keys + n_heads·(head_dim + 2)], group = n_heads/n_kv_heads.
 struct ck_kv_view;
 void ck_pool_attention(ck_pool *pool, const float *q_sink, const float *q, int64_t n_sink,
                        const struct ck_kv_view *kv, int64_t n_keys,
@@ -169,6 +170,17 @@ typedef struct ck_kv_view {
     const float *key_scales, *value_scales;  // int8: [n_kv_heads][capacity][head_dim/32]
     int64_t capacity;
 } ck_kv_view;
+
+// The `group` query heads sharing KV head kv_head (q_sink, q: [group][head_dim]) over keys
+// [k0, k1) of kv; keys below n_sink are scored with q_sink. Per query head g: m[g] = max
+// score, l[g] = Σ exp(s − m[g]), acc[g][head_dim] = Σ exp(s − m[g])·v, unnormalized, so
+// partials over disjoint key ranges merge exactly. scores: scratch [group][k1 − k0].
+void ck_attend_partial(const float *q_sink, const float *q, int group, int64_t n_sink,
+                       const ck_kv_view *kv, int kv_head, int64_t k0, int64_t k1, int head_dim,
+                       float scale, float *scores, float *m, float *l, float *acc);
+void ck_attend_partial_ref(const float *q_sink, const float *q, int group, int64_t n_sink,
+                           const ck_kv_view *kv, int kv_head, int64_t k0, int64_t k1, int head_dim,
+                           float scale, float *scores, float *m, float *l, float *acc);
 
 #ifdef __cplusplus
 }

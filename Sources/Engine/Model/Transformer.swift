@@ -24,7 +24,8 @@ public final class Transformer {
     private let attnOut: UnsafeMutablePointer<Float> // [n_heads * head_dim]
     let qSink: UnsafeMutablePointer<Float>           // [n_heads * head_dim] query rotated for sink keys
     let ropeRows: UnsafeMutablePointer<Float>        // [4][head_dim/2]: cos, sin at the position; cos, sin at the sink position
-    private let scores: UnsafeMutablePointer<Float>  // [threads][max positions] attention weights
+    private let scores: UnsafeMutablePointer<Float>  // [threads][scoresStride] attention weights and partials
+    private let scoresStride: Int                    // group · max positions + n_heads · (head_dim + 2)
     private let hb: UnsafeMutablePointer<Float>      // [ffn] gate, then silu(gate)·up
     private let hb2: UnsafeMutablePointer<Float>     // [ffn] up
     let logitsBuffer: UnsafeMutablePointer<Float>    // [vocab]
@@ -61,7 +62,8 @@ public final class Transformer {
         attnOut = .allocate(capacity: c.qDim)
         qSink = .allocate(capacity: c.qDim)
         ropeRows = .allocate(capacity: 2 * c.headDim)
-        scores = .allocate(capacity: pool.threads * positions)
+        scoresStride = c.groupSize * positions + c.headCount * (c.headDim + 2)
+        scores = .allocate(capacity: pool.threads * scoresStride)
         hb = .allocate(capacity: c.feedForwardLength)
         hb2 = .allocate(capacity: c.feedForwardLength)
         logitsBuffer = .allocate(capacity: c.vocabSize)
@@ -110,7 +112,7 @@ public final class Transformer {
         ck_pool_attention(pool.handle, separateSinkQuery ? qSink : q, q, Int64(min(held, cache.policy.sinks)),
                           &kv, Int64(held),
                           Int32(c.headCount), Int32(c.kvHeadCount), Int32(hd), 1 / Float(hd).squareRoot(),
-                          scores, Int64(maxPositions), out)
+                          scores, Int64(scoresStride), out)
     }
 
     /// Runs one token at the cache's next position, stores its keys/values (evicting per the
