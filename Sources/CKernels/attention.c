@@ -31,7 +31,7 @@ void ck_dequantize_kv_row(const int8_t *q, const float *scales, float *y, int n)
     for (int i = 0; i < n; i++) y[i] = scales[i / CK_KV_GROUP] * q[i];
 }
 
-// ---- f32 storage ----
+// ---- the reference: one query head over contiguous f32 rows, plainly ----
 
 void ck_attend_head_ref(const float *q_sink, const float *q, int64_t n_sink,
                         const float *keys, const float *values,
@@ -51,129 +51,6 @@ void ck_attend_head_ref(const float *q_sink, const float *q, int64_t n_sink,
         const float p = scores[t];
         for (int i = 0; i < head_dim; i++) out[i] += p * v[i];
     }
-}
-
-#ifdef CK_X86
-
-// The scalar loops above do not vectorize: without -ffast-math the compiler may not
-// reorder a float sum. In prompt processing they were 38% of the time (perf, pp512).
-CK_AVX2 static void attend_head_avx2(const float *q_sink, const float *q, int64_t n_sink,
-                                     const float *keys, const float *values,
-                                     int64_t n_keys, int head_dim, int64_t key_stride,
-                                     int64_t value_stride, float scale, float *scores, float *out) {
-    for (int64_t t = 0; t < n_keys; t++) {
-        const float *k = keys + t * key_stride;
-        const float *qq = t < n_sink ? q_sink : q;
-        __m256 acc = _mm256_setzero_ps();
-        for (int i = 0; i < head_dim; i += 8) acc = _mm256_fmadd_ps(_mm256_loadu_ps(qq + i), _mm256_loadu_ps(k + i), acc);
-        __m128 s = _mm_add_ps(_mm256_castps256_ps128(acc), _mm256_extractf128_ps(acc, 1));
-        s = _mm_add_ps(s, _mm_movehl_ps(s, s));
-        s = _mm_add_ss(s, _mm_movehdup_ps(s));
-        scores[t] = _mm_cvtss_f32(s) * scale;
-    }
-    ck_softmax(scores, (int)n_keys);
-    for (int i = 0; i < head_dim; i += 8) {
-        __m256 acc = _mm256_setzero_ps();
-        for (int64_t t = 0; t < n_keys; t++) {
-            acc = _mm256_fmadd_ps(_mm256_set1_ps(scores[t]), _mm256_loadu_ps(values + t * value_stride + i), acc);
-        }
-        _mm256_storeu_ps(out + i, acc);
-    }
-}
-
-#endif
-
-void ck_attend_head(const float *q_sink, const float *q, int64_t n_sink,
-                    const float *keys, const float *values,
-                    int64_t n_keys, int head_dim, int64_t key_stride, int64_t value_stride,
-                    float scale, float *scores, float *out) {
-#ifdef CK_X86
-    if (ck_has_avx2() && head_dim % 8 == 0) {
-        attend_head_avx2(q_sink, q, n_sink, keys, values, n_keys, head_dim, key_stride, value_stride, scale, scores, out);
-        return;
-    }
-#endif
-    ck_attend_head_ref(q_sink, q, n_sink, keys, values, n_keys, head_dim, key_stride, value_stride, scale, scores, out);
-}
-
-
-// ---- int8 storage ----
-
-void ck_attend_head_q8_ref(const float *q_sink, const float *q, int64_t n_sink,
-                           const int8_t *keys, const float *key_scales,
-                           const int8_t *values, const float *value_scales,
-                           int64_t n_keys, int head_dim, float scale, float *scores, float *out) {
-    const int groups = head_dim / CK_KV_GROUP;
-    for (int64_t t = 0; t < n_keys; t++) {
-        const int8_t *k = keys + t * head_dim;
-        const float *qq = t < n_sink ? q_sink : q;
-        float s = 0;
-        for (int g = 0; g < groups; g++) {
-            float sg = 0;
-            for (int i = g * CK_KV_GROUP; i < (g + 1) * CK_KV_GROUP; i++) sg += qq[i] * k[i];
-            s += sg * key_scales[t * groups + g];
-        }
-        scores[t] = s * scale;
-    }
-    ck_softmax(scores, (int)n_keys);
-    for (int i = 0; i < head_dim; i++) out[i] = 0;
-    for (int64_t t = 0; t < n_keys; t++) {
-        const int8_t *v = values + t * head_dim;
-        for (int i = 0; i < head_dim; i++) out[i] += scores[t] * value_scales[t * groups + i / CK_KV_GROUP] * v[i];
-    }
-}
-
-#ifdef CK_X86
-
-CK_AVX2 static inline __m256 load8_i8(const int8_t *p) {
-    return _mm256_cvtepi32_ps(_mm256_cvtepi8_epi32(_mm_loadl_epi64((const __m128i *)p)));
-}
-
-CK_AVX2 static void attend_head_q8_avx2(const float *q_sink, const float *q, int64_t n_sink,
-                                        const int8_t *keys, const float *key_scales,
-                                        const int8_t *values, const float *value_scales,
-                                        int64_t n_keys, int head_dim, float scale, float *scores, float *out) {
-    const int groups = head_dim / CK_KV_GROUP;
-    for (int64_t t = 0; t < n_keys; t++) {
-        const int8_t *k = keys + t * head_dim;
-        const float *qq = t < n_sink ? q_sink : q;
-        __m256 acc = _mm256_setzero_ps();
-        for (int g = 0; g < groups; g++) {
-            const int8_t *kg = k + g * CK_KV_GROUP;
-            const float *qg = qq + g * CK_KV_GROUP;
-            __m256 s = _mm256_mul_ps(_mm256_loadu_ps(qg), load8_i8(kg));
-            s = _mm256_fmadd_ps(_mm256_loadu_ps(qg + 8), load8_i8(kg + 8), s);
-            s = _mm256_fmadd_ps(_mm256_loadu_ps(qg + 16), load8_i8(kg + 16), s);
-            s = _mm256_fmadd_ps(_mm256_loadu_ps(qg + 24), load8_i8(kg + 24), s);
-            acc = _mm256_fmadd_ps(s, _mm256_broadcast_ss(key_scales + t * groups + g), acc);
-        }
-        scores[t] = hsum256(acc) * scale;
-    }
-    ck_softmax(scores, (int)n_keys);
-    for (int i = 0; i < head_dim; i += 8) {
-        const int g = i / CK_KV_GROUP;
-        __m256 acc = _mm256_setzero_ps();
-        for (int64_t t = 0; t < n_keys; t++) {
-            const __m256 w = _mm256_set1_ps(scores[t] * value_scales[t * groups + g]);
-            acc = _mm256_fmadd_ps(w, load8_i8(values + t * head_dim + i), acc);
-        }
-        _mm256_storeu_ps(out + i, acc);
-    }
-}
-
-#endif
-
-void ck_attend_head_q8(const float *q_sink, const float *q, int64_t n_sink,
-                       const int8_t *keys, const float *key_scales,
-                       const int8_t *values, const float *value_scales,
-                       int64_t n_keys, int head_dim, float scale, float *scores, float *out) {
-#ifdef CK_X86
-    if (ck_has_avx2() && head_dim % CK_KV_GROUP == 0) {
-        attend_head_q8_avx2(q_sink, q, n_sink, keys, key_scales, values, value_scales, n_keys, head_dim, scale, scores, out);
-        return;
-    }
-#endif
-    ck_attend_head_q8_ref(q_sink, q, n_sink, keys, key_scales, values, value_scales, n_keys, head_dim, scale, scores, out);
 }
 
 // ---- one KV head's query group over a range of keys: partials for split-key attention ----
@@ -225,6 +102,10 @@ void ck_attend_partial_ref(const float *q_sink, const float *q, int group, int64
 }
 
 #ifdef CK_X86
+
+CK_AVX2 static inline __m256 load8_i8(const int8_t *p) {
+    return _mm256_cvtepi32_ps(_mm256_cvtepi8_epi32(_mm_loadl_epi64((const __m128i *)p)));
+}
 
 CK_AVX2 static inline const float *kv_row_avx2(const ck_kv_view *kv, int is_key, int64_t row, int head_dim, float *tmp) {
     if (kv->type == CK_KV_F32) return (const float *)(is_key ? kv->keys : kv->values) + row * head_dim;

@@ -35,7 +35,7 @@ struct PasskeyCommand: ParsableCommand {
         }
     }
 
-    struct Trial: Codable { let tokens: Int; let depth: Double; let key: Int; let answer: String; let correct: Bool; let seconds: Double }
+    struct Trial: Codable { let length: Int; let tokens: Int; let depth: Double; let key: Int; let answer: String; let correct: Bool; let seconds: Double }
     struct Cell: Codable { let tokens: Int; let depth: Double; let trials: Int; let accuracy: Double }
     struct Report: Codable { let cache: String; let cells: [Cell]; let trials: [Trial] }
 
@@ -66,7 +66,7 @@ struct PasskeyCommand: ParsableCommand {
                         var answer = ""
                         generator.generate(maxTokens: 12) { answer += $0; return true }
                         let correct = Passkey.firstInteger(in: answer) == key
-                        results.append(Trial(tokens: ids.count, depth: depth, key: key, answer: answer, correct: correct,
+                        results.append(Trial(length: length, tokens: ids.count, depth: depth, key: key, answer: answer, correct: correct,
                                              seconds: Date().timeIntervalSince(start)))
                         if !json {
                             print(String(format: "tokens %6d  depth %.2f  key %5d  %@  %@", ids.count, depth, key,
@@ -78,7 +78,7 @@ struct PasskeyCommand: ParsableCommand {
             var cells: [Cell] = []
             for length in lengths {
                 for depth in try depthValues() {
-                    let group = results.filter { $0.depth == depth && abs($0.tokens - length) <= 64 }
+                    let group = results.filter { $0.depth == depth && $0.length == length }
                     cells.append(Cell(tokens: length, depth: depth, trials: group.count,
                                       accuracy: Double(group.filter(\.correct).count) / Double(max(1, group.count))))
                 }

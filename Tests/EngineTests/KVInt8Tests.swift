@@ -2,6 +2,17 @@ import CKernels
 @testable import Engine
 import XCTest
 
+/// One query head over keys 0 ..< keys of KV head 0 through ck_attend_partial (or its scalar
+/// twin), normalized: what ck_pool_attention computes for a head when it does not split.
+func attendOneHead(_ view: inout ck_kv_view, q: [Float], qSink: [Float], sinks: Int, keys: Int, headDim hd: Int,
+                   scale: Float, reference: Bool) -> [Float] {
+    var scores = [Float](repeating: 0, count: keys), m: Float = 0, l: Float = 0
+    var acc = [Float](repeating: .nan, count: hd)
+    let kernel = reference ? ck_attend_partial_ref : ck_attend_partial
+    kernel(qSink, q, 1, Int64(sinks), &view, 0, 0, Int64(keys), Int32(hd), scale, &scores, &m, &l, &acc)
+    return acc.map { $0 / l }
+}
+
 /// Int8 KV storage (--kv int8; attention.c): the row quantizer's error bound, the AVX2
 /// attention against its scalar twin, and the real model with an int8 cache against f32.
 final class KVInt8Tests: XCTestCase {
@@ -26,8 +37,8 @@ final class KVInt8Tests: XCTestCase {
         }
     }
 
-    /// The AVX2 kernel equals the scalar twin, and both equal f32 attention over the
-    /// dequantized rows (same math, so only rounding apart).
+    /// The AVX2 partial kernel over int8 rows equals its scalar twin, and both equal the f32
+    /// reference over the dequantized rows (same math, so only rounding apart).
     func testAttentionMatchesTwinAndDequantizedF32() {
         var rng = RandomGenerator(seed: 22)
         for (n, hd, sinks) in [(1, 64, 0), (37, 64, 4), (300, 128, 4), (5, 32, 8)] {
@@ -50,11 +61,11 @@ final class KVInt8Tests: XCTestCase {
                 kf.withUnsafeMutableBufferPointer { ck_dequantize_kv_row(Array(k8[t * hd..<(t + 1) * hd]), Array(ks[t * hd / 32..<(t + 1) * hd / 32]), $0.baseAddress! + t * hd, Int32(hd)) }
                 vf.withUnsafeMutableBufferPointer { ck_dequantize_kv_row(Array(v8[t * hd..<(t + 1) * hd]), Array(vs[t * hd / 32..<(t + 1) * hd / 32]), $0.baseAddress! + t * hd, Int32(hd)) }
             }
-            var scores = [Float](repeating: 0, count: n)
-            var fast = [Float](repeating: .nan, count: hd), ref = fast, viaF32 = fast
+            var scores = [Float](repeating: 0, count: n), viaF32 = [Float](repeating: .nan, count: hd)
             let scale = 1 / Float(hd).squareRoot()
-            ck_attend_head_q8(qSink, q, Int64(sinks), k8, ks, v8, vs, Int64(n), Int32(hd), scale, &scores, &fast)
-            ck_attend_head_q8_ref(qSink, q, Int64(sinks), k8, ks, v8, vs, Int64(n), Int32(hd), scale, &scores, &ref)
+            var view = ck_kv_view(type: Int32(CK_KV_Q8.rawValue), keys: k8, values: v8, key_scales: ks, value_scales: vs, capacity: Int64(n))
+            let fast = attendOneHead(&view, q: q, qSink: qSink, sinks: sinks, keys: n, headDim: hd, scale: scale, reference: false)
+            let ref = attendOneHead(&view, q: q, qSink: qSink, sinks: sinks, keys: n, headDim: hd, scale: scale, reference: true)
             ck_attend_head_ref(qSink, q, Int64(sinks), kf, vf, Int64(n), Int32(hd), Int64(hd), Int64(hd), scale, &scores, &viaF32)
             for i in 0..<hd {
                 XCTAssertEqual(fast[i], ref[i], accuracy: 1e-5, "n \(n) hd \(hd) twin")

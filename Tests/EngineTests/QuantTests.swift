@@ -115,6 +115,8 @@ final class QuantTests: XCTestCase {
         }
     }
 
+    /// The AVX2 attention kernel (ck_attend_partial over f32 rows) against the plain
+    /// per-head reference.
     func testAttentionMatchesScalarTwin() {
         var rng = RandomGenerator(seed: 5)
         let hd = 64, n = 300
@@ -122,8 +124,12 @@ final class QuantTests: XCTestCase {
         let keys = (0..<n * hd).map { _ in Float(rng.nextUnit() * 2 - 1) }
         let values = (0..<n * hd).map { _ in Float(rng.nextUnit() * 2 - 1) }
         let qSink = (0..<hd).map { _ in Float(rng.nextUnit() * 2 - 1) }
-        var scores = [Float](repeating: 0, count: n), fast = [Float](repeating: 0, count: hd), ref = fast
-        ck_attend_head(qSink, q, 4, keys, values, Int64(n), Int32(hd), Int64(hd), Int64(hd), 0.125, &scores, &fast)
+        var scores = [Float](repeating: 0, count: n), ref = [Float](repeating: 0, count: hd)
+        let fast = keys.withUnsafeBufferPointer { k in values.withUnsafeBufferPointer { v in
+            var view = ck_kv_view(type: Int32(CK_KV_F32.rawValue), keys: k.baseAddress, values: v.baseAddress,
+                                  key_scales: nil, value_scales: nil, capacity: Int64(n))
+            return attendOneHead(&view, q: q, qSink: qSink, sinks: 4, keys: n, headDim: hd, scale: 0.125, reference: false)
+        } }
         ck_attend_head_ref(qSink, q, 4, keys, values, Int64(n), Int32(hd), Int64(hd), Int64(hd), 0.125, &scores, &ref)
         for i in 0..<hd { XCTAssertEqual(fast[i], ref[i], accuracy: 1e-5) }
     }

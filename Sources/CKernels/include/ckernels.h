@@ -131,15 +131,12 @@ void ck_rope(float *x, int head_dim, const float *cos_t, const float *sin_t, int
 
 // ---- attention over the KV cache (attention.c) ----
 
-// Attention of one query head over n_keys cached keys/values of one KV head: keys
+// The plain reference: one query head over n_keys cached keys/values of one KV head; keys
 // 0 … n_sink−1 (the attention sinks) are scored with q_sink, the rest with q — the same
 // query rotated to two positions (see KVCache.swift). One softmax over all keys.
 // keys/values: n_keys rows of stride key_stride/value_stride floats; scores: scratch
-// [n_keys]; out: [head_dim]. scale multiplies q·k before the softmax.
-void ck_attend_head(const float *q_sink, const float *q, int64_t n_sink,
-                    const float *keys, const float *values,
-                    int64_t n_keys, int head_dim, int64_t key_stride, int64_t value_stride,
-                    float scale, float *scores, float *out);
+// [n_keys]; out: [head_dim]. scale multiplies q·k before the softmax. The decode path
+// (ck_pool_attention → ck_attend_partial) is held to it by tests.
 void ck_attend_head_ref(const float *q_sink, const float *q, int64_t n_sink,
                         const float *keys, const float *values,
                         int64_t n_keys, int head_dim, int64_t key_stride, int64_t value_stride,
@@ -150,16 +147,6 @@ void ck_attend_head_ref(const float *q_sink, const float *q, int64_t n_sink,
 // x[n] → q[n], scales[n/CK_KV_GROUP]; |x − d·q| ≤ d/2 = max|group|/254.
 void ck_quantize_kv_row(const float *x, int8_t *q, float *scales, int n);
 void ck_dequantize_kv_row(const int8_t *q, const float *scales, float *y, int n);
-
-// ck_attend_head over int8 rows (contiguous, head_dim apart; scales head_dim/32 apart).
-void ck_attend_head_q8(const float *q_sink, const float *q, int64_t n_sink,
-                       const int8_t *keys, const float *key_scales,
-                       const int8_t *values, const float *value_scales,
-                       int64_t n_keys, int head_dim, float scale, float *scores, float *out);
-void ck_attend_head_q8_ref(const float *q_sink, const float *q, int64_t n_sink,
-                           const int8_t *keys, const float *key_scales,
-                           const int8_t *values, const float *value_scales,
-                           int64_t n_keys, int head_dim, float scale, float *scores, float *out);
 
 // One layer of the cache as the attention reads it: per KV head, `capacity` slots of
 // head_dim values, f32 or int8 (then with per-group scales).
