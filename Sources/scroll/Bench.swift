@@ -100,19 +100,23 @@ struct Bench: ParsableCommand {
 
     struct StreamPoint: Codable {
         let tokensStreamed: Int
-        let generationTokensPerSecond: Double
+        let generationTokensPerSecond: Double   // median over the repetitions
         let residentMiB: Double
+        let elapsedSeconds: Double
+        let memoryTokens: Int?
+        let memoryFileMiB: Double?
     }
 
     /// Generation speed and resident memory as a stream grows: with a sliding window both
     /// must stay flat (issue 4). Random tokens are streamed through batched prefill; at
-    /// each checkpoint `genTokens` tokens are generated one at a time (and join the stream).
+    /// each checkpoint `repetitions` runs of `genTokens` tokens are generated one at a time
+    /// (they join the stream) and the median speed is kept, since this host's speed swings.
     private func runStream(_ total: Int) throws {
         try reportingErrors {
             let (model, _) = try modelOptions.load(cacheCapacity: cacheOptions.requestedCapacity)
             let policy = try cacheOptions.policy(for: model)
             guard policy.window != nil else { throw EngineError.invalidArgument("--stream needs a window (not --dense)") }
-            let cache = model.makeCache(policy: policy, precision: cacheOptions.kvPrecision)
+            let cache = try cacheOptions.makeCache(for: model)
             var rng = RandomGenerator(seed: 7)
             let vocab = model.config.vocabSize
             var checkpoints: [Int] = []
@@ -121,21 +125,28 @@ struct Bench: ParsableCommand {
             checkpoints.append(total)
             var points: [StreamPoint] = []
             let progress = ProgressLine(total: total)
+            let start = DispatchTime.now().uptimeNanoseconds
             for checkpoint in checkpoints {
                 while cache.tokensSeen < checkpoint {
                     let n = min(Transformer.prefillBatch, checkpoint - cache.tokensSeen)
                     model.prefill((0..<n).map { _ in Int(rng.next() % UInt64(vocab)) }, cache: cache)
                     progress.update(cache.tokensSeen)
                 }
-                var token = 1
-                let start = DispatchTime.now().uptimeNanoseconds
-                for _ in 0..<genTokens {
-                    let logits = model.forward(token: token, cache: cache)
-                    token = logits.indices.max { logits[$0] < logits[$1] }!
+                var rates: [Double] = []
+                for _ in 0..<repetitions {
+                    var token = 1
+                    let t0 = DispatchTime.now().uptimeNanoseconds
+                    for _ in 0..<genTokens {
+                        let logits = model.forward(token: token, cache: cache)
+                        token = logits.indices.max { logits[$0] < logits[$1] }!
+                    }
+                    rates.append(Double(genTokens) / (Double(DispatchTime.now().uptimeNanoseconds - t0) / 1e9))
                 }
-                let seconds = Double(DispatchTime.now().uptimeNanoseconds - start) / 1e9
-                points.append(StreamPoint(tokensStreamed: checkpoint, generationTokensPerSecond: Double(genTokens) / seconds,
-                                          residentMiB: Self.residentMiB()))
+                points.append(StreamPoint(tokensStreamed: checkpoint, generationTokensPerSecond: rates.sorted()[rates.count / 2],
+                                          residentMiB: Self.residentMiB(),
+                                          elapsedSeconds: Double(DispatchTime.now().uptimeNanoseconds - start) / 1e9,
+                                          memoryTokens: cache.memory?.tokens,
+                                          memoryFileMiB: cache.memory.map { Double($0.fileBytes) / 1_048_576 }))
             }
             progress.finish()
             if json {
@@ -145,10 +156,11 @@ struct Bench: ParsableCommand {
                 return
             }
             print(cacheOptions.describe(cache))
-            print("| tokens streamed | tg\(genTokens) t/s | RSS MiB |")
-            print("| ---: | ---: | ---: |")
+            print("| tokens streamed | tg\(genTokens) t/s (median of \(repetitions)) | RSS MiB | elapsed s | memory tokens | memory file MiB |")
+            print("| ---: | ---: | ---: | ---: | ---: | ---: |")
             for p in points {
-                print(String(format: "| %d | %.1f | %.0f |", p.tokensStreamed, p.generationTokensPerSecond, p.residentMiB))
+                print(String(format: "| %d | %.1f | %.0f | %.0f | %@ | %@ |", p.tokensStreamed, p.generationTokensPerSecond, p.residentMiB,
+                             p.elapsedSeconds, p.memoryTokens.map(String.init) ?? "-", p.memoryFileMiB.map { String(format: "%.0f", $0) } ?? "-"))
             }
         }
     }

@@ -27,8 +27,7 @@ struct Chat: ParsableCommand {
                 if !text.trimmingCharacters(in: .whitespacesAndNewlines).isEmpty { document = text }
             }
             let (model, tokenizer) = try modelOptions.load(cacheCapacity: cacheOptions.requestedCapacity)
-            let conversation = try Conversation(model: model, tokenizer: tokenizer, policy: try cacheOptions.policy(for: model),
-                                                precision: cacheOptions.kvPrecision,
+            let conversation = try Conversation(model: model, tokenizer: tokenizer, cache: try cacheOptions.makeCache(for: model),
                                                 sampling: sampling.settings,
                                                 systemPrompt: try prompt.systemPrompt(), raw: prompt.raw,
                                                 templateSource: model.gguf.metadata["tokenizer.chat_template"]?.string)

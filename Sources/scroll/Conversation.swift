@@ -8,10 +8,9 @@ final class Conversation {
     let systemPrompt: String?
     private(set) var messages: [ChatMessage] = []
 
-    init(model: Transformer, tokenizer: Tokenizer, policy: CachePolicy, precision: KVPrecision = .f32,
+    init(model: Transformer, tokenizer: Tokenizer, cache: KVCache,
          sampling: SamplerSettings, systemPrompt: String?, raw: Bool, templateSource: String?) throws {
-        generator = Generator(model: model, tokenizer: tokenizer, sampler: Sampler(settings: sampling),
-                              cache: model.makeCache(policy: policy, precision: precision))
+        generator = Generator(model: model, tokenizer: tokenizer, sampler: Sampler(settings: sampling), cache: cache)
         template = raw ? nil : try ChatTemplate(tokenizer: tokenizer, templateSource: templateSource)
         self.systemPrompt = systemPrompt
     }

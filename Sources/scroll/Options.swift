@@ -82,6 +82,7 @@ extension RopeScaling.Kind: ExpressibleByArgument {}
 
 /// The cache policy: attention sinks + sliding window (StreamingLLM), or dense.
 extension KVPrecision: ExpressibleByArgument {}
+extension MemoryPositions: ExpressibleByArgument {}
 
 struct CacheOptions: ParsableArguments {
     @Option(help: "Attention-sink tokens kept forever at the start of the cache.")
@@ -92,10 +93,50 @@ struct CacheOptions: ParsableArguments {
     var dense = false
     @Option(name: .customLong("kv"), help: "KV cache storage: f32, or int8 (per-32 scales; 3.6x smaller).")
     var kvPrecision: KVPrecision = .f32
+    @Flag(inversion: .prefixedNo, help: "Block memory: keep tokens leaving the window and attend to the most relevant blocks again.")
+    var memory = true
+    @Option(help: "Memory: evicted tokens per block.")
+    var blockSize = 64
+    @Option(help: "Memory: blocks recalled per layer and KV head.")
+    var topBlocks = 8
+    @Option(help: "Memory: RAM for block contents (e.g. 512M, 2G); the rest goes to a temporary file.")
+    var memoryBudget = "1G"
+    @Option(help: "Memory: where recalled tokens sit, 'chronological' (in stream order just beyond the window) or 'same' (all at one distance).")
+    var memoryPositions = MemoryPositions.chronological
 
     func validate() throws {
         guard sinks >= 0 else { throw ValidationError("--sinks must be 0 or more") }
         guard window >= 1 else { throw ValidationError("--window must be at least 1") }
+        guard (1...4096).contains(blockSize) else { throw ValidationError("--block-size must be from 1 to 4096") }
+        guard (0...1024).contains(topBlocks) else { throw ValidationError("--top-blocks must be from 0 to 1024") }
+        guard Self.bytes(memoryBudget) != nil else { throw ValidationError("--memory-budget takes a size like 512M or 2G (got \(memoryBudget))") }
+    }
+
+    /// "512M" → 536870912: a byte count with an optional K, M, G or T suffix (powers of 1024).
+    static func bytes(_ text: String) -> Int? {
+        let units: [Character: Int] = ["K": 1 << 10, "M": 1 << 20, "G": 1 << 30, "T": 1 << 40]
+        var digits = text.uppercased()
+        if digits.hasSuffix("IB") { digits.removeLast(2) } else if digits.hasSuffix("B") { digits.removeLast() }
+        var unit = 1
+        if let last = digits.last, let u = units[last] { unit = u; digits.removeLast() }
+        guard let value = Double(digits), value >= 0, value * Double(unit) < 1e18 else { return nil }
+        return Int(value * Double(unit))
+    }
+
+    /// The block memory these flags ask for: nil when off, or with --dense (nothing is evicted).
+    var memorySettings: MemorySettings? {
+        guard memory, !dense else { return nil }
+        var m = MemorySettings()
+        m.blockSize = blockSize
+        m.topBlocks = topBlocks
+        m.ramBudget = Self.bytes(memoryBudget) ?? m.ramBudget
+        m.positions = memoryPositions
+        return m
+    }
+
+    /// A cache for `model` as these flags describe it.
+    func makeCache(for model: Transformer) throws -> KVCache {
+        model.makeCache(policy: try policy(for: model), precision: kvPrecision, memory: memorySettings)
     }
 
     /// The capacity RoPE must cover: sinks + window, or nil for dense.
@@ -113,8 +154,9 @@ struct CacheOptions: ParsableArguments {
     /// The cache these flags describe, e.g. "sinks 4 + window 2048, KV int8 (12.7 KiB/token)".
     func describe(_ cache: KVCache) -> String {
         let policy = cache.policy.window.map { "sinks \(cache.policy.sinks) + window \($0)" } ?? "dense \(cache.capacity)"
+        let memory = cache.memory.map { ", memory: blocks of \($0.settings.blockSize), top \($0.settings.topBlocks)" } ?? ""
         return policy + String(format: ", KV %@ (%.1f KiB/token, %.0f MiB)", cache.precision.rawValue,
-                               Double(cache.bytesPerToken) / 1024, Double(cache.bytes) / 1_048_576)
+                               Double(cache.bytesPerToken) / 1024, Double(cache.bytes) / 1_048_576) + memory
     }
 }
 

@@ -35,7 +35,11 @@ struct PasskeyCommand: ParsableCommand {
         }
     }
 
-    struct Trial: Codable { let length: Int; let tokens: Int; let depth: Double; let key: Int; let answer: String; let correct: Bool; let seconds: Double }
+    struct Trial: Codable {
+        let length: Int; let tokens: Int; let depth: Double; let key: Int; let answer: String; let correct: Bool; let seconds: Double
+        /// With a memory: of the (layer, KV head) pairs, how many recalled a block holding the key.
+        let needleRecalls: Int?
+    }
     struct Cell: Codable { let tokens: Int; let depth: Double; let trials: Int; let accuracy: Double }
     struct Report: Codable { let cache: String; let cells: [Cell]; let trials: [Trial] }
 
@@ -57,20 +61,26 @@ struct PasskeyCommand: ParsableCommand {
                         let key = Int(rng.next() % 50_000) + 1
                         let ids = Passkey.prompt(tokens: length, depth: depth, key: key, tokenizer: tokenizer)
                         let generator = Generator(model: model, tokenizer: tokenizer, sampler: Sampler(settings: settings),
-                                                  cache: model.makeCache(policy: policy, precision: cacheOptions.kvPrecision))
+                                                  cache: try cacheOptions.makeCache(for: model))
                         cacheDescription = cacheOptions.describe(generator.cache) + ", " + model.rope.scaling.summary
                         let start = Date()
                         let progress = ProgressLine(total: ids.count)
                         try generator.feed(ids) { progress.update($0) }
                         progress.finish()
+                        let needleRecalls = generator.cache.memory.map { memory in
+                            memory.lastRecall().filter { r in
+                                tokenizer.decode(Array(ids[r.start..<min(ids.count, r.start + r.tokens)])).contains(String(key))
+                            }.map(\.picks).reduce(0, +)
+                        }
                         var answer = ""
                         generator.generate(maxTokens: 12) { answer += $0; return true }
                         let correct = Passkey.firstInteger(in: answer) == key
                         results.append(Trial(length: length, tokens: ids.count, depth: depth, key: key, answer: answer, correct: correct,
-                                             seconds: Date().timeIntervalSince(start)))
+                                             seconds: Date().timeIntervalSince(start), needleRecalls: needleRecalls))
                         if !json {
+                            let recalls = needleRecalls.map { "  recalled by \($0) layer-heads" } ?? ""
                             print(String(format: "tokens %6d  depth %.2f  key %5d  %@  %@", ids.count, depth, key,
-                                         correct ? "ok  " : "MISS", answer.replacingOccurrences(of: "\n", with: " ")))
+                                         correct ? "ok  " : "MISS", answer.replacingOccurrences(of: "\n", with: " ")) + recalls)
                         }
                     }
                 }

@@ -36,7 +36,8 @@ struct Ppl: ParsableCommand {
             guard tokens.count >= 2 else { throw EngineError.invalidArgument("\(file) has fewer than 2 tokens") }
             let policy = try cacheOptions.policy(for: model)
             let restart = cacheOptions.dense ? min(denseChunk ?? policy.capacity, policy.capacity) : nil
-            let evaluator = PerplexityEvaluator(model: model, policy: policy, precision: cacheOptions.kvPrecision)
+            let evaluator = PerplexityEvaluator(model: model, policy: policy, precision: cacheOptions.kvPrecision,
+                                                memory: cacheOptions.memorySettings)
             let start = Date()
             let progress = ProgressLine(total: tokens.count)
             let result = evaluator.evaluate(tokens, segmentLength: segment, chunkRestart: restart) { progress.update($0) }

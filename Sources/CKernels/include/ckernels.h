@@ -169,6 +169,37 @@ void ck_attend_partial_ref(const float *q_sink, const float *q, int group, int64
                            const ck_kv_view *kv, int kv_head, int64_t k0, int64_t k1, int head_dim,
                            float scale, float *scores, float *m, float *l, float *acc);
 
+// ---- a block of queries at once (attention_block.c) ----
+
+// A run of one KV head's keys and values that a block of queries attends to: the cache's
+// sinks, its window ring, a chunk's new keys, a recalled memory block.
+typedef struct ck_kv_segment {
+    int32_t type;                            // CK_KV_F32 or CK_KV_Q8
+    int32_t sink_query;                      // 1: scored with the sink-rotated queries
+    int32_t windowed;                        // 1: subject to the window rule below
+    const void *keys, *values;               // row 0 of the run
+    const float *key_scales, *value_scales;  // Q8: head_dim/CK_KV_GROUP scales per row, rows packed
+    int64_t row_stride;                      // floats or codes from one row to the next
+    int64_t count;
+    const int64_t *positions;                // [count] absolute stream position of each key
+} ck_kv_segment;
+
+// Floats of scratch ck_attend_block needs (the reference needs 2·head_dim of it).
+int64_t ck_attend_block_scratch(int n_q, int group, int head_dim);
+// The `group` query heads sharing one KV head, for n_q queries: query t, head g is the row
+// q + t·q_stride + g·head_dim (q_sink alike, or NULL when no query needs a separate sink
+// rotation), at stream position q_pos[t]. Key p of a segment is visible to query t when
+// p ≤ q_pos[t] and, in a windowed segment with window > 0, p < n_sinks or p > q_pos[t] − window.
+// out row (t, g) = softmax over all visible keys · values, at out + t·out_stride + g·head_dim.
+void ck_attend_block(const float *q, const float *q_sink, int64_t q_stride, int n_q, int group, int head_dim,
+                     const int64_t *q_pos, int64_t window, int64_t n_sinks,
+                     const ck_kv_segment *segs, int n_segs, float scale, float *scratch,
+                     float *out, int64_t out_stride);
+void ck_attend_block_ref(const float *q, const float *q_sink, int64_t q_stride, int n_q, int group, int head_dim,
+                         const int64_t *q_pos, int64_t window, int64_t n_sinks,
+                         const ck_kv_segment *segs, int n_segs, float scale, float *scratch,
+                         float *out, int64_t out_stride);
+
 #ifdef __cplusplus
 }
 #endif

@@ -24,9 +24,9 @@ public final class PerplexityEvaluator {
     private let head: UnsafeMutablePointer<Float>
     private let logits: UnsafeMutablePointer<Float>   // [prefillBatch][vocab]
 
-    public init(model: Transformer, policy: CachePolicy, precision: KVPrecision = .f32) {
+    public init(model: Transformer, policy: CachePolicy, precision: KVPrecision = .f32, memory: MemorySettings? = nil) {
         self.model = model
-        cache = model.makeCache(policy: policy, precision: precision)
+        cache = model.makeCache(policy: policy, precision: precision, memory: memory)
         let c = model.config
         head = .allocate(capacity: c.vocabSize * c.embeddingLength)
         for r in 0..<c.vocabSize { model.weights.output.dequantizeRow(r, into: head + r * c.embeddingLength) }

@@ -31,14 +31,9 @@ public final class Generator {
         guard ids.count <= remainingCapacity else {
             throw EngineError.invalidArgument("input of \(ids.count) tokens does not fit: the dense context has room for \(remainingCapacity) more (of \(cache.capacity))")
         }
-        var done = 0
-        while done < ids.count {
-            let chunk = Array(ids[done..<min(ids.count, done + Transformer.prefillBatch)])
-            logits = model.prefill(chunk, cache: cache)
-            history += chunk
-            done += chunk.count
-            progress?(done)
-        }
+        guard !ids.isEmpty else { return }
+        logits = model.prefill(ids, cache: cache, progress: progress)
+        history += ids
     }
 
     /// Why a reply ended.

@@ -70,6 +70,8 @@ public final class KVCache {
     public private(set) var tokensSeen = 0
     /// Called for each layer of a token about to be overwritten.
     public var onEvict: ((EvictedToken) -> Void)?
+    /// Where evicted tokens go to be recalled (issue 6); nil: they are dropped.
+    public internal(set) var memory: BlockMemory?
     private var keys: [UnsafeMutableRawPointer]        // per layer: [kv_head][capacity][head_dim] f32 or int8
     private var values: [UnsafeMutableRawPointer]
     private var keyScales: [UnsafeMutablePointer<Float>]    // int8: per layer [kv_head][capacity][head_dim/32]
@@ -134,8 +136,10 @@ public final class KVCache {
     func store(layer: Int, position p: Int, key: UnsafePointer<Float>, value: UnsafePointer<Float>) {
         precondition(policy.window != nil || p < capacity, "KV cache full")
         let slot = self.slot(ofPosition: p)
-        if let w = policy.window, p >= policy.sinks + w, let onEvict {
-            onEvict(leaving(layer: layer, slot: slot, position: p - w))
+        if let w = policy.window, p >= policy.sinks + w, memory != nil || onEvict != nil {
+            let token = leaving(layer: layer, slot: slot, position: p - w)
+            memory?.absorb(token)
+            onEvict?(token)
         }
         let groups = headDim / Int(CK_KV_GROUP)
         for h in 0..<kvHeadCount {
@@ -176,7 +180,10 @@ public final class KVCache {
     /// Marks the next `n` positions as stored in every layer.
     func commit(_ n: Int = 1) { tokensSeen += n }
 
-    public func reset() { tokensSeen = 0 }
+    public func reset() {
+        tokensSeen = 0
+        memory?.reset()
+    }
 
     /// A layer's whole storage as the attention kernel reads it.
     func view(layer l: Int) -> ck_kv_view {

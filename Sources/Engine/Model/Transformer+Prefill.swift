@@ -4,7 +4,10 @@ import CKernels
 final class PrefillBuffers {
     let batch: Int
     let x, xb, xb2, q, k, v, attnOut, hb, hb2: UnsafeMutablePointer<Float>
+    let qSink: UnsafeMutablePointer<Float>     // [batch][q_dim] queries rotated for sink keys
     let weights: UnsafeMutablePointer<Float>   // one matrix dequantized to f32: [rows][cols], largest
+    let attentionScratch: UnsafeMutablePointer<Float> // [threads][attentionScratchStride]
+    let attentionScratchStride: Int
 
     init(config c: ModelConfig, batch: Int, threads: Int, positions: Int) {
         self.batch = batch
@@ -16,13 +19,16 @@ final class PrefillBuffers {
         k = .allocate(capacity: batch * c.kvDim)
         v = .allocate(capacity: batch * c.kvDim)
         attnOut = .allocate(capacity: batch * c.qDim)
+        qSink = .allocate(capacity: batch * c.qDim)
+        attentionScratchStride = ChunkAttentionJob.scratchFloats(batch: batch, config: c)
+        attentionScratch = .allocate(capacity: threads * attentionScratchStride)
         hb = .allocate(capacity: batch * c.feedForwardLength)
         hb2 = .allocate(capacity: batch * c.feedForwardLength)
         weights = .allocate(capacity: max(c.qDim * d, c.feedForwardLength * d))
     }
 
     deinit {
-        for p in [x, xb, xb2, q, k, v, attnOut, hb, hb2, weights] { p.deallocate() }
+        for p in [x, xb, xb2, q, k, v, attnOut, qSink, hb, hb2, weights, attentionScratch] { p.deallocate() }
     }
 }
 
@@ -56,29 +62,74 @@ struct MatmulJob {
     }
 }
 
+/// The rows attention reads and writes for n tokens: q, qSink, out [n][q_dim]; k, v [n][kv_dim].
+struct AttentionRows {
+    let q, qSink, k, v, out: UnsafeMutablePointer<Float>
+}
+
+/// Where a chunk's queries and the cache's keys sit in the stream, for ChunkAttentionJob:
+/// computed once per chunk, shared by every layer. nil when the chunk must attend token by
+/// token: when it holds sink tokens and also reaches past the cache's capacity (a window
+/// shorter than the chunk), new sink keys would need the separate sink rotation of queries.
+struct ChunkLayout {
+    let positions: [Int64]       // [n] the chunk's positions
+    let slotPositions: [Int64]   // [held] the position each held cache slot stores
+    let held: Int
+    let separateSinkQueries: Bool
+
+    init?(cache: KVCache, pos0: Int, n: Int) {
+        let s = cache.policy.sinks, capacity = cache.capacity
+        let last = pos0 + n - 1
+        if pos0 < s && last >= capacity { return nil }
+        positions = (pos0...last).map(Int64.init)
+        held = min(pos0, capacity)
+        separateSinkQueries = cache.sinkQueryPosition(last) != last
+        var slots = [Int64](repeating: 0, count: held)
+        if let w = cache.policy.window, pos0 > s {
+            for j in 0..<min(s, held) { slots[j] = Int64(j) }
+            // The ring: each window slot holds the latest position before pos0 that maps to it.
+            let newestSlot = cache.slot(ofPosition: pos0 - 1)
+            for j in s..<held { slots[j] = Int64(pos0 - 1 - (newestSlot - j + w) % w) }
+        } else {
+            for j in 0..<held { slots[j] = Int64(j) }
+        }
+        slotPositions = slots
+    }
+}
+
 extension Transformer {
     /// Tokens per prefill chunk: enough to amortize dequantizing each weight matrix once per
     /// chunk, small enough that the chunk's activations stay in cache.
     public static let prefillBatch = 256
+    /// Tokens at the end of a prompt prefilled as their own chunk when a memory is attached.
+    public static let recallTail = 32
 
     /// Runs a prompt through the model in chunks and returns the logits after its last token.
     /// Each chunk is one matrix product per weight matrix (OpenBLAS sgemm on the float path)
     /// instead of one matrix-vector product per token.
     @discardableResult
-    public func prefill(_ tokens: [Int], cache: KVCache) -> UnsafeBufferPointer<Float> {
+    public func prefill(_ tokens: [Int], cache: KVCache, progress: ((Int) -> Void)? = nil) -> UnsafeBufferPointer<Float> {
         precondition(!tokens.isEmpty)
         precondition(tokens.count <= cache.remaining, "KV cache is full")
         var start = 0
         while start < tokens.count {
-            let chunk = Array(tokens[start..<min(tokens.count, start + Self.prefillBatch)])
+            var end = min(tokens.count, start + Self.prefillBatch)
+            // With a block memory, the prompt's last `recallTail` tokens — usually the question —
+            // are a chunk of their own, so the blocks they recall are ranked by their queries
+            // alone, not diluted by a chunk's worth of document before them.
+            if cache.memory != nil, tokens.count - start > Self.recallTail, tokens.count - end < Self.recallTail {
+                end = tokens.count - Self.recallTail
+            }
+            let chunk = Array(tokens[start..<end])
             if chunk.count == 1 {
                 // A lone token: the matrix-vector path is faster than a 1-row sgemm.
-                if start + 1 == tokens.count { return forward(token: chunk[0], cache: cache) }
-                forward(token: chunk[0], cache: cache)
+                let logits = forward(token: chunk[0], cache: cache)
+                if start + 1 == tokens.count { progress?(tokens.count); return logits }
             } else {
                 prefillChunk(chunk, cache: cache)
             }
             start += chunk.count
+            progress?(start)
         }
         return logitsAfterPrefill()
     }
@@ -88,6 +139,7 @@ extension Transformer {
         let c = config, w = weights, b = prefillBuffers
         let n = tokens.count, d = c.embeddingLength
         let pos0 = cache.tokensSeen
+        let chunkLayout = ChunkLayout(cache: cache, pos0: pos0, n: n)
 
         // 1. Token embeddings.
         for (t, token) in tokens.enumerated() {
@@ -107,12 +159,16 @@ extension Transformer {
                     bv.values.withUnsafeBufferPointer { ck_add(b.v + t * c.kvDim, $0.baseAddress, Int32(c.kvDim)) }
                 }
             }
-            // 3–4. Token by token, in order: RoPE, K/V into the cache, attention. In order,
-            // because once the window is full a token's keys overwrite the slot of one that
-            // an earlier token of the same chunk still attends to.
-            for t in 0..<n {
-                attend(layer: l, q: b.q + t * c.qDim, k: b.k + t * c.kvDim, v: b.v + t * c.kvDim,
-                       position: pos0 + t, cache: cache, out: b.attnOut + t * c.qDim)
+            // 3–4. RoPE, attention, K/V into the cache.
+            if let layout = chunkLayout {
+                attendChunk(layer: l, n: n, pos0: pos0, cache: cache, layout: layout,
+                            rows: AttentionRows(q: b.q, qSink: b.qSink, k: b.k, v: b.v, out: b.attnOut))
+            } else {
+                // Token by token, each stored before it attends (see chunkLayout).
+                for t in 0..<n {
+                    attend(layer: l, q: b.q + t * c.qDim, k: b.k + t * c.kvDim, v: b.v + t * c.kvDim,
+                           position: pos0 + t, cache: cache, out: b.attnOut + t * c.qDim)
+                }
             }
             // 5. Output projection and residual.
             matmul(layer.wo, b.attnOut, b.xb2, n)
@@ -127,6 +183,45 @@ extension Transformer {
         }
         cache.commit(n)
         lastPrefillRow = b.x + (n - 1) * d
+    }
+
+    /// RoPE for the whole chunk, attention of all its queries at once (ChunkAttentionJob,
+    /// with the block memory's recalled blocks), then its keys and values into the cache in
+    /// order, evicting as they go. Decoding comes here too (n = 1) once the memory holds
+    /// something.
+    func attendChunk(layer l: Int, n: Int, pos0: Int, cache: KVCache, layout: ChunkLayout, rows: AttentionRows) {
+        let c = config, hd = c.headDim, half = hd / 2, mode = c.ropeMode.rawValue
+        let cosP = ropeRows, sinP = ropeRows + half, cosS = ropeRows + 2 * half, sinS = ropeRows + 3 * half
+        for t in 0..<n {
+            let p = pos0 + t, q = rows.q + t * c.qDim, k = rows.k + t * c.kvDim
+            rope.fill(p, cos: cosP, sin: sinP)
+            if layout.separateSinkQueries {
+                let qs = rows.qSink + t * c.qDim
+                qs.update(from: q, count: c.qDim)
+                rope.fill(cache.sinkQueryPosition(p), cos: cosS, sin: sinS)
+                for h in 0..<c.headCount { ck_rope(qs + h * hd, Int32(hd), cosS, sinS, mode) }
+            }
+            for h in 0..<c.headCount { ck_rope(q + h * hd, Int32(hd), cosP, sinP, mode) }
+            for h in 0..<c.kvHeadCount { ck_rope(k + h * hd, Int32(hd), cosP, sinP, mode) }
+        }
+        let memory = cache.memory.flatMap { $0.isEmpty(layer: l) ? nil : $0 }
+        memory?.rank(layer: l, queries: layout.separateSinkQueries ? rows.qSink : rows.q, n: n,
+                     headCount: c.headCount, full: n > 1)
+        let b = prefillBuffers
+        layout.positions.withUnsafeBufferPointer { positions in
+            layout.slotPositions.withUnsafeBufferPointer { slots in
+                ChunkAttentionJob(cache: cache.view(layer: l), layer: l, memory: memory,
+                                  q: rows.q, qSink: layout.separateSinkQueries ? rows.qSink : nil,
+                                  k: rows.k, v: rows.v, positions: positions.baseAddress!, slotPositions: slots.baseAddress!,
+                                  held: layout.held, sinks: cache.policy.sinks, window: cache.policy.window ?? 0,
+                                  tokens: n, headCount: c.headCount, kvHeadCount: c.kvHeadCount, headDim: hd,
+                                  out: rows.out, scratch: b.attentionScratch, scratchStride: b.attentionScratchStride)
+                    .run(on: pool)
+            }
+        }
+        for t in 0..<n {
+            cache.store(layer: l, position: pos0 + t, key: rows.k + t * c.kvDim, value: rows.v + t * c.kvDim)
+        }
     }
 
     /// Runs a chunk of at most `prefillBatch` tokens and returns every token's final hidden

@@ -80,18 +80,31 @@ public final class Transformer {
         makeCache(policy: .dense(min(capacity ?? maxPositions, maxPositions)))
     }
 
-    /// A cache with the given sinks + window policy and storage precision.
-    public func makeCache(policy: CachePolicy, precision: KVPrecision = .f32) -> KVCache {
+    /// A cache with the given sinks + window policy and storage precision, and a block
+    /// memory for what leaves the window when `memory` is given (windowed caches only).
+    public func makeCache(policy: CachePolicy, precision: KVPrecision = .f32, memory: MemorySettings? = nil) -> KVCache {
         precondition(policy.capacity <= maxPositions, "cache of \(policy.capacity) exceeds the \(maxPositions) positions RoPE is set up for")
-        return KVCache(layerCount: config.layerCount, kvHeadCount: config.kvHeadCount, headDim: config.headDim,
-                       policy: policy, precision: precision)
+        let cache = KVCache(layerCount: config.layerCount, kvHeadCount: config.kvHeadCount, headDim: config.headDim,
+                            policy: policy, precision: precision)
+        if let memory, let window = policy.window {
+            cache.memory = BlockMemory(layerCount: config.layerCount, kvHeadCount: config.kvHeadCount, headDim: config.headDim,
+                                       rope: rope, ropeMode: config.ropeMode.rawValue, settings: memory,
+                                       sinks: policy.sinks, window: window)
+        }
+        return cache
     }
 
     /// Step 3–4 of the forward pass for one token at absolute position p, in one layer:
     /// RoPE on q (twice: for window keys at p, for sink keys at the cache position) and k,
     /// k/v into the cache, then attention of every head over the cache into `out`.
-    func attend(layer l: Int, q: UnsafeMutablePointer<Float>, k: UnsafeMutablePointer<Float>, v: UnsafePointer<Float>,
-                position p: Int, cache: KVCache, out: UnsafeMutablePointer<Float>) {
+    func attend(layer l: Int, q: UnsafeMutablePointer<Float>, k: UnsafeMutablePointer<Float>, v: UnsafeMutablePointer<Float>,
+                position p: Int, cache: KVCache, out: UnsafeMutablePointer<Float>, layout: ChunkLayout? = nil) {
+        if let memory = cache.memory, !memory.isEmpty(layer: l), let layout = layout ?? ChunkLayout(cache: cache, pos0: p, n: 1) {
+            // Recalled blocks join the softmax: the block kernel, for one query.
+            attendChunk(layer: l, n: 1, pos0: p, cache: cache, layout: layout,
+                        rows: AttentionRows(q: q, qSink: qSink, k: k, v: v, out: out))
+            return
+        }
         let c = config, hd = c.headDim, half = hd / 2, mode = c.ropeMode.rawValue
         let sinkPosition = cache.sinkQueryPosition(p)
         let cosP = ropeRows, sinP = ropeRows + half, cosS = ropeRows + 2 * half, sinS = ropeRows + 3 * half
@@ -126,6 +139,8 @@ public final class Transformer {
         let pos = cache.tokensSeen
         precondition(token >= 0 && token < c.vocabSize, "token id \(token) outside vocabulary")
         precondition(cache.canAppend, "KV cache is full")
+        // With a memory, where the cache's keys sit: the same for every layer of this token.
+        let layout = cache.memory != nil ? ChunkLayout(cache: cache, pos0: pos, n: 1) : nil
 
         // 1. Token embedding.
         w.tokenEmbedding.dequantizeRow(token, into: x)
@@ -141,7 +156,7 @@ public final class Transformer {
             }
 
             // 3–4. RoPE, K/V into the cache, attention (query head h reads KV head h / group).
-            attend(layer: l, q: q, k: k, v: v, position: pos, cache: cache, out: attnOut)
+            attend(layer: l, q: q, k: k, v: v, position: pos, cache: cache, out: attnOut, layout: layout)
 
             // 5. Output projection and residual.
             layer.wo.matvec(attnOut, xb2, pool: pool, scratch: scratch)

@@ -6,6 +6,9 @@ import COpenBLAS
 enum BLAS {
     static let singleThreaded: Void = { openblas_set_num_threads(1) }()
 
+    /// Call before a pool task that runs sgemm inside the C kernels (ck_attend_block).
+    static func prepare() { _ = singleThreaded }
+
     /// C[m][n] (row stride ldc) = A[m][k] · B[n][k]ᵀ, all row-major: with A the activations
     /// of m tokens and B a slice of a weight matrix's rows, C holds those rows' outputs.
     static func gemmTransB(m: Int, n: Int, k: Int, a: UnsafePointer<Float>, b: UnsafePointer<Float>,

@@ -1,0 +1,339 @@
+import CKernels
+
+/// What distance recalled tokens are at from the query (`--memory-positions`).
+///
+/// Measured (passkey, 4K tokens, window 1024, 10 trials; `scroll ppl` over 16K tokens of
+/// the vim docs): `.same` 6/10 and ppl 11.502, `.chronological` 8/10 and ppl 11.494. With
+/// `.same` the recalled needle was in the recalled set for 74–83 of 90 layer-heads yet the
+/// digits came out wrong: SmolLM2 spells numbers one digit per token, and tokens all at one
+/// position lose their order.
+public enum MemoryPositions: String, CaseIterable {
+    /// All at one distance, just beyond the window, however old (InfLLM's choice).
+    case same
+    /// In stream order just beyond the window: the block being filled nearest, then the
+    /// recalled blocks, oldest farthest (positions "inside the cache", as StreamingLLM counts).
+    case chronological
+}
+
+/// The block memory's knobs (`--block-size`, `--top-blocks`, `--memory-budget`).
+public struct MemorySettings: Equatable {
+    /// Evicted tokens per block: the unit that is scored and recalled.
+    public var blockSize = 64
+    /// Blocks recalled per layer and KV head.
+    public var topBlocks = 8
+    /// While decoding, the recalled set is re-ranked every this many tokens, among the
+    /// candidates of the last full ranking plus blocks finished since.
+    public var refreshEvery = 16
+    /// Candidates kept from a full ranking for the re-rankings while decoding, as a multiple of topBlocks.
+    public var candidateFactor = 4
+    /// Bytes of block contents kept in RAM; the rest goes to a temporary file.
+    public var ramBudget = 1 << 30
+    public var positions = MemoryPositions.chronological
+
+    public init() {}
+}
+
+/// Memory-augmented attention, training-free (InfLLM: Xiao et al. 2024, "InfLLM: Training-Free
+/// Long-Context Extrapolation for LLMs with an Efficient Context Memory"): tokens leaving the
+/// window are grouped into blocks; each block keeps its keys and values (int8, per-32 scales)
+/// and one representative key per KV head (the mean of its keys). Before a chunk of queries
+/// attends, every block is scored per layer and KV head by (Σ queries)·representative — the
+/// sum over the chunk of InfLLM's relevance — and the top blocks join the sinks, the
+/// window and the not-yet-full block of latest evictions in the same softmax.
+///
+/// Positions. Memory keys are scored with the query rotated for the sink keys (at the cache's
+/// last position, sinks + window − 1). With `.chronological` (the default) each slot of the
+/// block being filled and of the recall buffer has its own position, in stream order just
+/// beyond the window (negative positions rotate backwards), so a recalled passage keeps its
+/// word order. With `.same` (InfLLM's choice) every key is turned back to position 0 when
+/// it is evicted, so all look as far away as the sinks, however old.
+///
+/// Cost. A full ranking (each prefill chunk) reads one representative per block; while
+/// decoding, re-rankings every `refreshEvery` tokens look only at the last full ranking's
+/// `candidateFactor·topBlocks` candidates and at blocks finished since, so the cost per
+/// generated token does not grow with the stream.
+public final class BlockMemory {
+    public let settings: MemorySettings
+    let layerCount: Int, kvHeadCount: Int, headDim: Int
+    private let rope: RopeTable
+    private let ropeMode: Int32
+
+    // The block being filled, per layer: keys turned back to position 0, and values, f32.
+    private let pendingKeys: [UnsafeMutablePointer<Float>]     // [kv_head][block][head_dim]
+    private let pendingValues: [UnsafeMutablePointer<Float>]
+    private let pendingPositions: [UnsafeMutablePointer<Int64>] // [block]
+    private var pendingCount: [Int]
+
+    // Finished blocks.
+    /// Stream position of each finished block's first token.
+    public private(set) var blockStarts: [Int] = []
+    private var blockCount: [Int]                    // per layer
+    private var representatives: [[Float]]           // per layer: [block][kv_head][head_dim]
+    private let store: BlockStore
+    private let blob: UnsafeMutableRawPointer        // one block of one layer, being packed or read back
+
+    // What is recalled, per layer and KV head.
+    private let recallKeys: [UnsafeMutablePointer<Float>]       // [kv_head][topBlocks·block][head_dim]
+    private let recallValues: [UnsafeMutablePointer<Float>]
+    private let recallPositions: [UnsafeMutablePointer<Int64>]  // [kv_head][topBlocks·block]
+    /// [layer][kv_head] the recalled blocks, oldest first, with their scores.
+    public private(set) var recalled: [[[(block: Int, score: Float)]]]
+    private var candidates: [[[Int]]]                // [layer][kv_head]
+    private var rankedBlocks: [Int]                  // per layer: blocks that existed at the last ranking
+    private var sinceRanking: [Int]                  // per layer: tokens decoded since
+    private let inverseRows: UnsafeMutablePointer<Float>   // [2][head_dim/2] cos, ±sin of a rotation, over mscale
+    private let querySum: UnsafeMutablePointer<Float>      // [kv_head][head_dim]
+
+    private let sinks: Int, window: Int
+
+    init(layerCount: Int, kvHeadCount: Int, headDim: Int, rope: RopeTable, ropeMode: Int32, settings: MemorySettings,
+         sinks: Int, window: Int) {
+        self.sinks = sinks
+        self.window = window
+        precondition(settings.blockSize >= 1 && settings.topBlocks >= 0 && headDim % Int(CK_KV_GROUP) == 0)
+        self.settings = settings
+        self.layerCount = layerCount
+        self.kvHeadCount = kvHeadCount
+        self.headDim = headDim
+        self.rope = rope
+        self.ropeMode = ropeMode
+        let b = settings.blockSize, rows = kvHeadCount * b
+        pendingKeys = (0..<layerCount).map { _ in .allocate(capacity: rows * headDim) }
+        pendingValues = (0..<layerCount).map { _ in .allocate(capacity: rows * headDim) }
+        pendingPositions = (0..<layerCount).map { _ in .allocate(capacity: b) }
+        pendingCount = Array(repeating: 0, count: layerCount)
+        blockCount = Array(repeating: 0, count: layerCount)
+        representatives = Array(repeating: [], count: layerCount)
+        let blobBytes = 2 * rows * headDim + 2 * rows * (headDim / Int(CK_KV_GROUP)) * 4
+        store = BlockStore(blobBytes: blobBytes, layerCount: layerCount, ramBudget: settings.ramBudget)
+        blob = .allocate(byteCount: blobBytes, alignment: 64)
+        let recallRows = kvHeadCount * settings.topBlocks * b
+        recallKeys = (0..<layerCount).map { _ in .allocate(capacity: max(1, recallRows * headDim)) }
+        recallValues = (0..<layerCount).map { _ in .allocate(capacity: max(1, recallRows * headDim)) }
+        recallPositions = (0..<layerCount).map { _ in .allocate(capacity: max(1, recallRows)) }
+        recalled = Array(repeating: Array(repeating: [], count: kvHeadCount), count: layerCount)
+        candidates = Array(repeating: Array(repeating: [], count: kvHeadCount), count: layerCount)
+        rankedBlocks = Array(repeating: 0, count: layerCount)
+        sinceRanking = Array(repeating: 0, count: layerCount)
+        inverseRows = .allocate(capacity: headDim)
+        querySum = .allocate(capacity: kvHeadCount * headDim)
+    }
+
+    deinit {
+        for p in pendingKeys + pendingValues + recallKeys + recallValues { p.deallocate() }
+        for p in pendingPositions + recallPositions { p.deallocate() }
+        blob.deallocate()
+        inverseRows.deallocate()
+        querySum.deallocate()
+    }
+
+    /// Tokens held (finished blocks and the one being filled, in layer 0).
+    public var tokens: Int { blockCount[0] * settings.blockSize + pendingCount[0] }
+    public var blocks: Int { blockCount[0] }
+    /// Bytes of block contents in RAM and in the file, and of representative keys.
+    public var ramBytes: Int { store.ramBytes + blockCount.reduce(0, +) * kvHeadCount * headDim * 4 }
+    public var fileBytes: Int { store.fileBytes }
+    /// Why blocks are being dropped (the memory file could not be written), if they are.
+    public var failure: String? { store.failure }
+
+    // Blob layout of one block in one layer: key codes, value codes [kv_head][block][head_dim]
+    // int8, then key scales, value scales [kv_head][block][head_dim/32] f32.
+    private var codesPerHead: Int { settings.blockSize * headDim }
+    private var scalesPerHead: Int { settings.blockSize * headDim / Int(CK_KV_GROUP) }
+    private func keyCodes(_ base: UnsafeRawPointer, _ h: Int) -> UnsafePointer<Int8> {
+        (base + h * codesPerHead).assumingMemoryBound(to: Int8.self)
+    }
+    private func valueCodes(_ base: UnsafeRawPointer, _ h: Int) -> UnsafePointer<Int8> {
+        (base + (kvHeadCount + h) * codesPerHead).assumingMemoryBound(to: Int8.self)
+    }
+    private func scales(_ base: UnsafeRawPointer, _ index: Int) -> UnsafePointer<Float> {
+        (base + 2 * kvHeadCount * codesPerHead).assumingMemoryBound(to: Float.self) + index * scalesPerHead
+    }
+
+    /// Takes one layer of a token leaving the window (KVCache.store calls this).
+    func absorb(_ t: EvictedToken) {
+        let l = t.layer, i = pendingCount[l], hd = headDim, b = settings.blockSize
+        pendingPositions[l][i] = Int64(t.position)
+        for h in 0..<kvHeadCount {
+            let key = pendingKeys[l] + (h * b + i) * hd
+            key.update(from: t.keys + h * t.stride, count: hd)
+            (pendingValues[l] + (h * b + i) * hd).update(from: t.values + h * t.stride, count: hd)
+        }
+        rotate(pendingKeys[l] + i * hd, rows: kvHeadCount, stride: b * hd, from: t.position, to: pendingPosition(i))
+        pendingCount[l] += 1
+        if pendingCount[l] == b { finishBlock(layer: l) }
+    }
+
+    /// The position slot i of the block being filled is rotated at (see Positions above):
+    /// the sink query sits at sinks + window − 1, so slot i is window + blockSize − 1 − i away.
+    private func pendingPosition(_ i: Int) -> Int {
+        settings.positions == .same ? 0 : sinks - settings.blockSize + i
+    }
+
+    /// The position slot x of `count` recalled rows is rotated at: beyond the block being filled.
+    private func recalledPosition(_ x: Int, count: Int) -> Int {
+        settings.positions == .same ? 0 : sinks - settings.blockSize - count + x
+    }
+
+    /// Re-rotates `rows` keys (stride apart) from position `from` to position `to`: a rotation
+    /// by to − from, with the table's rows divided by mscale so that it is applied only once.
+    private func rotate(_ key: UnsafeMutablePointer<Float>, rows: Int, stride: Int, from: Int, to: Int) {
+        guard from != to else { return }
+        let hd = headDim, half = hd / 2, m = Float(rope.mscale), delta = to - from
+        rope.fill(abs(delta), cos: inverseRows, sin: inverseRows + half)
+        let sign: Float = delta < 0 ? -1 : 1
+        for j in 0..<half { inverseRows[j] /= m; inverseRows[half + j] *= sign / m }
+        for r in 0..<rows { ck_rope(key + r * stride, Int32(hd), inverseRows, inverseRows + half, ropeMode) }
+    }
+
+    private func finishBlock(layer l: Int) {
+        let b = settings.blockSize, hd = headDim, groups = hd / Int(CK_KV_GROUP)
+        let index = blockCount[l]
+        let codes = blob.assumingMemoryBound(to: Int8.self)
+        let scaleBase = (blob + 2 * kvHeadCount * codesPerHead).assumingMemoryBound(to: Float.self)
+        for h in 0..<kvHeadCount {
+            for r in 0..<b {
+                ck_quantize_kv_row(pendingKeys[l] + (h * b + r) * hd, codes + h * codesPerHead + r * hd,
+                                   scaleBase + h * scalesPerHead + r * groups, Int32(hd))
+                ck_quantize_kv_row(pendingValues[l] + (h * b + r) * hd, codes + (kvHeadCount + h) * codesPerHead + r * hd,
+                                   scaleBase + (kvHeadCount + h) * scalesPerHead + r * groups, Int32(hd))
+            }
+            // The representative: the mean key of the block, in f32.
+            let mean = querySum   // free between rankings
+            mean.update(repeating: 0, count: hd)
+            for r in 0..<b { ck_add(mean, pendingKeys[l] + (h * b + r) * hd, Int32(hd)) }
+            representatives[l] += UnsafeBufferPointer(start: mean, count: hd).map { $0 / Float(b) }
+        }
+        store.write(index * layerCount + l, from: blob)
+        if blockStarts.count == index { blockStarts.append(Int(pendingPositions[l][0])) }
+        blockCount[l] += 1
+        pendingCount[l] = 0
+    }
+
+    /// Ranks the blocks for one layer against the queries about to attend (`n` rows of
+    /// n_heads·head_dim, rotated as for sink keys) and loads the winners for `segments`.
+    /// `full`: score every block (a prefill chunk); otherwise only re-rank when due (decoding).
+    func rank(layer l: Int, queries: UnsafePointer<Float>, n: Int, headCount: Int, full: Bool) {
+        if !full {
+            sinceRanking[l] += 1
+            guard sinceRanking[l] >= settings.refreshEvery || blockCount[l] > rankedBlocks[l] && recalled[l][0].count < settings.topBlocks
+            else { return }
+        }
+        sinceRanking[l] = 0
+        let hd = headDim, group = headCount / kvHeadCount, qDim = headCount * hd
+        querySum.update(repeating: 0, count: kvHeadCount * hd)
+        for t in 0..<n {
+            for head in 0..<headCount {
+                ck_add(querySum + (head / group) * hd, queries + t * qDim + head * hd, Int32(hd))
+            }
+        }
+        let blocks = blockCount[l]
+        representatives[l].withUnsafeBufferPointer { reps in
+            for h in 0..<kvHeadCount {
+                if !full { candidates[l][h] += Array(rankedBlocks[l]..<blocks) }
+                let contenders = full ? Array(0..<blocks) : candidates[l][h]
+                // The best candidateFactor·topBlocks by score, best first, in one pass.
+                let keep = max(settings.topBlocks, settings.candidateFactor * settings.topBlocks)
+                var best: [(block: Int, score: Float)] = []
+                best.reserveCapacity(keep + 1)
+                let q = querySum + h * hd
+                for block in contenders {
+                    let rep = reps.baseAddress! + (block * kvHeadCount + h) * hd
+                    var s: Float = 0
+                    for j in 0..<hd { s += q[j] * rep[j] }
+                    if best.count == keep, let last = best.last, s <= last.score { continue }
+                    let at = best.firstIndex { $0.score < s } ?? best.count
+                    best.insert((block, s), at: at)
+                    if best.count > keep { best.removeLast() }
+                }
+                candidates[l][h] = best.map(\.block)   // bounded: the next re-ranking looks at these and newer blocks
+                var chosen = best.prefix(settings.topBlocks).sorted { $0.block < $1.block }
+                if chosen.map(\.block) != recalled[l][h].map(\.block) {
+                    let loaded = Set(load(layer: l, head: h, blocks: chosen.map(\.block)))
+                    chosen = chosen.filter { loaded.contains($0.block) }
+                }
+                recalled[l][h] = Array(chosen)
+            }
+        }
+        rankedBlocks[l] = blocks
+    }
+
+    /// Dequantizes the chosen blocks of one KV head into the layer's recall buffer, and
+    /// returns the ones that could be read (a block whose file write failed cannot).
+    private func load(layer l: Int, head h: Int, blocks: [Int]) -> [Int] {
+        let b = settings.blockSize, hd = headDim, groups = hd / Int(CK_KV_GROUP), slots = settings.topBlocks * b
+        var loaded: [Int] = []
+        for block in blocks {
+            guard let base = store.read(block * layerCount + l, into: blob) else { continue }
+            let k = loaded.count
+            for r in 0..<b {
+                let row = h * slots + k * b + r
+                ck_dequantize_kv_row(keyCodes(base, h) + r * hd, scales(base, h) + r * groups, recallKeys[l] + row * hd, Int32(hd))
+                ck_dequantize_kv_row(valueCodes(base, h) + r * hd, scales(base, kvHeadCount + h) + r * groups,
+                                     recallValues[l] + row * hd, Int32(hd))
+                recallPositions[l][row] = Int64(blockStarts[block] + r)
+                rotate(recallKeys[l] + row * hd, rows: 1, stride: hd, from: pendingPosition(r),
+                       to: recalledPosition(k * b + r, count: blocks.count * b))
+            }
+            loaded.append(block)
+        }
+        return loaded
+    }
+
+    /// What one KV head of one layer attends to beyond the cache: the recalled blocks and the
+    /// block being filled, scored with the sink-rotated queries, never masked by the window.
+    func segments(layer l: Int, head h: Int) -> [ck_kv_segment] {
+        let b = settings.blockSize, hd = headDim, slots = settings.topBlocks * b
+        let f32 = Int32(CK_KV_F32.rawValue)
+        var result: [ck_kv_segment] = []
+        let recalledRows = recalled[l][h].count * b
+        if recalledRows > 0 {
+            result.append(ck_kv_segment(type: f32, sink_query: 1, windowed: 0,
+                                        keys: recallKeys[l] + h * slots * hd, values: recallValues[l] + h * slots * hd,
+                                        key_scales: nil, value_scales: nil, row_stride: Int64(hd),
+                                        count: Int64(recalledRows), positions: recallPositions[l] + h * slots))
+        }
+        if pendingCount[l] > 0 {
+            result.append(ck_kv_segment(type: f32, sink_query: 1, windowed: 0,
+                                        keys: pendingKeys[l] + h * b * hd, values: pendingValues[l] + h * b * hd,
+                                        key_scales: nil, value_scales: nil, row_stride: Int64(hd),
+                                        count: Int64(pendingCount[l]), positions: pendingPositions[l]))
+        }
+        return result
+    }
+
+    /// One block of the last ranking, seen across layers and KV heads (for `/recall`).
+    public struct Recall: Equatable {
+        public let block: Int
+        public let start: Int     // stream position of its first token
+        public let tokens: Int
+        public let picks: Int     // how many (layer, KV head) pairs recalled it
+    }
+
+    /// The blocks recalled at each layer's last ranking, most picked first.
+    public func lastRecall() -> [Recall] {
+        var picks: [Int: Int] = [:]
+        for layer in recalled { for head in layer { for r in head { picks[r.block, default: 0] += 1 } } }
+        return picks.map { Recall(block: $0.key, start: blockStarts[$0.key], tokens: settings.blockSize, picks: $0.value) }
+            .sorted { ($0.picks, $1.block) > ($1.picks, $0.block) }
+    }
+
+    /// Blocks the next re-ranking while decoding will score in one layer and KV head (tests).
+    func contenders(layer l: Int, head h: Int) -> Int { candidates[l][h].count + blockCount[l] - rankedBlocks[l] }
+
+    /// Whether layer l has anything to attend to (decoding then takes the block path).
+    func isEmpty(layer l: Int) -> Bool { blockCount[l] == 0 && pendingCount[l] == 0 }
+
+    public func reset() {
+        for l in 0..<layerCount {
+            pendingCount[l] = 0
+            blockCount[l] = 0
+            representatives[l] = []
+            rankedBlocks[l] = 0
+            sinceRanking[l] = 0
+            for h in 0..<kvHeadCount { recalled[l][h] = []; candidates[l][h] = [] }
+        }
+        blockStarts = []
+        store.reset()
+    }
+}

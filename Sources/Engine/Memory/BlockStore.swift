@@ -1,0 +1,82 @@
+import Foundation
+
+/// Where finished memory blocks live: fixed-size blobs, one per (block, layer), in RAM up to
+/// a byte budget and in an unlinked temporary file beyond it. A stream of a million tokens
+/// holds ~13 GB of int8 keys and values for SmolLM2; the file keeps RSS bounded while the
+/// page cache still serves recently read blocks at memory speed.
+final class BlockStore {
+    let blobBytes: Int
+    let layerCount: Int
+    let ramBudget: Int
+    private var ram: [UnsafeMutableRawPointer] = []   // block·layerCount + layer, while within budget
+    private var fileDescriptor: Int32 = -1
+    private(set) var fileBlobs = 0
+    /// Set once when a write to the file failed (full disk): later blocks are dropped, and
+    /// the caller says so once.
+    private(set) var failure: String?
+    private let directory: String
+
+    init(blobBytes: Int, layerCount: Int, ramBudget: Int, directory: String = NSTemporaryDirectory()) {
+        self.blobBytes = blobBytes
+        self.layerCount = layerCount
+        self.ramBudget = ramBudget
+        self.directory = directory
+    }
+
+    deinit {
+        ram.forEach { $0.deallocate() }
+        if fileDescriptor >= 0 { close(fileDescriptor) }
+    }
+
+    var ramBytes: Int { ram.count * blobBytes }
+    var fileBytes: Int { fileBlobs * blobBytes }
+    /// Blobs held in RAM: blocks below ramBlocks·layerCount blobs are in RAM, the rest in the file.
+    private var ramBlobLimit: Int { max(0, ramBudget / blobBytes) / layerCount * layerCount }
+
+    /// Stores blob number `index` (= block · layerCount + layer; blobs arrive in any layer
+    /// order but each block's blobs after the previous block's in the same layer).
+    func write(_ index: Int, from bytes: UnsafeRawPointer) {
+        if index < ramBlobLimit {
+            while ram.count <= index { ram.append(.allocate(byteCount: blobBytes, alignment: 64)) }
+            ram[index].copyMemory(from: bytes, byteCount: blobBytes)
+            return
+        }
+        guard failure == nil else { return }
+        if fileDescriptor < 0 {
+            let path = (directory as NSString).appendingPathComponent("scroll-memory-\(getpid())-\(UInt32.random(in: 0...UInt32.max))")
+            fileDescriptor = open(path, O_RDWR | O_CREAT | O_EXCL, 0o600)
+            guard fileDescriptor >= 0 else { failure = "cannot create \(path): \(String(cString: strerror(errno)))"; return }
+            unlink(path)   // the file goes away with the process, however it ends
+        }
+        let offset = off_t((index - ramBlobLimit) * blobBytes)
+        var written = 0
+        while written < blobBytes {
+            let r = pwrite(fileDescriptor, bytes + written, blobBytes - written, offset + off_t(written))
+            if r <= 0 { failure = "memory file write failed: \(String(cString: strerror(errno)))"; return }
+            written += r
+        }
+        fileBlobs = max(fileBlobs, index - ramBlobLimit + 1)
+    }
+
+    /// Blob `index`, either in place (RAM) or read into `buffer`; nil if it was never stored.
+    func read(_ index: Int, into buffer: UnsafeMutableRawPointer) -> UnsafeRawPointer? {
+        if index < ramBlobLimit { return index < ram.count ? UnsafeRawPointer(ram[index]) : nil }
+        guard fileDescriptor >= 0, index - ramBlobLimit < fileBlobs else { return nil }
+        let offset = off_t((index - ramBlobLimit) * blobBytes)
+        var done = 0
+        while done < blobBytes {
+            let r = pread(fileDescriptor, buffer + done, blobBytes - done, offset + off_t(done))
+            if r <= 0 { return nil }
+            done += r
+        }
+        return UnsafeRawPointer(buffer)
+    }
+
+    func reset() {
+        ram.forEach { $0.deallocate() }
+        ram = []
+        if fileDescriptor >= 0 { ftruncate(fileDescriptor, 0) }
+        fileBlobs = 0
+        failure = nil
+    }
+}
