@@ -77,6 +77,7 @@ public final class KVCache {
     private var keyScales: [UnsafeMutablePointer<Float>]    // int8: per layer [kv_head][capacity][head_dim/32]
     private var valueScales: [UnsafeMutablePointer<Float>]
     private let evicted: UnsafeMutablePointer<Float>   // int8: [2][kv_head][head_dim], a leaving token as f32
+    private let positions: UnsafeMutablePointer<Int64> // [capacity] the stream position each slot holds
 
     public init(layerCount: Int, kvHeadCount: Int, headDim: Int, policy: CachePolicy, precision: KVPrecision = .f32) {
         precondition(policy.sinks >= 0 && (policy.window ?? 1) >= 1 && policy.capacity >= 1)
@@ -95,12 +96,14 @@ public final class KVCache {
         keyScales = (0..<layerCount).map { _ in .allocate(capacity: scaleCount) }
         valueScales = (0..<layerCount).map { _ in .allocate(capacity: scaleCount) }
         evicted = .allocate(capacity: 2 * kvHeadCount * headDim)
+        positions = .allocate(capacity: capacity)
     }
 
     deinit {
         (keys + values).forEach { $0.deallocate() }
         (keyScales + valueScales).forEach { $0.deallocate() }
         evicted.deallocate()
+        positions.deallocate()
     }
 
     /// Tokens currently held.
@@ -178,7 +181,16 @@ public final class KVCache {
     }
 
     /// Marks the next `n` positions as stored in every layer.
-    func commit(_ n: Int = 1) { tokensSeen += n }
+    /// Updated at commit, once every layer has stored the tokens: a chunk's later layers
+    /// still see the positions of the cache as it was before the chunk.
+    func commit(_ n: Int = 1) {
+        for p in tokensSeen..<tokensSeen + n { positions[slot(ofPosition: p)] = Int64(p) }
+        tokensSeen += n
+    }
+
+    /// The stream position each slot holds ([capacity]; slots below `count` are valid): what
+    /// block attention (ck_attend_block) applies the window rule to.
+    var slotPositions: UnsafePointer<Int64> { UnsafePointer(positions) }
 
     public func reset() {
         tokensSeen = 0

@@ -5,6 +5,7 @@ final class PrefillBuffers {
     let batch: Int
     let x, xb, xb2, q, k, v, attnOut, hb, hb2: UnsafeMutablePointer<Float>
     let qSink: UnsafeMutablePointer<Float>     // [batch][q_dim] queries rotated for sink keys
+    let chunkPositions: UnsafeMutablePointer<Int64> // [batch] the chunk's stream positions
     let weights: UnsafeMutablePointer<Float>   // one matrix dequantized to f32: [rows][cols], largest
     let attentionScratch: UnsafeMutablePointer<Float> // [threads][attentionScratchStride]
     let attentionScratchStride: Int
@@ -20,6 +21,7 @@ final class PrefillBuffers {
         v = .allocate(capacity: batch * c.kvDim)
         attnOut = .allocate(capacity: batch * c.qDim)
         qSink = .allocate(capacity: batch * c.qDim)
+        chunkPositions = .allocate(capacity: batch)
         attentionScratchStride = ChunkAttentionJob.scratchFloats(batch: batch, config: c)
         attentionScratch = .allocate(capacity: threads * attentionScratchStride)
         hb = .allocate(capacity: batch * c.feedForwardLength)
@@ -29,6 +31,7 @@ final class PrefillBuffers {
 
     deinit {
         for p in [x, xb, xb2, q, k, v, attnOut, qSink, hb, hb2, weights, attentionScratch] { p.deallocate() }
+        chunkPositions.deallocate()
     }
 }
 
@@ -67,33 +70,22 @@ struct AttentionRows {
     let q, qSink, k, v, out: UnsafeMutablePointer<Float>
 }
 
-/// Where a chunk's queries and the cache's keys sit in the stream, for ChunkAttentionJob:
-/// computed once per chunk, shared by every layer. nil when the chunk must attend token by
-/// token: when it holds sink tokens and also reaches past the cache's capacity (a window
-/// shorter than the chunk), new sink keys would need the separate sink rotation of queries.
+/// Where a chunk sits in the stream, for ChunkAttentionJob. nil when the chunk must attend
+/// token by token: when it holds sink tokens and also reaches past the cache's capacity (a
+/// window shorter than the chunk), new sink keys would need the separate sink rotation of
+/// queries.
 struct ChunkLayout {
-    let positions: [Int64]       // [n] the chunk's positions
-    let slotPositions: [Int64]   // [held] the position each held cache slot stores
-    let held: Int
-    let separateSinkQueries: Bool
+    let pos0: Int, n: Int
+    let held: Int                  // cache slots in use before the chunk
+    let separateSinkQueries: Bool  // some query's sink rotation differs from its own
 
     init?(cache: KVCache, pos0: Int, n: Int) {
-        let s = cache.policy.sinks, capacity = cache.capacity
         let last = pos0 + n - 1
-        if pos0 < s && last >= capacity { return nil }
-        positions = (pos0...last).map(Int64.init)
-        held = min(pos0, capacity)
+        if pos0 < cache.policy.sinks && last >= cache.capacity { return nil }
+        self.pos0 = pos0
+        self.n = n
+        held = min(pos0, cache.capacity)
         separateSinkQueries = cache.sinkQueryPosition(last) != last
-        var slots = [Int64](repeating: 0, count: held)
-        if let w = cache.policy.window, pos0 > s {
-            for j in 0..<min(s, held) { slots[j] = Int64(j) }
-            // The ring: each window slot holds the latest position before pos0 that maps to it.
-            let newestSlot = cache.slot(ofPosition: pos0 - 1)
-            for j in s..<held { slots[j] = Int64(pos0 - 1 - (newestSlot - j + w) % w) }
-        } else {
-            for j in 0..<held { slots[j] = Int64(j) }
-        }
-        slotPositions = slots
     }
 }
 
@@ -161,7 +153,7 @@ extension Transformer {
             }
             // 3–4. RoPE, attention, K/V into the cache.
             if let layout = chunkLayout {
-                attendChunk(layer: l, n: n, pos0: pos0, cache: cache, layout: layout,
+                attendChunk(layer: l, cache: cache, layout: layout,
                             rows: AttentionRows(q: b.q, qSink: b.qSink, k: b.k, v: b.v, out: b.attnOut))
             } else {
                 // Token by token, each stored before it attends (see chunkLayout).
@@ -189,36 +181,23 @@ extension Transformer {
     /// with the block memory's recalled blocks), then its keys and values into the cache in
     /// order, evicting as they go. Decoding comes here too (n = 1) once the memory holds
     /// something.
-    func attendChunk(layer l: Int, n: Int, pos0: Int, cache: KVCache, layout: ChunkLayout, rows: AttentionRows) {
-        let c = config, hd = c.headDim, half = hd / 2, mode = c.ropeMode.rawValue
-        let cosP = ropeRows, sinP = ropeRows + half, cosS = ropeRows + 2 * half, sinS = ropeRows + 3 * half
+    func attendChunk(layer l: Int, cache: KVCache, layout: ChunkLayout, rows: AttentionRows) {
+        let c = config, n = layout.n, pos0 = layout.pos0, b = prefillBuffers
         for t in 0..<n {
-            let p = pos0 + t, q = rows.q + t * c.qDim, k = rows.k + t * c.kvDim
-            rope.fill(p, cos: cosP, sin: sinP)
-            if layout.separateSinkQueries {
-                let qs = rows.qSink + t * c.qDim
-                qs.update(from: q, count: c.qDim)
-                rope.fill(cache.sinkQueryPosition(p), cos: cosS, sin: sinS)
-                for h in 0..<c.headCount { ck_rope(qs + h * hd, Int32(hd), cosS, sinS, mode) }
-            }
-            for h in 0..<c.headCount { ck_rope(q + h * hd, Int32(hd), cosP, sinP, mode) }
-            for h in 0..<c.kvHeadCount { ck_rope(k + h * hd, Int32(hd), cosP, sinP, mode) }
+            rotate(q: rows.q + t * c.qDim, qSink: layout.separateSinkQueries ? rows.qSink + t * c.qDim : nil,
+                   k: rows.k + t * c.kvDim, position: pos0 + t, cache: cache)
+            b.chunkPositions[t] = Int64(pos0 + t)
         }
         let memory = cache.memory.flatMap { $0.isEmpty(layer: l) ? nil : $0 }
         memory?.rank(layer: l, queries: layout.separateSinkQueries ? rows.qSink : rows.q, n: n,
                      headCount: c.headCount, full: n > 1)
-        let b = prefillBuffers
-        layout.positions.withUnsafeBufferPointer { positions in
-            layout.slotPositions.withUnsafeBufferPointer { slots in
-                ChunkAttentionJob(cache: cache.view(layer: l), layer: l, memory: memory,
-                                  q: rows.q, qSink: layout.separateSinkQueries ? rows.qSink : nil,
-                                  k: rows.k, v: rows.v, positions: positions.baseAddress!, slotPositions: slots.baseAddress!,
-                                  held: layout.held, sinks: cache.policy.sinks, window: cache.policy.window ?? 0,
-                                  tokens: n, headCount: c.headCount, kvHeadCount: c.kvHeadCount, headDim: hd,
-                                  out: rows.out, scratch: b.attentionScratch, scratchStride: b.attentionScratchStride)
-                    .run(on: pool)
-            }
-        }
+        ChunkAttentionJob(cache: cache.view(layer: l), layer: l, memory: memory,
+                          q: rows.q, qSink: layout.separateSinkQueries ? rows.qSink : nil,
+                          k: rows.k, v: rows.v, positions: b.chunkPositions, slotPositions: cache.slotPositions,
+                          held: layout.held, sinks: cache.policy.sinks, window: cache.policy.window ?? 0,
+                          tokens: n, headCount: c.headCount, kvHeadCount: c.kvHeadCount, headDim: c.headDim,
+                          out: rows.out, scratch: b.attentionScratch, scratchStride: b.attentionScratchStride)
+            .run(on: pool)
         for t in 0..<n {
             cache.store(layer: l, position: pos0 + t, key: rows.k + t * c.kvDim, value: rows.v + t * c.kvDim)
         }

@@ -98,27 +98,15 @@ public final class Transformer {
     /// RoPE on q (twice: for window keys at p, for sink keys at the cache position) and k,
     /// k/v into the cache, then attention of every head over the cache into `out`.
     func attend(layer l: Int, q: UnsafeMutablePointer<Float>, k: UnsafeMutablePointer<Float>, v: UnsafeMutablePointer<Float>,
-                position p: Int, cache: KVCache, out: UnsafeMutablePointer<Float>, layout: ChunkLayout? = nil) {
-        if let memory = cache.memory, !memory.isEmpty(layer: l), let layout = layout ?? ChunkLayout(cache: cache, pos0: p, n: 1) {
+                position p: Int, cache: KVCache, out: UnsafeMutablePointer<Float>) {
+        if let memory = cache.memory, !memory.isEmpty(layer: l), let layout = ChunkLayout(cache: cache, pos0: p, n: 1) {
             // Recalled blocks join the softmax: the block kernel, for one query.
-            attendChunk(layer: l, n: 1, pos0: p, cache: cache, layout: layout,
-                        rows: AttentionRows(q: q, qSink: qSink, k: k, v: v, out: out))
+            attendChunk(layer: l, cache: cache, layout: layout, rows: AttentionRows(q: q, qSink: qSink, k: k, v: v, out: out))
             return
         }
-        let c = config, hd = c.headDim, half = hd / 2, mode = c.ropeMode.rawValue
-        let sinkPosition = cache.sinkQueryPosition(p)
-        let cosP = ropeRows, sinP = ropeRows + half, cosS = ropeRows + 2 * half, sinS = ropeRows + 3 * half
-        let separateSinkQuery = sinkPosition != p
-        rope.fill(p, cos: cosP, sin: sinP)
-        if separateSinkQuery {
-            rope.fill(sinkPosition, cos: cosS, sin: sinS)
-            qSink.update(from: q, count: c.qDim)
-        }
-        for h in 0..<c.headCount {
-            ck_rope(q + h * hd, Int32(hd), cosP, sinP, mode)
-            if separateSinkQuery { ck_rope(qSink + h * hd, Int32(hd), cosS, sinS, mode) }
-        }
-        for h in 0..<c.kvHeadCount { ck_rope(k + h * hd, Int32(hd), cosP, sinP, mode) }
+        let c = config, hd = c.headDim
+        let separateSinkQuery = cache.sinkQueryPosition(p) != p
+        rotate(q: q, qSink: separateSinkQuery ? qSink : nil, k: k, position: p, cache: cache)
         cache.store(layer: l, position: p, key: k, value: v)
         let held = min(p + 1, cache.capacity)
         var kv = cache.view(layer: l)
@@ -126,6 +114,22 @@ public final class Transformer {
                           &kv, Int64(held),
                           Int32(c.headCount), Int32(c.kvHeadCount), Int32(hd), 1 / Float(hd).squareRoot(),
                           scores, Int64(scoresStride), out)
+    }
+
+    /// RoPE for one token at position p: its query heads and KV heads at p and, when
+    /// `qSink` is given, a copy of the query rotated at the cache position the sink keys see.
+    func rotate(q: UnsafeMutablePointer<Float>, qSink: UnsafeMutablePointer<Float>?, k: UnsafeMutablePointer<Float>,
+                position p: Int, cache: KVCache) {
+        let c = config, hd = c.headDim, half = hd / 2, mode = c.ropeMode.rawValue
+        let cosP = ropeRows, sinP = ropeRows + half, cosS = ropeRows + 2 * half, sinS = ropeRows + 3 * half
+        if let qSink {
+            qSink.update(from: q, count: c.qDim)
+            rope.fill(cache.sinkQueryPosition(p), cos: cosS, sin: sinS)
+            for h in 0..<c.headCount { ck_rope(qSink + h * hd, Int32(hd), cosS, sinS, mode) }
+        }
+        rope.fill(p, cos: cosP, sin: sinP)
+        for h in 0..<c.headCount { ck_rope(q + h * hd, Int32(hd), cosP, sinP, mode) }
+        for h in 0..<c.kvHeadCount { ck_rope(k + h * hd, Int32(hd), cosP, sinP, mode) }
     }
 
     /// Runs one token at the cache's next position, stores its keys/values (evicting per the
@@ -139,8 +143,6 @@ public final class Transformer {
         let pos = cache.tokensSeen
         precondition(token >= 0 && token < c.vocabSize, "token id \(token) outside vocabulary")
         precondition(cache.canAppend, "KV cache is full")
-        // With a memory, where the cache's keys sit: the same for every layer of this token.
-        let layout = cache.memory != nil ? ChunkLayout(cache: cache, pos0: pos, n: 1) : nil
 
         // 1. Token embedding.
         w.tokenEmbedding.dequantizeRow(token, into: x)
@@ -156,7 +158,7 @@ public final class Transformer {
             }
 
             // 3–4. RoPE, K/V into the cache, attention (query head h reads KV head h / group).
-            attend(layer: l, q: q, k: k, v: v, position: pos, cache: cache, out: attnOut, layout: layout)
+            attend(layer: l, q: q, k: k, v: v, position: pos, cache: cache, out: attnOut)
 
             // 5. Output projection and residual.
             layer.wo.matvec(attnOut, xb2, pool: pool, scratch: scratch)
