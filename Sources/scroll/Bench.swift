@@ -18,6 +18,12 @@ struct Bench: ParsableCommand {
     var repetitions = 5
     @Option(help: "Stream this many tokens through a sinks + window cache, measuring generation speed and resident memory at 1K, 10K, 100K, … tokens (replaces the pp/tg tests).")
     var stream: Int?
+    @Option(help: "Measure sessions instead: read this text into the cache, save it (int8 and lossless), load it back; sizes, times and perplexity after resuming.")
+    var sessionText: String?
+    @Option(help: "Session bench: tokens of the text read before saving.")
+    var sessionTokens = 8192
+    @Option(help: "Session bench: tokens after them over which perplexity is compared.")
+    var sessionEval = 512
     @OptionGroup var cacheOptions: CacheOptions
     @Flag(help: "Print the results as JSON.")
     var json = false
@@ -37,6 +43,7 @@ struct Bench: ParsableCommand {
 
     func run() throws {
         if let stream { return try runStream(stream) }
+        if let sessionText { return try runSessionBench(sessionText) }
         try reportingErrors {
             let (model, _) = try modelOptions.load()
             var results: [Result] = []

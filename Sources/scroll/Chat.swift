@@ -16,6 +16,14 @@ struct Chat: ParsableCommand {
     @OptionGroup var cacheOptions: CacheOptions
     @OptionGroup var sampling: SamplingOptions
     @OptionGroup var prompt: PromptOptions
+    @Option(help: "Resume or start the session sessions/NAME: it is saved after each reply and on exit.")
+    var session: String?
+    @Option(name: .customLong("session-kv"), help: "How sessions store the KV cache: int8 (about 38% of an f16 state) or lossless (exact resume).")
+    var sessionKV: SessionFile.KVEncoding = .int8
+
+    func validate() throws {
+        if let session { do { try SessionStore.validate(session) } catch { throw ValidationError("\(error)") } }
+    }
 
     func run() throws {
         try reportingErrors {
@@ -31,6 +39,22 @@ struct Chat: ParsableCommand {
                                                 sampling: sampling.settings,
                                                 systemPrompt: try prompt.systemPrompt(), raw: prompt.raw,
                                                 templateSource: model.gguf.metadata["tokenizer.chat_template"]?.string)
+            let store = SessionStore.located()
+            if let name = session {
+                let path = try store.pathForSaving(name)
+                if FileManager.default.fileExists(atPath: path) {
+                    let header = try conversation.load(from: path)
+                    // Flags given now override the session's sampler; its RNG state goes on
+                    // unless a --seed restarts it.
+                    var sampler = conversation.generator.sampler
+                    sampler.settings = sampling.overriding(sampler.settings)
+                    if let seed = sampling.seed { sampler.rng = RandomGenerator(seed: seed) }
+                    conversation.generator.sampler = sampler
+                    Terminal.note("scroll: resumed session \(name): \(header.tokens) tokens, \(header.messages) messages")
+                } else if Terminal.stdinIsTTY && question == nil {
+                    Terminal.note("scroll: new session \(name)")
+                }
+            }
             switch (question, document) {
             case (let q?, let doc?):
                 try oneShot(conversation, doc + "\n\n" + q)
@@ -40,8 +64,12 @@ struct Chat: ParsableCommand {
                 try oneShot(conversation, doc)
             case (nil, nil):
                 guard Terminal.stdinIsTTY else { throw EngineError.invalidArgument("no question given and stdin is empty") }
-                try REPL(conversation: conversation, maxTokens: sampling.maxTokens).run()
+                try REPL(conversation: conversation, maxTokens: sampling.maxTokens, store: store, encoding: sessionKV,
+                         sessionName: session).run()
+                return
             }
+            // One answer: a named session keeps it (and the document) for later.
+            if let name = session { try conversation.save(to: try store.pathForSaving(name), encoding: sessionKV) }
         }
     }
 

@@ -1,18 +1,21 @@
 import Engine
+import Foundation
 
 /// A chat over one generator: user turns go in through the chat template (or as plain text
 /// with --raw), replies stream out, and every turn stays in the cache for the next.
 final class Conversation {
     let generator: Generator
     let template: ChatTemplate?
-    let systemPrompt: String?
+    private(set) var systemPrompt: String?
     private(set) var messages: [ChatMessage] = []
+    let raw: Bool
 
     init(model: Transformer, tokenizer: Tokenizer, cache: KVCache,
          sampling: SamplerSettings, systemPrompt: String?, raw: Bool, templateSource: String?) throws {
         generator = Generator(model: model, tokenizer: tokenizer, sampler: Sampler(settings: sampling), cache: cache)
         template = raw ? nil : try ChatTemplate(tokenizer: tokenizer, templateSource: templateSource)
         self.systemPrompt = systemPrompt
+        self.raw = raw
     }
 
     /// Feeds the user's turn and streams the reply through `onText` (return false to stop).
@@ -51,6 +54,29 @@ final class Conversation {
             if generator.remainingCapacity >= close.count { try generator.feed(close) }
         }
         return reason
+    }
+
+    /// Saves the whole state to `path` (atomically; the previous file survives any failure).
+    func save(to path: String, encoding: SessionFile.KVEncoding) throws {
+        try SessionFile.save(to: path, generator: generator,
+                             conversation: SessionConversation(messages: messages, systemPrompt: systemPrompt, raw: raw,
+                                                               sampler: generator.sampler),
+                             encoding: encoding, modelName: (generator.model.gguf.path as NSString).lastPathComponent)
+    }
+
+    /// Replaces the state with the session at `path`; on any error the conversation is as it was.
+    func load(from path: String) throws -> SessionHeader {
+        let model = generator.model
+        let contents = try SessionFile.load(from: path, model: model, tokenizer: generator.tokenizer,
+                                            freshCache: model.makeCache(like: generator.cache))
+        guard contents.conversation.raw == raw else {
+            throw EngineError.invalidArgument("cannot load session \(path): it was a \(contents.conversation.raw ? "--raw" : "chat") conversation; this one is \(raw ? "--raw" : "a chat")")
+        }
+        generator.restore(cache: contents.cache, history: contents.history, logits: contents.logits,
+                          sampler: contents.conversation.restoredSampler)
+        messages = contents.conversation.messages
+        systemPrompt = contents.conversation.systemPrompt
+        return contents.header
     }
 
     func reset() {

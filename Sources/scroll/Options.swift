@@ -160,44 +160,53 @@ struct CacheOptions: ParsableArguments {
     }
 }
 
-/// Sampling flags (llama.cpp's names and defaults).
+/// Sampling flags (llama.cpp's names and defaults). Each is optional so that a resumed
+/// session keeps its own settings except those given on the command line.
 struct SamplingOptions: ParsableArguments {
     @Option(name: [.customShort("n"), .customLong("max-tokens")], help: "Most tokens to generate per reply.")
     var maxTokens: Int = 512
-    @Option(name: .customLong("temp"), help: "Temperature; 0 is greedy.")
-    var temperature: Float = 0.8
-    @Option(name: .customLong("top-k"), help: "Keep the k most likely tokens (0: off).")
-    var topK: Int = 40
-    @Option(name: .customLong("top-p"), help: "Keep the smallest set with this much probability (1: off).")
-    var topP: Float = 0.95
-    @Option(name: .customLong("min-p"), help: "Drop tokens below this fraction of the top probability (0: off).")
-    var minP: Float = 0.05
-    @Option(name: .customLong("repeat-penalty"), help: "Penalty for tokens among the last --repeat-last-n (1: off).")
-    var repeatPenalty: Float = 1.0
-    @Option(name: .customLong("repeat-last-n"), help: "How many recent tokens the repeat penalty looks at.")
-    var repeatLastN: Int = 64
+    @Option(name: .customLong("temp"), help: "Temperature; 0 is greedy (default 0.8).")
+    var temperature: Float?
+    @Option(name: .customLong("top-k"), help: "Keep the k most likely tokens; 0: off (default 40).")
+    var topK: Int?
+    @Option(name: .customLong("top-p"), help: "Keep the smallest set with this much probability; 1: off (default 0.95).")
+    var topP: Float?
+    @Option(name: .customLong("min-p"), help: "Drop tokens below this fraction of the top probability; 0: off (default 0.05).")
+    var minP: Float?
+    @Option(name: .customLong("repeat-penalty"), help: "Penalty for tokens among the last --repeat-last-n; 1: off (default 1).")
+    var repeatPenalty: Float?
+    @Option(name: .customLong("repeat-last-n"), help: "How many recent tokens the repeat penalty looks at (default 64).")
+    var repeatLastN: Int?
     @Option(name: .long, help: "Random seed; the same seed reproduces a reply (default: random).")
     var seed: UInt64?
 
     func validate() throws {
         guard maxTokens >= 0 else { throw ValidationError("--max-tokens must be 0 or more") }
-        guard temperature >= 0, temperature.isFinite else { throw ValidationError("--temp must be 0 or more") }
-        guard topK >= 0 else { throw ValidationError("--top-k must be 0 or more") }
-        guard topP > 0 && topP <= 1 else { throw ValidationError("--top-p must be in (0, 1]") }
-        guard minP >= 0 && minP < 1 else { throw ValidationError("--min-p must be in [0, 1)") }
-        guard repeatPenalty > 0, repeatPenalty.isFinite else { throw ValidationError("--repeat-penalty must be positive") }
-        guard repeatLastN >= 0 else { throw ValidationError("--repeat-last-n must be 0 or more") }
+        if let t = temperature { guard t >= 0, t.isFinite else { throw ValidationError("--temp must be 0 or more") } }
+        if let k = topK { guard k >= 0 else { throw ValidationError("--top-k must be 0 or more") } }
+        if let p = topP { guard p > 0 && p <= 1 else { throw ValidationError("--top-p must be in (0, 1]") } }
+        if let p = minP { guard p >= 0 && p < 1 else { throw ValidationError("--min-p must be in [0, 1)") } }
+        if let r = repeatPenalty { guard r > 0, r.isFinite else { throw ValidationError("--repeat-penalty must be positive") } }
+        if let n = repeatLastN { guard n >= 0 else { throw ValidationError("--repeat-last-n must be 0 or more") } }
     }
 
+    /// The settings for a new conversation: the flags given, defaults for the rest.
     var settings: SamplerSettings {
-        var s = SamplerSettings()
-        s.temperature = temperature
-        s.topK = topK
-        s.topP = topP
-        s.minP = minP
-        s.repeatPenalty = repeatPenalty
-        s.repeatLastN = repeatLastN
-        s.seed = seed ?? UInt64.random(in: 0...UInt64.max)
+        var s = overriding(SamplerSettings())
+        if seed == nil { s.seed = UInt64.random(in: 0...UInt64.max) }
+        return s
+    }
+
+    /// `base` (a resumed session's settings) with the flags that were given.
+    func overriding(_ base: SamplerSettings) -> SamplerSettings {
+        var s = base
+        if let v = temperature { s.temperature = v }
+        if let v = topK { s.topK = v }
+        if let v = topP { s.topP = v }
+        if let v = minP { s.minP = v }
+        if let v = repeatPenalty { s.repeatPenalty = v }
+        if let v = repeatLastN { s.repeatLastN = v }
+        if let v = seed { s.seed = v }
         return s
     }
 }

@@ -7,7 +7,7 @@ struct Scroll: ParsableCommand {
     static let configuration = CommandConfiguration(
         commandName: "scroll",
         abstract: "A terminal chat with a local LLM that never runs out of context.",
-        subcommands: [Chat.self, Bench.self, Ppl.self, PasskeyCommand.self],
+        subcommands: [Chat.self, SessionsCommand.self, Bench.self, Ppl.self, PasskeyCommand.self],
         defaultSubcommand: Chat.self)
 }
 

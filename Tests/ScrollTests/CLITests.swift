@@ -3,36 +3,7 @@ import XCTest
 
 /// The `scroll` executable, run as a user runs it: real model, real process, real pipes.
 final class CLITests: XCTestCase {
-    static let repoRoot = URL(fileURLWithPath: #filePath).deletingLastPathComponent()
-        .deletingLastPathComponent().deletingLastPathComponent()
-
-    /// The built executable, beside the test bundle in .build/<config>/.
-    static var executable: URL {
-        var dir = Bundle(for: CLITests.self).bundleURL
-        if dir.pathExtension == "xctest" { dir.deleteLastPathComponent() }
-        return dir.appendingPathComponent("scroll")
-    }
-
-    struct Result { let status: Int32; let stdout: String; let stderr: String }
-
-    func run(_ args: [String], stdin: Data? = nil) throws -> Result {
-        let p = Process()
-        p.executableURL = Self.executable
-        p.arguments = args
-        p.currentDirectoryURL = Self.repoRoot
-        let out = Pipe(), err = Pipe(), inp = Pipe()
-        p.standardOutput = out
-        p.standardError = err
-        p.standardInput = inp
-        try p.run()
-        if let stdin { inp.fileHandleForWriting.write(stdin) }
-        try inp.fileHandleForWriting.close()
-        let o = out.fileHandleForReading.readDataToEndOfFile()
-        let e = err.fileHandleForReading.readDataToEndOfFile()
-        p.waitUntilExit()
-        return Result(status: p.terminationStatus, stdout: String(decoding: o, as: UTF8.self),
-                      stderr: String(decoding: e, as: UTF8.self))
-    }
+    static var repoRoot: URL { ScrollProcess.repoRoot }
 
     /// DESIGN.md's golden answer on the exact float path. (The int8 fast path, like
     /// llama.cpp's, picks 'L' over 'The' here: their logits differ by 0.08.)

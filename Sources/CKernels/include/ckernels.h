@@ -148,6 +148,13 @@ void ck_attend_head_ref(const float *q_sink, const float *q, int64_t n_sink,
 void ck_quantize_kv_row(const float *x, int8_t *q, float *scales, int n);
 void ck_dequantize_kv_row(const int8_t *q, const float *scales, float *y, int n);
 
+// Session KV codec (session_codec.c): `rows` rows of d floats → int8 codes laid out
+// [group][channel][token in group] and f16 (mean, step) params [group][channel][2], groups of
+// CK_SESSION_GROUP tokens; |x − decoded| ≤ step/2 per value. `steps`: rms deviations per step.
+#define CK_SESSION_GROUP 64
+void ck_session_encode(const float *x, int64_t rows, int d, float steps, int8_t *codes, uint16_t *params);
+void ck_session_decode(const int8_t *codes, const uint16_t *params, int64_t rows, int d, float *y);
+
 // One layer of the cache as the attention reads it: per KV head, `capacity` slots of
 // head_dim values, f32 or int8 (then with per-group scales).
 enum ck_kv_type { CK_KV_F32 = 0, CK_KV_Q8 = 1 };

@@ -3,7 +3,7 @@
 public final class Generator {
     public let model: Transformer
     public let tokenizer: Tokenizer
-    public let cache: KVCache
+    public private(set) var cache: KVCache
     public var sampler: Sampler
     /// Every token in the cache, in order.
     public private(set) var history: [Int] = []
@@ -58,6 +58,24 @@ public final class Generator {
             history.append(id)
             out.append(id)
             if !onText(detok.push(id)) { _ = onText(detok.flush()); return (out, .interrupted) }
+        }
+    }
+
+    /// The logits after the last token fed or generated ([vocab]); nil before the first.
+    public var lastLogits: UnsafeBufferPointer<Float>? { logits }
+
+    /// Continues from a loaded session: its cache (made by this model), the tokens it holds,
+    /// the logits after the last one and the sampler as it was.
+    public func restore(cache: KVCache, history: [Int], logits saved: [Float], sampler: Sampler) {
+        precondition(saved.isEmpty || saved.count == model.config.vocabSize)
+        self.cache = cache
+        self.history = history
+        self.sampler = sampler
+        if saved.isEmpty {
+            logits = nil
+        } else {
+            model.logitsBuffer.update(from: saved, count: saved.count)
+            logits = UnsafeBufferPointer(start: model.logitsBuffer, count: saved.count)
         }
     }
 

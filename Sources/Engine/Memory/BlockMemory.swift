@@ -59,28 +59,28 @@ public final class BlockMemory {
     private let ropeMode: Int32
 
     // The block being filled, per layer: keys turned back to position 0, and values, f32.
-    private let pendingKeys: [UnsafeMutablePointer<Float>]     // [kv_head][block][head_dim]
-    private let pendingValues: [UnsafeMutablePointer<Float>]
-    private let pendingPositions: [UnsafeMutablePointer<Int64>] // [block]
-    private var pendingCount: [Int]
+    let pendingKeys: [UnsafeMutablePointer<Float>]     // [kv_head][block][head_dim]
+    let pendingValues: [UnsafeMutablePointer<Float>]
+    let pendingPositions: [UnsafeMutablePointer<Int64>] // [block]
+    var pendingCount: [Int]
 
     // Finished blocks.
     /// Stream position of each finished block's first token.
-    public private(set) var blockStarts: [Int] = []
-    private var blockCount: [Int]                    // per layer
-    private var representatives: [[Float]]           // per layer: [block][kv_head][head_dim]
-    private let store: BlockStore
-    private let blob: UnsafeMutableRawPointer        // one block of one layer, being packed or read back
+    public internal(set) var blockStarts: [Int] = []
+    var blockCount: [Int]                    // per layer
+    var representatives: [[Float]]           // per layer: [block][kv_head][head_dim]
+    let store: BlockStore
+    let blob: UnsafeMutableRawPointer        // one block of one layer, being packed or read back
 
     // What is recalled, per layer and KV head.
-    private let recallKeys: [UnsafeMutablePointer<Float>]       // [kv_head][topBlocks·block][head_dim]
+    let recallKeys: [UnsafeMutablePointer<Float>]       // [kv_head][topBlocks·block][head_dim]
     private let recallValues: [UnsafeMutablePointer<Float>]
     private let recallPositions: [UnsafeMutablePointer<Int64>]  // [kv_head][topBlocks·block]
     /// [layer][kv_head] the recalled blocks, oldest first, with their scores.
-    public private(set) var recalled: [[[(block: Int, score: Float)]]]
-    private var candidates: [[[Int]]]                // [layer][kv_head]
-    private var rankedBlocks: [Int]                  // per layer: blocks that existed at the last ranking
-    private var sinceRanking: [Int]                  // per layer: tokens decoded since
+    public internal(set) var recalled: [[[(block: Int, score: Float)]]]
+    var candidates: [[[Int]]]                // [layer][kv_head]
+    var rankedBlocks: [Int]                  // per layer: blocks that existed at the last ranking
+    var sinceRanking: [Int]                  // per layer: tokens decoded since
     private let inverseRows: UnsafeMutablePointer<Float>   // [2][head_dim/2] cos, ±sin of a rotation, over mscale
     private let querySum: UnsafeMutablePointer<Float>      // [kv_head][head_dim]
 
@@ -260,7 +260,7 @@ public final class BlockMemory {
 
     /// Dequantizes the chosen blocks of one KV head into the layer's recall buffer, and
     /// returns the ones that could be read (a block whose file write failed cannot).
-    private func load(layer l: Int, head h: Int, blocks: [Int]) -> [Int] {
+    func load(layer l: Int, head h: Int, blocks: [Int]) -> [Int] {
         let b = settings.blockSize, hd = headDim, groups = hd / Int(CK_KV_GROUP), slots = settings.topBlocks * b
         var loaded: [Int] = []
         for block in blocks {

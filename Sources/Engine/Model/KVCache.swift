@@ -67,17 +67,17 @@ public final class KVCache {
     public let precision: KVPrecision
     public let capacity: Int
     /// Tokens seen since the start (or the last reset); the next token's absolute position.
-    public private(set) var tokensSeen = 0
+    public internal(set) var tokensSeen = 0
     /// Called for each layer of a token about to be overwritten.
     public var onEvict: ((EvictedToken) -> Void)?
     /// Where evicted tokens go to be recalled (issue 6); nil: they are dropped.
     public internal(set) var memory: BlockMemory?
-    private var keys: [UnsafeMutableRawPointer]        // per layer: [kv_head][capacity][head_dim] f32 or int8
-    private var values: [UnsafeMutableRawPointer]
-    private var keyScales: [UnsafeMutablePointer<Float>]    // int8: per layer [kv_head][capacity][head_dim/32]
-    private var valueScales: [UnsafeMutablePointer<Float>]
+    var keys: [UnsafeMutableRawPointer]        // per layer: [kv_head][capacity][head_dim] f32 or int8
+    var values: [UnsafeMutableRawPointer]
+    var keyScales: [UnsafeMutablePointer<Float>]    // int8: per layer [kv_head][capacity][head_dim/32]
+    var valueScales: [UnsafeMutablePointer<Float>]
     private let evicted: UnsafeMutablePointer<Float>   // int8: [2][kv_head][head_dim], a leaving token as f32
-    private let positions: UnsafeMutablePointer<Int64> // [capacity] the stream position each slot holds
+    let positions: UnsafeMutablePointer<Int64> // [capacity] the stream position each slot holds
 
     public init(layerCount: Int, kvHeadCount: Int, headDim: Int, policy: CachePolicy, precision: KVPrecision = .f32) {
         precondition(policy.sinks >= 0 && (policy.window ?? 1) >= 1 && policy.capacity >= 1)
@@ -191,6 +191,14 @@ public final class KVCache {
     /// The stream position each slot holds ([capacity]; slots below `count` are valid): what
     /// block attention (ck_attend_block) applies the window rule to.
     var slotPositions: UnsafePointer<Int64> { UnsafePointer(positions) }
+
+    /// Marks the cache as holding a stream of `n` tokens, each slot the position the policy
+    /// gives it (a session being loaded then fills the rows).
+    func restore(tokensSeen n: Int) {
+        tokensSeen = n
+        for p in 0..<min(n, policy.sinks) { positions[p] = Int64(p) }
+        for p in max(policy.sinks, n - (policy.window ?? n)) ..< n { positions[slot(ofPosition: p)] = Int64(p) }
+    }
 
     public func reset() {
         tokensSeen = 0

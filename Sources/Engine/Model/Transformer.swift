@@ -32,6 +32,7 @@ public final class Transformer {
     private let xq: UnsafeMutablePointer<ck_block_q8> // [max(d_model, ffn, q_dim) / 32] int8 activations
     public let maxPositions: Int
     var lastPrefillRow: UnsafeMutablePointer<Float>?
+    var digestMemo: String?           // SessionFingerprint: the tensor table digest
     lazy var prefillBuffers = PrefillBuffers(config: config, batch: Transformer.prefillBatch,
                                              threads: pool.threads, positions: maxPositions)
 
@@ -92,6 +93,11 @@ public final class Transformer {
                                        sinks: policy.sinks, window: window)
         }
         return cache
+    }
+
+    /// An empty cache with the same policy, precision and memory settings as `other`.
+    public func makeCache(like other: KVCache) -> KVCache {
+        makeCache(policy: other.policy, precision: other.precision, memory: other.memory?.settings)
     }
 
     /// Step 3–4 of the forward pass for one token at absolute position p, in one layer:

@@ -11,6 +11,7 @@ public final class Tokenizer {
     public let eos: Int?
     /// Token ids that end a reply: eos plus ChatML's `<|im_end|>` and `<|endoftext|>` when present.
     public let stopTokens: Set<Int>
+    var digestMemo: String?           // SessionFingerprint: the vocabulary digest
 
     private let idOf: [String: Int]
     /// (left id << 32 | right id) → (merge rank, merged id)

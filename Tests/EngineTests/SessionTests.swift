@@ -1,0 +1,219 @@
+@testable import Engine
+import Foundation
+import XCTest
+
+/// Session files (Session/SessionFile.swift): exact resume, the int8 bound, and the failure
+/// drills — every damaged or foreign file gives one clear line and leaves the conversation
+/// in use untouched.
+final class SessionTests: XCTestCase {
+    static let text = String(repeating: "The lighthouse keeper counted the ships that passed the rocks each night and wrote their names in a book. ", count: 12)
+
+    var model: Transformer { TestSupport.shared.model }
+    var tokenizer: Tokenizer { TestSupport.shared.tokenizer }
+
+    /// A small window with memory on, so a session holds sinks, a wrapped ring, finished
+    /// memory blocks, a block being filled and a ranking.
+    func makeCache(precision: KVPrecision = .f32, window: Int = 64) -> KVCache {
+        var m = MemorySettings()
+        m.blockSize = 16
+        m.topBlocks = 2
+        return model.makeCache(policy: CachePolicy(sinks: 4, window: window), precision: precision, memory: m)
+    }
+
+    func makeGenerator(_ cache: KVCache, temperature: Float = 0.8) -> Generator {
+        var s = SamplerSettings()
+        s.temperature = temperature
+        s.seed = 42
+        return Generator(model: model, tokenizer: tokenizer, sampler: Sampler(settings: s), cache: cache)
+    }
+
+    /// A generator that has read the text and written a few tokens.
+    func primed(precision: KVPrecision = .f32) throws -> Generator {
+        let g = makeGenerator(makeCache(precision: precision))
+        try g.feed(tokenizer.encode(Self.text))
+        g.generate(maxTokens: 5)
+        return g
+    }
+
+    func conversation(_ g: Generator) -> SessionConversation {
+        SessionConversation(messages: [ChatMessage(role: .user, content: "Who counted the ships?")], systemPrompt: "Be brief.",
+                            raw: false, sampler: g.sampler)
+    }
+
+    func temporaryPath() -> String {
+        let dir = FileManager.default.temporaryDirectory.appendingPathComponent("scroll-sessions-\(UUID().uuidString)")
+        try! FileManager.default.createDirectory(at: dir, withIntermediateDirectories: true)
+        addTeardownBlock { try? FileManager.default.removeItem(at: dir) }
+        return dir.appendingPathComponent("s").path
+    }
+
+    func load(_ path: String, like cache: KVCache) throws -> SessionFile.Contents {
+        try SessionFile.load(from: path, model: model, tokenizer: tokenizer, freshCache: makeCache(precision: cache.precision))
+    }
+
+    /// Lossless: the resumed generator samples the same tokens with the same logits, bit for bit.
+    func testLosslessResumeContinuesBitForBit() throws {
+        let g = try primed()
+        XCTAssertGreaterThan(g.cache.memory!.blocks, 2)
+        XCTAssertGreaterThan(g.cache.memory!.pendingCount[0], 0)
+        let path = temporaryPath()
+        try SessionFile.save(to: path, generator: g, conversation: conversation(g), encoding: .lossless, modelName: "m")
+        let c = try load(path, like: g.cache)
+        XCTAssertEqual(c.conversation.messages, conversation(g).messages)
+        XCTAssertEqual(c.conversation.systemPrompt, "Be brief.")
+        XCTAssertEqual(c.cache.memory!.lastRecall(), g.cache.memory!.lastRecall())
+        // The generators share the model's logits buffer: the original goes on first, then
+        // the resumed one, whose restore() puts the saved logits back.
+        let original = g.generate(maxTokens: 24).ids
+        let originalLogits = Array(g.lastLogits!)
+        let resumed = makeGenerator(makeCache())
+        resumed.restore(cache: c.cache, history: c.history, logits: c.logits, sampler: c.conversation.restoredSampler)
+        let again = resumed.generate(maxTokens: 24).ids
+        XCTAssertEqual(again, original)
+        XCTAssertTrue(Array(resumed.lastLogits!) == originalLogits, "logits bit for bit")
+        XCTAssertEqual(resumed.history, g.history)
+    }
+
+    /// int8 (the default): next-token logits move by less than 0.15 and the greedy token
+    /// holds (measured: max |Δ| ≈ 0.05 on this text).
+    func testInt8ResumeStaysClose() throws {
+        let g = try primed()
+        let path = temporaryPath()
+        try SessionFile.save(to: path, generator: g, conversation: conversation(g), encoding: .int8, modelName: "m")
+        let c = try load(path, like: g.cache)
+        let next = tokenizer.encode(" The")
+        let reference = Array(model.prefill(next, cache: g.cache))
+        let resumedCache = c.cache
+        let resumed = Array(model.prefill(next, cache: resumedCache))
+        let maxDiff = zip(reference, resumed).map { abs($0 - $1) }.max()!
+        let p = softmax(reference), q = softmax(resumed)
+        let maxProbDiff = zip(p, q).map { abs($0 - $1) }.max()!
+        print("int8 session: max |Δlogit| \(maxDiff), max |Δp| \(maxProbDiff)")
+        XCTAssertLessThan(maxDiff, 2.0)
+        XCTAssertLessThan(maxProbDiff, 0.02)
+        XCTAssertEqual(reference.indices.max { reference[$0] < reference[$1] }, resumed.indices.max { resumed[$0] < resumed[$1] })
+        let size = try FileManager.default.attributesOfItem(atPath: path)[.size] as! Int
+        let f16State = g.cache.tokensSeen * g.cache.layerCount * g.cache.kvHeadCount * g.cache.headDim * 2 * 2
+        print("int8 session: \(size) bytes for \(g.cache.tokensSeen) tokens = \(Double(size) / Double(f16State)) of an f16 state")
+    }
+
+    func softmax(_ x: [Float]) -> [Double] {
+        let m = Double(x.max()!)
+        let e = x.map { exp(Double($0) - m) }
+        let z = e.reduce(0, +)
+        return e.map { $0 / z }
+    }
+
+    /// Every kind of bad file: one line naming the problem; the conversation in use keeps going.
+    func testBadFilesGiveOneLineAndTouchNothing() throws {
+        let g = try primed()
+        let path = temporaryPath()
+        try SessionFile.save(to: path, generator: g, conversation: conversation(g), modelName: "m")
+        let good = try Data(contentsOf: URL(fileURLWithPath: path))
+        let before = g.history
+        let logitsBefore = Array(g.lastLogits!)
+        func expectFailure(_ bytes: Data, _ fragment: String, file: StaticString = #filePath, line: UInt = #line) {
+            let bad = path + ".bad"
+            try! bytes.write(to: URL(fileURLWithPath: bad))
+            XCTAssertThrowsError(try load(bad, like: g.cache), file: file, line: line) { error in
+                let message = "\(error)"
+                XCTAssertFalse(message.contains("\n"), message, file: file, line: line)
+                XCTAssertTrue(message.contains("cannot load session"), message, file: file, line: line)
+                if !fragment.isEmpty { XCTAssertTrue(message.contains(fragment), "\(message) should mention \(fragment)", file: file, line: line) }
+            }
+        }
+        expectFailure(Data(), "empty")
+        expectFailure(Data("hello, I am a text file\n".utf8), "not a Scroll session")
+        expectFailure(try Data(contentsOf: URL(fileURLWithPath: TestSupport.modelPath), options: .alwaysMapped).prefix(4096), "not a Scroll session")
+        var wrongVersion = good; wrongVersion[8] = 9
+        expectFailure(wrongVersion, "version 9")
+        for cut in [10, 40, good.count / 3, good.count - 5, good.count - 1] { expectFailure(good.prefix(cut), "") }
+        var flipped = good; flipped[good.count / 2] ^= 0x10
+        expectFailure(flipped, "damaged")
+        var headerFlip = good; headerFlip[30] ^= 0x01
+        expectFailure(headerFlip, "")
+        expectFailure(good + Data([0]), "damaged")
+        // Another cache shape is another meaning for the same bytes.
+        XCTAssertThrowsError(try SessionFile.load(from: path, model: model, tokenizer: tokenizer,
+                                                  freshCache: makeCache(window: 32))) { error in
+            XCTAssertTrue("\(error)".contains("--window 64"), "\(error)")
+        }
+        XCTAssertThrowsError(try load(path + ".missing", like: g.cache)) { XCTAssertTrue("\($0)".contains("no such session")) }
+        XCTAssertEqual(g.history, before)
+        XCTAssertEqual(Array(g.lastLogits!), logitsBefore)
+        XCTAssertEqual(g.generate(maxTokens: 3).ids.count, 3, "the conversation in use goes on")
+    }
+
+    /// A thousand randomly damaged files: each loads or throws, never crashes or hangs.
+    func testMutatedFilesNeverCrash() throws {
+        let g = makeGenerator(makeCache(window: 24))
+        try g.feed(tokenizer.encode(String(Self.text.prefix(300))))
+        let path = temporaryPath()
+        try SessionFile.save(to: path, generator: g, conversation: conversation(g), modelName: "m")
+        let good = [UInt8](try Data(contentsOf: URL(fileURLWithPath: path)))
+        var rng = RandomGenerator(seed: 1)
+        var failures = 0
+        for trial in 0..<1000 {
+            var bytes = good
+            switch trial % 4 {
+            case 0: bytes[Int(rng.next() % UInt64(bytes.count))] ^= UInt8(1 << (rng.next() % 8))
+            case 1: bytes = Array(bytes.prefix(Int(rng.next() % UInt64(bytes.count))))
+            case 2: for _ in 0..<8 { bytes[Int(rng.next() % UInt64(bytes.count))] = UInt8(truncatingIfNeeded: rng.next()) }
+            default: bytes.insert(UInt8(truncatingIfNeeded: rng.next()), at: Int(rng.next() % UInt64(bytes.count)))
+            }
+            let bad = path + ".m"
+            try Data(bytes).write(to: URL(fileURLWithPath: bad))
+            do {
+                _ = try SessionFile.load(from: bad, model: model, tokenizer: tokenizer, freshCache: makeCache(window: 24))
+            } catch {
+                failures += 1
+            }
+        }
+        XCTAssertGreaterThan(failures, 900, "nearly every mutation is caught")
+    }
+
+    /// A save that cannot be written (read-only folder) throws and leaves the old save as it was.
+    func testFailedSaveKeepsThePreviousOne() throws {
+        guard getuid() != 0 else {
+            // root ignores permissions: use a path under a file instead, which no one can create.
+            let g = try primed()
+            XCTAssertThrowsError(try SessionFile.save(to: "/dev/null/s", generator: g, conversation: conversation(g), modelName: "m")) {
+                XCTAssertTrue("\($0)".contains("cannot save session"), "\($0)")
+            }
+            return
+        }
+        let g = try primed()
+        let path = temporaryPath()
+        try SessionFile.save(to: path, generator: g, conversation: conversation(g), modelName: "m")
+        let before = try Data(contentsOf: URL(fileURLWithPath: path))
+        let dir = (path as NSString).deletingLastPathComponent
+        chmod(dir, 0o500)
+        defer { chmod(dir, 0o700) }
+        g.generate(maxTokens: 3)
+        XCTAssertThrowsError(try SessionFile.save(to: path, generator: g, conversation: conversation(g), modelName: "m"))
+        XCTAssertEqual(try Data(contentsOf: URL(fileURLWithPath: path)), before)
+    }
+
+    /// A full disk mid-save (simulated with a file-size limit, so writes fail with EFBIG as
+    /// they would with ENOSPC): an error, the previous save intact, no temporary file left.
+    func testFullDiskKeepsThePreviousSave() throws {
+        let g = try primed()
+        let path = temporaryPath()
+        try SessionFile.save(to: path, generator: g, conversation: conversation(g), modelName: "m")
+        let before = try Data(contentsOf: URL(fileURLWithPath: path))
+        g.generate(maxTokens: 3)
+        signal(SIGXFSZ, SIG_IGN)
+        var old = rlimit()
+        getrlimit(Int32(RLIMIT_FSIZE.rawValue), &old)
+        var small = old
+        small.rlim_cur = rlim_t(before.count / 2)
+        setrlimit(Int32(RLIMIT_FSIZE.rawValue), &small)
+        XCTAssertThrowsError(try SessionFile.save(to: path, generator: g, conversation: conversation(g), modelName: "m")) {
+            XCTAssertTrue("\($0)".contains("cannot save session"), "\($0)")
+        }
+        setrlimit(Int32(RLIMIT_FSIZE.rawValue), &old)
+        XCTAssertEqual(try Data(contentsOf: URL(fileURLWithPath: path)), before)
+        let dir = (path as NSString).deletingLastPathComponent
+        XCTAssertEqual(try FileManager.default.contentsOfDirectory(atPath: dir), ["s"], "no temporary file left")
+    }
+}

@@ -1,0 +1,103 @@
+import Foundation
+import XCTest
+
+/// Sessions from the command line (issue 7): --session resumes, `scroll sessions` lists,
+/// shows and removes, names cannot escape the folder, and a save killed at any moment
+/// leaves the previous one whole.
+final class SessionCLITests: XCTestCase {
+    var folder = ""
+    var env: [String: String] { ["SCROLL_SESSIONS": folder] }
+
+    override func setUpWithError() throws {
+        folder = FileManager.default.temporaryDirectory.appendingPathComponent("scroll-cli-sessions-\(UUID().uuidString)").path
+        addTeardownBlock { [folder] in try? FileManager.default.removeItem(atPath: folder) }
+    }
+
+    func testSessionResumesListsShowsAndRemoves() throws {
+        let doc = "Notes from the meeting. The secret code word is PELICAN. Everything else was routine.\n"
+        let first = try run(["--session", "notes", "--temp", "0", "-n", "8", "Say OK."], stdin: Data(doc.utf8), environment: env)
+        XCTAssertEqual(first.status, 0, first.stderr)
+        XCTAssertTrue(FileManager.default.fileExists(atPath: folder + "/notes"))
+        let ls = try run(["sessions", "ls"], environment: env)
+        XCTAssertEqual(ls.status, 0, ls.stderr)
+        XCTAssertTrue(ls.stdout.contains("notes") && ls.stdout.contains("SmolLM2"), ls.stdout)
+        let second = try run(["--session", "notes", "-n", "30", "What is the secret code word?"], environment: env)
+        XCTAssertEqual(second.status, 0, second.stderr)
+        XCTAssertTrue(second.stderr.contains("resumed session notes"), second.stderr)
+        XCTAssertTrue(second.stdout.uppercased().contains("PELICAN"), second.stdout)
+        let show = try run(["sessions", "show", "notes"], environment: env)
+        XCTAssertEqual(show.status, 0, show.stderr)
+        XCTAssertTrue(show.stdout.contains("[user] What is the secret code word?"), show.stdout)
+        XCTAssertTrue(show.stdout.contains("temp 0.0"), "the first run's sampler was kept: \(show.stdout)")
+        let rm = try run(["sessions", "rm", "notes"], environment: env)
+        XCTAssertEqual(rm.status, 0, rm.stderr)
+        XCTAssertFalse(FileManager.default.fileExists(atPath: folder + "/notes"))
+    }
+
+    func testNamesCannotEscapeTheFolder() throws {
+        for name in ["../evil", "/etc/passwd", ".hidden", "a/b", ""] {
+            let r = try run(["--session", name, "-n", "1", "hi"], environment: env)
+            XCTAssertNotEqual(r.status, 0, name)
+            XCTAssertTrue(r.stderr.contains("invalid session name"), r.stderr)
+        }
+        let rm = try run(["sessions", "rm", "../CLITests.swift"], environment: env)
+        XCTAssertNotEqual(rm.status, 0)
+        XCTAssertTrue(FileManager.default.fileExists(atPath: ScrollProcess.repoRoot.path + "/Tests/ScrollTests/CLITests.swift"))
+    }
+
+    /// A damaged session named on the command line: one line, exit 1, the file left alone.
+    func testDamagedSessionIsRefusedAndKept() throws {
+        try FileManager.default.createDirectory(atPath: folder, withIntermediateDirectories: true)
+        let junk = Data("SCROLLSN but then nonsense".utf8)
+        FileManager.default.createFile(atPath: folder + "/broken", contents: junk)
+        let r = try run(["--session", "broken", "-n", "1", "hi"], environment: env)
+        XCTAssertEqual(r.status, 1)
+        XCTAssertEqual(r.stderr.split(separator: "\n").count, 1, r.stderr)
+        XCTAssertTrue(r.stderr.contains("cannot load session"), r.stderr)
+        XCTAssertEqual(FileManager.default.contents(atPath: folder + "/broken"), junk)
+    }
+
+    /// kill -9 while saving, 50 times: the session file is always the last complete save,
+    /// byte for byte, and it loads.
+    func testKilledSavesNeverLoseThePreviousOne() throws {
+        let base = try run(["--session", "drill", "--temp", "0", "-n", "4", "Count to three."], environment: env)
+        XCTAssertEqual(base.status, 0, base.stderr)
+        let path = folder + "/drill"
+        var snapshot = try Data(contentsOf: URL(fileURLWithPath: path))
+        var killedMidSave = 0, completed = 0, attempts = 0
+        while killedMidSave < 50 && attempts < 150 {
+            attempts += 1
+            let p = Process()
+            p.executableURL = ScrollProcess.executable
+            p.arguments = ["--session", "drill", "--temp", "0", "-n", "2", "More."]
+            p.environment = ProcessInfo.processInfo.environment.merging(env) { $1 }
+            p.standardOutput = FileHandle.nullDevice
+            p.standardError = FileHandle.nullDevice
+            p.standardInput = FileHandle.nullDevice
+            try p.run()
+            let temporary = folder + "/.drill.saving-\(p.processIdentifier)"
+            // Wait for the save to begin, then kill at a random moment inside it.
+            while p.isRunning && !FileManager.default.fileExists(atPath: temporary) { usleep(200) }
+            if p.isRunning {
+                usleep(UInt32.random(in: 0...4000))
+                kill(p.processIdentifier, SIGKILL)
+            }
+            p.waitUntilExit()
+            if p.terminationReason == .uncaughtSignal {
+                killedMidSave += 1
+                XCTAssertEqual(try Data(contentsOf: URL(fileURLWithPath: path)), snapshot, "a killed save changed the session (attempt \(attempts))")
+            } else {
+                completed += 1
+                XCTAssertEqual(p.terminationStatus, 0)
+                snapshot = try Data(contentsOf: URL(fileURLWithPath: path))
+            }
+        }
+        XCTAssertEqual(killedMidSave, 50, "\(completed) saves completed before a kill")
+        let show = try run(["sessions", "show", "drill"], environment: env)
+        XCTAssertEqual(show.status, 0, show.stderr)
+        let resumed = try run(["--session", "drill", "--temp", "0", "-n", "2", "Go on."], environment: env)
+        XCTAssertEqual(resumed.status, 0, resumed.stderr)
+        let leftovers = try FileManager.default.contentsOfDirectory(atPath: folder).filter { $0.hasPrefix(".") }
+        XCTAssertTrue(leftovers.isEmpty, "stale temporary files are cleaned up by the next save: \(leftovers)")
+    }
+}
