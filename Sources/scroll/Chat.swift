@@ -30,8 +30,12 @@ struct Chat: ParsableCommand {
             var document: String?
             if !Terminal.stdinIsTTY {
                 let data = FileHandle.standardInput.readDataToEndOfFile()
-                // Binary or invalid UTF-8 input is read leniently: bad bytes become U+FFFD.
+                // Invalid UTF-8 is read leniently (bad bytes become U+FFFD); input that is
+                // mostly not text at all is refused with one line rather than fed to the model.
                 let text = String(decoding: data, as: UTF8.self)
+                if Self.looksBinary(text) {
+                    throw EngineError.invalidArgument("stdin looks like binary data (\(data.count) bytes), not a text document")
+                }
                 if !text.trimmingCharacters(in: .whitespacesAndNewlines).isEmpty { document = text }
             }
             let (model, tokenizer) = try modelOptions.load(cacheCapacity: cacheOptions.requestedCapacity)
@@ -60,6 +64,10 @@ struct Chat: ParsableCommand {
                 try oneShot(conversation, doc + "\n\n" + q)
             case (let q?, nil):
                 try oneShot(conversation, q)
+            case (nil, let doc?) where session != nil:
+                // Read and keep: the document waits in the session for questions.
+                let tokens = try conversation.addDocument(doc, name: "a document", progress: readingProgress())
+                Terminal.note("scroll: read \(tokens) tokens into session \(session!); ask with: scroll --session \(session!) \"QUESTION\"")
             case (nil, let doc?):
                 try oneShot(conversation, doc)
             case (nil, nil):
@@ -73,13 +81,35 @@ struct Chat: ParsableCommand {
         }
     }
 
+    /// One answer on stdout, nothing else; a progress bar on stderr (if a terminal) while a
+    /// long input is read.
     private func oneShot(_ conversation: Conversation, _ text: String) throws {
         let interrupt = InterruptFlag()
         interrupt.install()
-        try conversation.reply(to: text, maxTokens: sampling.maxTokens) { piece in
+        let progress = readingProgress()
+        try conversation.reply(to: text, maxTokens: sampling.maxTokens, progress: progress) { piece in
             Terminal.write(piece)
             return !interrupt.isRaised
         }
         Terminal.write("\n")
+    }
+
+    private func readingProgress() -> (Int, Int) -> Void {
+        let bar = ProgressLine(total: 0)
+        return { done, total in
+            guard total > 512 else { return }
+            if done >= total { bar.finish() } else { bar.update(done, of: total) }
+        }
+    }
+
+    /// More than 10% of the characters are control characters (other than whitespace) or
+    /// U+FFFD from bytes that are not UTF-8: an image, an archive, /dev/urandom.
+    static func looksBinary(_ text: String) -> Bool {
+        var bad = 0, all = 0
+        for scalar in text.unicodeScalars.prefix(65536) {
+            all += 1
+            if scalar == "\u{FFFD}" || (scalar.value < 32 && !"\n\r\t\u{0C}".unicodeScalars.contains(scalar)) || scalar.value == 127 { bad += 1 }
+        }
+        return all > 0 && bad * 10 > all
     }
 }

@@ -18,42 +18,89 @@ final class Conversation {
         self.raw = raw
     }
 
+    /// What a reply cost.
+    struct ReplyStats {
+        var reason = Generator.StopReason.maxTokens
+        var promptTokens = 0
+        var promptSeconds = 0.0
+        var tokens = 0
+        var seconds = 0.0
+    }
+
     /// Feeds the user's turn and streams the reply through `onText` (return false to stop).
+    /// `progress` sees (tokens read, tokens to read) while a long turn is read.
     @discardableResult
-    func reply(to text: String, maxTokens: Int, onText: (String) -> Bool) throws -> Generator.StopReason {
-        let tokenizer = generator.tokenizer
-        var ids: [Int]
-        if let template {
-            let user = ChatMessage(role: .user, content: text)
-            if messages.isEmpty {
-                // First turn: the whole prompt, with the system message (ours or the model's default).
-                let system = systemPrompt.map { [ChatMessage(role: .system, content: $0)] } ?? []
-                ids = template.encode(system + [user])
-                messages = system
-            } else {
-                ids = template.encodeTurn(user) + [template.imStart] + tokenizer.encode("assistant\n")
-            }
-            messages.append(user)
-        } else {
-            ids = tokenizer.encode(text)
-        }
-        if let window = generator.cache.policy.window, ids.count > generator.cache.capacity {
-            // No silent truncation: say once how a long input is held.
-            Terminal.note("scroll: the input (\(ids.count) tokens) is longer than the cache: the model sees the conversation's first \(generator.cache.policy.sinks) tokens and the last \(window) (--sinks, --window)")
-        }
-        try generator.feed(ids)
+    func reply(to text: String, maxTokens: Int, progress: ((Int, Int) -> Void)? = nil,
+               onText: (String) -> Bool) throws -> ReplyStats {
+        let user = ChatMessage(role: .user, content: text)
+        var ids = userTurn(user)
+        if template != nil { ids += [template!.imStart] + generator.tokenizer.encode("assistant\n") }
+        var stats = ReplyStats(promptTokens: ids.count)
+        let t0 = Date()
+        try feed(ids, progress: progress)
+        messages.append(user)
+        stats.promptSeconds = Date().timeIntervalSince(t0)
         var replyText = ""
-        let (_, reason) = generator.generate(maxTokens: maxTokens) { piece in
+        let t1 = Date()
+        let (out, reason) = generator.generate(maxTokens: maxTokens) { piece in
             replyText += piece
             return onText(piece)
         }
+        stats.seconds = Date().timeIntervalSince(t1)
+        stats.tokens = out.count
+        stats.reason = reason
         if let template {
             messages.append(ChatMessage(role: .assistant, content: replyText))
             // Close the assistant turn in the cache so the next user turn follows ChatML.
-            let close = [template.imEnd] + tokenizer.encode("\n")
+            let close = [template.imEnd] + generator.tokenizer.encode("\n")
             if generator.remainingCapacity >= close.count { try generator.feed(close) }
         }
-        return reason
+        return stats
+    }
+
+    /// Reads a document into the conversation without a reply (/file, or piped input kept in
+    /// a session): a user turn holding it and a one-line assistant acknowledgement, so the
+    /// next question follows ChatML. Returns the tokens read.
+    @discardableResult
+    func addDocument(_ text: String, name: String, progress: ((Int, Int) -> Void)? = nil) throws -> Int {
+        let user = ChatMessage(role: .user, content: "Here is \(name):\n\n\(text)")
+        var ids = userTurn(user)
+        let ack = ChatMessage(role: .assistant, content: "I have read \(name).")
+        if let template { ids += template.encodeTurn(ack) }
+        try feed(ids, progress: progress)
+        messages.append(user)
+        if template != nil { messages.append(ack) }
+        return ids.count
+    }
+
+    /// A user turn's tokens (the whole prompt with the system message on the first turn).
+    private func userTurn(_ user: ChatMessage) -> [Int] {
+        guard let template else { return generator.tokenizer.encode(user.content) }
+        if messages.isEmpty {
+            // First turn: the system message (ours or the model's default) comes first.
+            let system = systemPrompt.map { [ChatMessage(role: .system, content: $0)] } ?? []
+            messages = system
+            return template.encode(system + [user], addGenerationPrompt: false)
+        }
+        return template.encodeTurn(user)
+    }
+
+    private func feed(_ ids: [Int], progress: ((Int, Int) -> Void)?) throws {
+        let cache = generator.cache
+        if let window = cache.policy.window, ids.count > cache.capacity {
+            // No silent truncation: say once how a long input is held.
+            let held = cache.memory != nil
+                ? "the rest goes to block memory, from which the most relevant passages are recalled (--no-memory turns this off)"
+                : "the rest is dropped (block memory is off)"
+            Terminal.note("scroll: the input (\(ids.count) tokens) is longer than the window: the model attends to the first \(cache.policy.sinks) tokens and the last \(window); \(held)")
+        }
+        try generator.feed(ids) { progress?($0, ids.count) }
+    }
+
+    /// Starts over with a new system prompt (nil: the model's default).
+    func setSystemPrompt(_ prompt: String?) {
+        reset()
+        systemPrompt = prompt
     }
 
     /// Saves the whole state to `path` (atomically; the previous file survives any failure).

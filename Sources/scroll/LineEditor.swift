@@ -1,14 +1,87 @@
 import CReadline
 import Foundation
 
-/// The one file that calls libreadline: line editing and in-memory history.
+/// The one file that calls libreadline: line editing, the history file, tab completion, and
+/// Ctrl-C at the prompt (it clears the line instead of ending the program).
+///
+/// Lines are read through readline's callback interface, with stdin polled, so that a
+/// Ctrl-C — which InterruptFlag turns into a flag, since SIGINT is ignored while Scroll runs —
+/// can be noticed between keystrokes and the line cleared from ordinary code, not from a
+/// signal handler.
 enum LineEditor {
-    /// Reads a line with the prompt; nil at end of input (Ctrl-D).
-    static func readLine(prompt: String) -> String? {
-        guard let cLine = readline(prompt) else { return nil }
-        defer { free(cLine) }
-        let line = String(cString: cLine)
-        if !line.trimmingCharacters(in: .whitespaces).isEmpty { add_history(cLine) }
+    /// Completion candidates for the word being typed: (line so far, word start, word) →
+    /// candidates, or nil to fall back to file names.
+    nonisolated(unsafe) static var completer: ((String, Int, String) -> [String]?)?
+    nonisolated(unsafe) private static var historyPath: String?
+    nonisolated(unsafe) private static var received: String??
+    nonisolated(unsafe) private static var candidates: [String] = []
+
+    /// Loads the history file (created on first save) and installs completion.
+    static func start(historyPath path: String?) {
+        rl_readline_name = UnsafePointer(strdup("scroll"))
+        rl_catch_signals = 0
+        historyPath = path
+        if let path { read_history(path) }
+        stifle_history(1000)
+        rl_attempted_completion_function = { text, start, _ in
+            let line = rl_line_buffer.map { String(cString: $0) } ?? ""
+            let word = text.map { String(cString: $0) } ?? ""
+            guard let found = LineEditor.completer?(line, Int(start), word) else {
+                return nil   // readline completes file names
+            }
+            rl_attempted_completion_over = 1
+            LineEditor.candidates = found
+            return rl_completion_matches(text) { _, state in
+                if state == 0 { LineEditor.nextCandidate = 0 }
+                guard LineEditor.nextCandidate < LineEditor.candidates.count else { return nil }
+                defer { LineEditor.nextCandidate += 1 }
+                return strdup(LineEditor.candidates[LineEditor.nextCandidate])
+            }
+        }
+    }
+    nonisolated(unsafe) private static var nextCandidate = 0
+
+    /// Reads one line with `prompt`; nil at end of input (Ctrl-D on an empty line). A Ctrl-C
+    /// while typing clears the line and shows a fresh prompt.
+    static func readLine(prompt: String, interrupt: InterruptFlag) -> String? {
+        received = nil
+        interrupt.clear()
+        rl_callback_handler_install(prompt) { cLine in
+            if let cLine {
+                LineEditor.received = .some(String(cString: cLine))
+                free(cLine)
+            } else {
+                LineEditor.received = .some(nil)
+            }
+            rl_callback_handler_remove()
+        }
+        while received == nil {
+            var fds = pollfd(fd: STDIN_FILENO, events: Int16(POLLIN), revents: 0)
+            let ready = poll(&fds, 1, 50)
+            if interrupt.isRaised {
+                interrupt.clear()
+                rl_replace_line("", 0)
+                fputs("^C\n", stdout)
+                rl_on_new_line()
+                rl_redisplay()
+                continue
+            }
+            if ready > 0 { rl_callback_read_char() }
+            if ready < 0 && errno != EINTR { rl_callback_handler_remove(); return nil }
+        }
+        guard let line = received ?? nil else { return nil }
         return line
+    }
+
+    /// Adds an entry (a whole multi-line message is one entry) and appends it to the file.
+    static func remember(_ entry: String) {
+        guard !entry.trimmingCharacters(in: .whitespaces).isEmpty else { return }
+        add_history(entry)
+        guard let path = historyPath else { return }
+        if !FileManager.default.fileExists(atPath: path) {
+            FileManager.default.createFile(atPath: path, contents: nil, attributes: [.posixPermissions: 0o600])
+        }
+        append_history(1, path)
+        history_truncate_file(path, 1000)
     }
 }

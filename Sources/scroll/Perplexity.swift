@@ -64,22 +64,3 @@ struct Ppl: ParsableCommand {
         }
     }
 }
-
-/// A one-line progress display on stderr, only when stderr is a terminal.
-final class ProgressLine {
-    let total: Int
-    let start = Date()
-    let enabled = Terminal.stderrIsTTY
-
-    init(total: Int) { self.total = total }
-
-    func update(_ done: Int) {
-        guard enabled else { return }
-        let elapsed = Date().timeIntervalSince(start)
-        let rate = Double(done) / max(elapsed, 1e-9)
-        let eta = rate > 0 ? Double(total - done) / rate : 0
-        fputs(String(format: "\r%d/%d tokens  %.0f t/s  ETA %.0fs ", done, total, rate, eta), stderr)
-    }
-
-    func finish() { if enabled { fputs("\r\u{1B}[K", stderr) } }
-}

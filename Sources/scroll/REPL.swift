@@ -1,16 +1,20 @@
 import Engine
 import Foundation
 
-/// The interactive loop: each line is a user turn or a /command; /quit or Ctrl-D leaves;
-/// Ctrl-C stops a reply. A named session is saved after each reply and on the way out.
+/// The interactive loop: each message is a user turn or a /command; /quit or Ctrl-D leaves;
+/// Ctrl-C stops a reply (what was generated stays) or clears the line being typed. A named
+/// session is saved after each reply and on the way out. Slash commands live in one table
+/// (REPLCommands.swift) that drives dispatch, /help and tab completion.
 final class REPL {
     let conversation: Conversation
-    let maxTokens: Int
+    var maxTokens: Int
     let store: SessionStore
     let encoding: SessionFile.KVEncoding
     /// The session replies are saved to (--session, /save NAME or /load NAME).
-    private(set) var sessionName: String?
-    private var done = false
+    var sessionName: String?
+    var lastReply: Conversation.ReplyStats?
+    var done = false
+    let interrupt = InterruptFlag()
 
     init(conversation: Conversation, maxTokens: Int, store: SessionStore, encoding: SessionFile.KVEncoding, sessionName: String?) {
         self.conversation = conversation
@@ -20,107 +24,134 @@ final class REPL {
         self.sessionName = sessionName
     }
 
-    /// One slash command. The table drives dispatch and /help (and, with #8, completion).
-    struct Command {
-        let name: String
-        let arguments: String
-        let help: String
-        let run: (REPL, [String]) throws -> Void
+    /// The history file: $SCROLL_HISTORY, else ~/.scroll_history.
+    static var historyPath: String {
+        let env = ProcessInfo.processInfo.environment
+        if let p = env["SCROLL_HISTORY"], !p.isEmpty { return p }
+        return (NSHomeDirectory() as NSString).appendingPathComponent(".scroll_history")
     }
 
-    static let commands: [Command] = [
-        Command(name: "help", arguments: "", help: "list the commands") { repl, _ in repl.showHelp() },
-        Command(name: "save", arguments: "[NAME]", help: "save the conversation (to the current session, or as NAME, which becomes current)") { repl, args in
-            try repl.save(as: args.first)
-        },
-        Command(name: "load", arguments: "NAME", help: "resume a saved session (the current conversation is kept if it cannot be read)") { repl, args in
-            guard let name = args.first else { throw EngineError.invalidArgument("usage: /load NAME (see /sessions)") }
-            try repl.load(name)
-        },
-        Command(name: "sessions", arguments: "", help: "list saved sessions: name, tokens, size, last used, model") { repl, _ in
-            Terminal.note(repl.store.table())
-        },
-        Command(name: "reset", arguments: "", help: "clear the conversation and the cache") { repl, _ in
-            repl.conversation.reset()
-            Terminal.note("conversation cleared")
-        },
-        Command(name: "quit", arguments: "", help: "leave (a named session is saved first; Ctrl-D does the same)") { repl, _ in repl.done = true },
-    ]
-
     func run() throws {
-        let interrupt = InterruptFlag()
         interrupt.install()
-        Terminal.note("Scroll — \(conversation.generator.model.config.architecture) model loaded. Type a message; /help lists commands, /quit or Ctrl-D leaves.")
-        while !done, let line = LineEditor.readLine(prompt: "> ") {
-            let text = line.trimmingCharacters(in: .whitespacesAndNewlines)
+        LineEditor.start(historyPath: Self.historyPath)
+        LineEditor.completer = { [unowned self] line, start, word in self.complete(line: line, start: start, word: word) }
+        Terminal.note("Scroll — \(conversation.generator.model.config.architecture) model loaded. Type a message (end a line with \\ or wrap it in \"\"\" for more lines); /help lists commands; Ctrl-D leaves.")
+        while !done, let message = readMessage() {
+            let text = message.trimmingCharacters(in: .whitespacesAndNewlines)
             if text.isEmpty { continue }
+            LineEditor.remember(message)
             if text.hasPrefix("/") {
                 dispatch(text)
-                continue
-            }
-            interrupt.clear()
-            do {
-                let reason = try conversation.reply(to: text, maxTokens: maxTokens) { piece in
-                    Terminal.write(piece)
-                    return !interrupt.isRaised
-                }
-                Terminal.write("\n")
-                if reason == .contextFull { Terminal.note("(context is full: /reset to start over)") }
-                autosave()
-            } catch let e as EngineError {
-                Terminal.note("error: \(e.description)")
+            } else {
+                send(text)
             }
         }
         if !done { Terminal.write("\n") }
         autosave()
     }
 
+    /// One message: a line; lines ending in \ continue; a line of """ opens a block that a
+    /// line ending in """ closes. Pasted text arrives whole (readline's bracketed paste).
+    private func readMessage() -> String? {
+        guard var line = LineEditor.readLine(prompt: "> ", interrupt: interrupt) else { return nil }
+        if line.trimmingCharacters(in: .whitespaces).hasPrefix("\"\"\"") {
+            var lines = [String(line.trimmingCharacters(in: .whitespaces).dropFirst(3))]
+            if lines[0].hasSuffix("\"\"\"") { return String(lines[0].dropLast(3)) }
+            while let next = LineEditor.readLine(prompt: "… ", interrupt: interrupt) {
+                if next.trimmingCharacters(in: .whitespaces).hasSuffix("\"\"\"") {
+                    lines.append(String(next.trimmingCharacters(in: .whitespaces).dropLast(3)))
+                    break
+                }
+                lines.append(next)
+            }
+            return lines.joined(separator: "\n").trimmingCharacters(in: .newlines)
+        }
+        while line.hasSuffix("\\") {
+            line.removeLast()
+            guard let next = LineEditor.readLine(prompt: "… ", interrupt: interrupt) else { break }
+            line += "\n" + next
+        }
+        return line
+    }
+
+    /// A user turn: the reply streams to stdout; Ctrl-C stops it.
+    private func send(_ text: String) {
+        interrupt.clear()
+        let progress = ProgressLine(total: 0)
+        do {
+            let stats = try conversation.reply(to: text, maxTokens: maxTokens, progress: { done, total in
+                if total > 512 { progress.update(done, of: total) }
+            }) { piece in
+                progress.finish()
+                Terminal.write(piece)
+                return !interrupt.isRaised
+            }
+            progress.finish()
+            Terminal.write("\n")
+            lastReply = stats
+            if stats.reason == .interrupted { Terminal.note(Terminal.dim("(stopped)")) }
+            if stats.reason == .contextFull { Terminal.note("(the context is full: /reset to start over)") }
+            if Terminal.stdoutIsTTY { Terminal.note(Terminal.dim(statusLine(stats))) }
+            autosave()
+        } catch {
+            progress.finish()
+            Terminal.note("error: \(error)")
+        }
+    }
+
+    /// "[42 tokens, 95.1 t/s · cache 1234/2052 · memory 12 blocks · recalled 8]"
+    func statusLine(_ s: Conversation.ReplyStats) -> String {
+        let cache = conversation.generator.cache
+        var parts = [String(format: "%d tokens, %.1f t/s", s.tokens, s.seconds > 0 ? Double(s.tokens) / s.seconds : 0),
+                     "cache \(cache.count)/\(cache.capacity)"]
+        if let memory = cache.memory {
+            parts.append("memory \(memory.blocks) blocks")
+            parts.append("recalled \(memory.lastRecall().count)")
+        }
+        return "[" + parts.joined(separator: " · ") + "]"
+    }
+
     private func dispatch(_ text: String) {
-        let words = text.dropFirst().split(separator: " ").map(String.init)
-        let name = words.first ?? ""
-        guard let command = Self.commands.first(where: { $0.name == name }) ?? (name == "exit" ? Self.commands.last : nil) else {
-            Terminal.note("unknown command /\(name) (/help lists the commands)")
+        let body = text.dropFirst()
+        let name = String(body.prefix { !$0.isWhitespace })
+        let argument = body.dropFirst(name.count).trimmingCharacters(in: .whitespaces)
+        guard let command = REPL.command(named: name) else {
+            let near = REPL.commands.filter { $0.name.hasPrefix(name.prefix(2)) }.map { "/" + $0.name }
+            Terminal.note("unknown command /\(name)" + (near.isEmpty ? "" : " — did you mean \(near.joined(separator: " or "))?") + " (/help lists the commands)")
             return
         }
         do {
-            try command.run(self, Array(words.dropFirst()))
-        } catch let e as EngineError {
-            Terminal.note("error: \(e.description)")
+            try command.run(self, argument)
         } catch {
             Terminal.note("error: \(error)")
         }
     }
 
-    private func showHelp() {
-        for c in Self.commands {
-            let usage = "/\(c.name)" + (c.arguments.isEmpty ? "" : " \(c.arguments)")
-            Terminal.note(usage.padding(toLength: 16, withPad: " ", startingAt: 0) + c.help)
+    /// Tab completion: command names after "/", then what the command takes.
+    private func complete(line: String, start: Int, word: String) -> [String]? {
+        if line.hasPrefix("/") && start <= 1 {
+            return REPL.commands.map { "/" + $0.name }.filter { $0.hasPrefix("/" + word) || $0.hasPrefix(word) }
+                .map { word.hasPrefix("/") ? $0 : String($0.dropFirst()) }
+        }
+        guard line.hasPrefix("/") else { return [] }
+        let name = String(line.dropFirst().prefix { !$0.isWhitespace })
+        switch REPL.command(named: name)?.argument {
+        case .session?: return store.list().map(\.name).filter { $0.hasPrefix(word) }
+        case .setting?: return REPL.settings.map(\.name).filter { $0.hasPrefix(word) }
+        case .file?: return nil
+        case .prompt?:
+            guard word.hasPrefix("@") else { return nil }
+            let names = (try? FileManager.default.contentsOfDirectory(atPath: "prompts")) ?? []
+            return names.map { "@" + ($0 as NSString).deletingPathExtension }.filter { $0.hasPrefix(word) }
+        default: return []
         }
     }
 
-    private func save(as name: String?) throws {
-        guard let target = name ?? sessionName else { throw EngineError.invalidArgument("usage: /save NAME (no session is open yet)") }
-        let path = try store.pathForSaving(target)
-        try conversation.save(to: path, encoding: encoding)
-        sessionName = target
-        let bytes = (try? FileManager.default.attributesOfItem(atPath: path)[.size] as? Int) ?? 0
-        Terminal.note("saved session \(target): \(conversation.generator.cache.tokensSeen) tokens, \(SessionStore.size(bytes ?? 0))")
-    }
-
-    private func load(_ name: String) throws {
-        let path = try store.path(name)
-        let header = try conversation.load(from: path)
-        sessionName = name
-        Terminal.note("loaded session \(name): \(header.tokens) tokens, \(header.messages) messages")
-    }
-
     /// Saves the named session, if there is one; a failure is reported and the chat goes on.
-    private func autosave() {
+    func autosave() {
         guard let name = sessionName else { return }
         do {
             try conversation.save(to: try store.pathForSaving(name), encoding: encoding)
-        } catch let e as EngineError {
-            Terminal.note("error: \(e.description)")
         } catch {
             Terminal.note("error: \(error)")
         }

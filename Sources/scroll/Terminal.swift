@@ -14,6 +14,14 @@ enum Terminal {
     static func note(_ s: String) {
         fputs(s + "\n", stderr)
     }
+
+    /// Colours on stderr: only on a terminal, and never when NO_COLOR is set (no-color.org).
+    static var colors: Bool {
+        stderrIsTTY && (ProcessInfo.processInfo.environment["NO_COLOR"] ?? "").isEmpty
+    }
+
+    /// `s` dimmed, when colours are on.
+    static func dim(_ s: String) -> String { colors ? "\u{1B}[2m" + s + "\u{1B}[0m" : s }
 }
 
 /// Set by SIGINT while a reply is streaming; the generation loop polls it. A dispatch
@@ -34,4 +42,36 @@ final class InterruptFlag {
     func raise() { lock.lock(); raised = true; lock.unlock() }
     func clear() { lock.lock(); raised = false; lock.unlock() }
     var isRaised: Bool { lock.lock(); defer { lock.unlock() }; return raised }
+}
+
+/// A one-line progress bar on stderr (tokens, tokens/s, ETA), only when stderr is a terminal.
+final class ProgressLine {
+    var total: Int
+    let start = Date()
+    let enabled = Terminal.stderrIsTTY
+    private var drawn = false
+
+    init(total: Int) { self.total = total }
+
+    func update(_ done: Int, of total: Int) {
+        self.total = total
+        update(done)
+    }
+
+    func update(_ done: Int) {
+        guard enabled else { return }
+        let elapsed = Date().timeIntervalSince(start)
+        let rate = Double(done) / max(elapsed, 1e-9)
+        let eta = rate > 0 ? Double(total - done) / rate : 0
+        let width = 24, filled = total > 0 ? min(width, done * width / total) : 0
+        let bar = String(repeating: "#", count: filled) + String(repeating: ".", count: width - filled)
+        fputs(String(format: "\r[%@] %d/%d tokens  %.0f t/s  ETA %.0fs ", bar, done, total, rate, eta), stderr)
+        drawn = true
+    }
+
+    /// Clears the line (once; later calls do nothing until the next update).
+    func finish() {
+        if drawn { fputs("\r\u{1B}[K", stderr) }
+        drawn = false
+    }
 }

@@ -37,7 +37,7 @@ final class CLITests: XCTestCase {
         let doc = String(repeating: "The grass is green. The sky is blue. The sun is yellow. ", count: 40)
         let r = try run(["--window", "128", "--temp", "0", "-n", "8", "What color is the sky?"], stdin: Data(doc.utf8))
         XCTAssertEqual(r.status, 0, r.stderr)
-        XCTAssertTrue(r.stderr.contains("longer than the cache"), r.stderr)
+        XCTAssertTrue(r.stderr.contains("longer than the window"), r.stderr)
         XCTAssertEqual(r.stderr.split(separator: "\n").count, 1, r.stderr)
         XCTAssertFalse(r.stdout.isEmpty)
     }
@@ -62,7 +62,16 @@ final class CLITests: XCTestCase {
         var x: UInt32 = 12345
         for i in bytes.indices { x = x &* 1_103_515_245 &+ 12345; bytes[i] = UInt8(truncatingIfNeeded: x >> 16) }
         let r = try run(["--temp", "0", "-n", "4", "What is this?"], stdin: Data(bytes))
-        XCTAssertEqual(r.status, 0, r.stderr)
+        XCTAssertEqual(r.status, 1, r.stderr)
+        XCTAssertEqual(r.stderr.split(separator: "\n").count, 1, r.stderr)
+        XCTAssertTrue(r.stderr.contains("binary data"), r.stderr)
+        XCTAssertTrue(r.stdout.isEmpty)
+        // Text with a few bytes that are not UTF-8 (a Latin-1 é) is read, not refused.
+        var latin1 = Data("Caf".utf8) + Data([0xE9]) + Data(" menu: soup, bread, and tea. The soup is tomato.\n".utf8)
+        latin1 += Data(repeating: 0x20, count: 1)
+        let text = try run(["--temp", "0", "-n", "8", "What soup is it?"], stdin: latin1)
+        XCTAssertEqual(text.status, 0, text.stderr)
+        XCTAssertFalse(text.stdout.isEmpty)
     }
 
     func testErrorsAreOneLineAndNonZero() throws {

@@ -1,0 +1,167 @@
+import Engine
+import Foundation
+
+/// The REPL's slash commands: one table drives dispatch, /help and tab completion.
+extension REPL {
+    /// What a command's argument is, for completion.
+    enum Argument { case none, session, file, setting, prompt, text }
+
+    struct Command {
+        let name: String
+        let usage: String
+        let help: String
+        let argument: Argument
+        let run: (REPL, String) throws -> Void
+    }
+
+    static func command(named name: String) -> Command? {
+        commands.first { $0.name == name } ?? (name == "exit" ? commands.first { $0.name == "quit" } : nil)
+    }
+
+    static let commands: [Command] = [
+        Command(name: "help", usage: "", help: "list the commands", argument: .none) { _, _ in
+            for c in commands {
+                Terminal.note(("/" + c.name + (c.usage.isEmpty ? "" : " " + c.usage)).padding(toLength: 22, withPad: " ", startingAt: 0) + c.help)
+            }
+            Terminal.note("A line ending in \\ continues on the next; \"\"\" opens and closes a block of lines. Ctrl-C stops a reply; Ctrl-D leaves.")
+        },
+        Command(name: "save", usage: "[NAME]", help: "save the conversation (as NAME, which becomes the session)", argument: .session) { repl, arg in
+            guard let name = arg.isEmpty ? repl.sessionName : arg else { throw EngineError.invalidArgument("usage: /save NAME (no session is open yet)") }
+            let path = try repl.store.pathForSaving(name)
+            try repl.conversation.save(to: path, encoding: repl.encoding)
+            repl.sessionName = name
+            let bytes = ((try? FileManager.default.attributesOfItem(atPath: path))?[.size] as? Int) ?? 0
+            Terminal.note("saved session \(name): \(repl.conversation.generator.cache.tokensSeen) tokens, \(SessionStore.size(bytes))")
+        },
+        Command(name: "load", usage: "NAME", help: "resume a saved session (the current one is kept if it cannot be read)", argument: .session) { repl, arg in
+            guard !arg.isEmpty else { throw EngineError.invalidArgument("usage: /load NAME (/sessions lists them)") }
+            let header = try repl.conversation.load(from: try repl.store.path(arg))
+            repl.sessionName = arg
+            Terminal.note("loaded session \(arg): \(header.tokens) tokens, \(header.messages) messages")
+        },
+        Command(name: "sessions", usage: "", help: "list saved sessions: name, tokens, size, last used, model", argument: .none) { repl, _ in
+            Terminal.note(repl.store.table())
+        },
+        Command(name: "reset", usage: "", help: "clear the conversation and the cache", argument: .none) { repl, _ in
+            repl.conversation.reset()
+            Terminal.note("conversation cleared")
+        },
+        Command(name: "system", usage: "[TEXT|@NAME]", help: "show the system prompt, or set it (from prompts/NAME.txt with @) and start over", argument: .prompt) { repl, arg in
+            guard !arg.isEmpty else {
+                Terminal.note(repl.conversation.systemPrompt.map { "system prompt: \($0)" } ?? "system prompt: the model's default")
+                return
+            }
+            let prompt = arg.hasPrefix("@") ? try PromptLibrary.load(String(arg.dropFirst())) : arg
+            repl.conversation.setSystemPrompt(prompt)
+            Terminal.note("system prompt set; conversation cleared")
+        },
+        Command(name: "set", usage: "[NAME VALUE]", help: "show or change a setting: " + settings.map(\.name).joined(separator: ", "), argument: .setting) { repl, arg in
+            let words = arg.split(separator: " ").map(String.init)
+            guard words.count == 2, let setting = settings.first(where: { $0.name == words[0] }) else {
+                if !words.isEmpty { throw EngineError.invalidArgument("usage: /set NAME VALUE, NAME one of " + settings.map(\.name).joined(separator: ", ")) }
+                for s in settings { Terminal.note(s.name.padding(toLength: 16, withPad: " ", startingAt: 0) + s.show(repl)) }
+                return
+            }
+            try setting.set(repl, words[1])
+            Terminal.note("\(setting.name) = \(setting.show(repl))")
+        },
+        Command(name: "stats", usage: "", help: "tokens, cache, memory and speed", argument: .none) { repl, _ in
+            repl.showStats()
+        },
+        Command(name: "recall", usage: "", help: "the earlier passages block memory recalled for the last answer", argument: .none) { repl, _ in
+            repl.showRecall()
+        },
+        Command(name: "file", usage: "PATH", help: "read a document into the conversation", argument: .file) { repl, arg in
+            guard !arg.isEmpty else { throw EngineError.invalidArgument("usage: /file PATH") }
+            let path = (arg as NSString).expandingTildeInPath
+            guard let data = FileManager.default.contents(atPath: path) else {
+                throw EngineError.invalidArgument("cannot read \(path)")
+            }
+            let progress = ProgressLine(total: 0)
+            let start = Date()
+            let tokens = try repl.conversation.addDocument(String(decoding: data, as: UTF8.self), name: (path as NSString).lastPathComponent) {
+                progress.update($0, of: $1)
+            }
+            progress.finish()
+            Terminal.note(String(format: "read %@: %d tokens in %.1f s", path, tokens, Date().timeIntervalSince(start)))
+            repl.autosave()
+        },
+        Command(name: "quit", usage: "", help: "leave (a named session is saved first; Ctrl-D does the same)", argument: .none) { repl, _ in
+            repl.done = true
+        },
+    ]
+
+    /// A /set setting: its name, how it shows, how it parses.
+    struct Setting {
+        let name: String
+        let show: (REPL) -> String
+        let set: (REPL, String) throws -> Void
+    }
+
+    static let settings: [Setting] = [
+        sampler("temp", \.temperature) { $0 >= 0 },
+        sampler("top-p", \.topP) { $0 > 0 && $0 <= 1 },
+        sampler("top-k", \.topK) { $0 >= 0 },
+        sampler("min-p", \.minP) { $0 >= 0 && $0 < 1 },
+        sampler("repeat-penalty", \.repeatPenalty) { $0 > 0 },
+        sampler("repeat-last-n", \.repeatLastN) { $0 >= 0 },
+        Setting(name: "seed", show: { "\($0.conversation.generator.sampler.settings.seed)" }) { repl, text in
+            guard let seed = UInt64(text) else { throw EngineError.invalidArgument("seed takes a whole number") }
+            repl.conversation.generator.sampler.settings.seed = seed
+            repl.conversation.generator.sampler.rng = RandomGenerator(seed: seed)
+        },
+        Setting(name: "max-tokens", show: { "\($0.maxTokens)" }) { repl, text in
+            guard let n = Int(text), n >= 0 else { throw EngineError.invalidArgument("max-tokens takes a whole number ≥ 0") }
+            repl.maxTokens = n
+        },
+    ]
+
+    private static func sampler<T: LosslessStringConvertible>(_ name: String, _ key: WritableKeyPath<SamplerSettings, T>,
+                                                               valid: @escaping (T) -> Bool) -> Setting {
+        Setting(name: name, show: { "\($0.conversation.generator.sampler.settings[keyPath: key])" }) { repl, text in
+            guard let v = T(text), valid(v) else { throw EngineError.invalidArgument("invalid value for \(name): \(text)") }
+            repl.conversation.generator.sampler.settings[keyPath: key] = v
+        }
+    }
+
+    func showStats() {
+        let g = conversation.generator, cache = g.cache
+        Terminal.note("tokens seen: \(cache.tokensSeen); messages: \(conversation.messages.count)")
+        Terminal.note(String(format: "cache: %d of %d slots (%@), KV %@, %.0f MiB", cache.count, cache.capacity,
+                             cache.policy.window.map { "sinks \(cache.policy.sinks) + window \($0)" } ?? "dense",
+                             cache.precision.rawValue, Double(cache.bytes) / 1_048_576))
+        if let m = cache.memory {
+            Terminal.note(String(format: "memory: %d tokens in %d blocks, %.0f MiB in RAM, %.0f MiB in its file%@", m.tokens, m.blocks,
+                                 Double(m.ramBytes) / 1_048_576, Double(m.fileBytes) / 1_048_576, m.failure.map { " (\($0))" } ?? ""))
+        } else {
+            Terminal.note("memory: off")
+        }
+        if let r = lastReply {
+            Terminal.note(String(format: "last reply: %d tokens at %.1f t/s after reading %d at %.0f t/s", r.tokens,
+                                 r.seconds > 0 ? Double(r.tokens) / r.seconds : 0, r.promptTokens,
+                                 r.promptSeconds > 0 ? Double(r.promptTokens) / r.promptSeconds : 0))
+        }
+        Terminal.note(String(format: "resident memory: %.0f MiB", Bench.residentMiB()))
+        if let name = sessionName { Terminal.note("session: \(name)") }
+    }
+
+    /// The blocks the last ranking recalled, most picked first, as text with their scores.
+    func showRecall() {
+        let g = conversation.generator
+        guard let memory = g.cache.memory else { Terminal.note("block memory is off (--no-memory)"); return }
+        let recalls = memory.lastRecall()
+        guard !recalls.isEmpty else { Terminal.note("nothing recalled yet: the conversation still fits in the window"); return }
+        let pairs = g.model.config.layerCount * g.model.config.kvHeadCount
+        for r in recalls.prefix(8) {
+            var scores: [Float] = []
+            for layer in memory.recalled { for head in layer { for x in head where x.block == r.block { scores.append(x.score) } } }
+            let mean = scores.isEmpty ? 0 : scores.reduce(0, +) / Float(scores.count)
+            let end = min(g.history.count, r.start + r.tokens)
+            let text = g.tokenizer.decode(Array(g.history[min(r.start, end)..<end]))
+                .replacingOccurrences(of: "\n", with: " ⏎ ")
+            Terminal.note(String(format: "tokens %d–%d  picked by %d of %d layer-heads  mean score %.2f", r.start, end, r.picks, pairs, mean))
+            Terminal.note(Terminal.dim("  " + (text.count > 240 ? String(text.prefix(240)) + "…" : text)))
+        }
+        if recalls.count > 8 { Terminal.note("… and \(recalls.count - 8) more blocks") }
+    }
+}

@@ -1,0 +1,135 @@
+import Foundation
+import XCTest
+
+/// A real terminal driven through tmux (send-keys, capture-pane): what a user sees.
+final class TerminalSession {
+    let socket = "scroll-test-\(UUID().uuidString.prefix(8))"
+
+    /// Runs a tmux command and returns its output. Through posix_spawn and waitpid, not
+    /// Foundation's Process: the server new-session forks keeps Process's internal
+    /// descriptors open and Process would wait for it forever.
+    @discardableResult
+    func tmux(_ args: [String]) throws -> String {
+        let output = FileManager.default.temporaryDirectory.appendingPathComponent("tmux-\(UUID().uuidString)").path
+        defer { unlink(output) }
+        var actions = posix_spawn_file_actions_t()
+        posix_spawn_file_actions_init(&actions)
+        defer { posix_spawn_file_actions_destroy(&actions) }
+        posix_spawn_file_actions_addopen(&actions, 0, "/dev/null", O_RDONLY, 0)
+        posix_spawn_file_actions_addopen(&actions, 1, output, O_WRONLY | O_CREAT | O_TRUNC, 0o600)
+        posix_spawn_file_actions_addopen(&actions, 2, "/dev/null", O_WRONLY, 0)
+        let argv = (["tmux", "-L", socket] + args).map { strdup($0) } + [nil]
+        defer { argv.forEach { free($0) } }
+        var pid: pid_t = 0
+        guard posix_spawnp(&pid, "tmux", &actions, nil, argv, environ) == 0 else {
+            throw NSError(domain: "tmux", code: 1, userInfo: [NSLocalizedDescriptionKey: "tmux not found: scripts/setup.sh installs it"])
+        }
+        var status: Int32 = 0
+        waitpid(pid, &status, 0)
+        return (try? String(contentsOfFile: output, encoding: .utf8)) ?? ""
+    }
+
+    /// Starts `command` in a 140×50 terminal; the pane stays after it exits.
+    func start(_ command: String) throws {
+        try tmux(["new-session", "-d", "-s", "main", "-x", "140", "-y", "50", command + "; echo SCROLL-EXITED $?; sleep 600"])
+    }
+
+    /// Keys as tmux names them ("Enter", "C-c", "Tab") or literal text.
+    func send(_ keys: String...) throws { try tmux(["send-keys", "-t", "main"] + keys) }
+
+    /// The visible screen and its scrollback.
+    func screen() throws -> String { try tmux(["capture-pane", "-t", "main", "-p", "-S", "-300"]) }
+
+    /// Waits until `condition` holds for the screen; returns the screen either way.
+    @discardableResult
+    func wait(timeout: Double = 60, _ condition: (String) -> Bool) throws -> String {
+        let deadline = Date().addingTimeInterval(timeout)
+        var text = try screen()
+        while !condition(text) && Date() < deadline {
+            usleep(100_000)
+            text = try screen()
+        }
+        return text
+    }
+
+    func stop() { _ = try? tmux(["kill-server"]) }
+}
+
+/// The REPL in a real terminal (issue 8): streaming, Ctrl-C, commands, completion, sessions.
+final class REPLTests: XCTestCase {
+    func lines(_ screen: String) -> [String] {
+        screen.split(separator: "\n", omittingEmptySubsequences: false).map { String($0).trimmingCharacters(in: .whitespaces) }
+            .filter { !$0.isEmpty }
+    }
+
+    func testChatCtrlCSaveQuitResume() throws {
+        let folder = FileManager.default.temporaryDirectory.appendingPathComponent("scroll-repl-\(UUID().uuidString)").path
+        try FileManager.default.createDirectory(atPath: folder, withIntermediateDirectories: true)
+        addTeardownBlock { try? FileManager.default.removeItem(atPath: folder) }
+        let scroll = "cd '\(ScrollProcess.repoRoot.path)' && SCROLL_SESSIONS='\(folder)' SCROLL_HISTORY='\(folder)/history' '\(ScrollProcess.executable.path)'"
+        let term = TerminalSession()
+        defer { term.stop() }
+        try term.start(scroll + " --temp 0 -n 400")
+        try term.wait { $0.contains("/help lists commands") }
+
+        // A question: the answer streams in; Ctrl-C mid-reply stops it and gives the prompt back.
+        try term.send("Tell me a long story about a dragon and a knight.", "Enter")
+        var screen = try term.wait { s in
+            guard let i = s.range(of: "a knight.") else { return false }
+            return s[i.upperBound...].split(separator: " ").count > 8
+        }
+        try term.send("C-c")
+        screen = try term.wait { $0.contains("(stopped)") && self.lines($0).last == ">" }
+        XCTAssertTrue(screen.contains("(stopped)"), screen)
+        XCTAssertEqual(lines(screen).last, ">", screen)
+        XCTAssertTrue(screen.contains(" t/s · cache "), "status line after the reply: \(screen)")
+
+        // Ctrl-C at the prompt clears the line; the program stays.
+        try term.send("half a thought")
+        try term.wait { $0.contains("half a thought") }
+        try term.send("C-c")
+        screen = try term.wait { self.lines($0).last == ">" }
+        XCTAssertEqual(lines(screen).last, ">", screen)
+
+        // Tab completes a command; unknown commands get a hint; /help lists every command.
+        try term.send("/sess", "Tab")
+        try term.wait { $0.contains("/sessions") }
+        try term.send("C-c")
+        try term.send("/frobnicate", "Enter")
+        screen = try term.wait { $0.contains("unknown command /frobnicate") }
+        XCTAssertTrue(screen.contains("/help lists the commands"), screen)
+        try term.send("/help", "Enter")
+        screen = try term.wait { $0.contains("/quit") }
+        for command in ["/help", "/save", "/load", "/sessions", "/reset", "/system", "/set", "/stats", "/recall", "/file", "/quit"] {
+            XCTAssertTrue(screen.contains(command), "\(command) missing from /help: \(screen)")
+        }
+
+        try term.send("/save knights", "Enter")
+        screen = try term.wait { $0.contains("saved session knights") }
+        XCTAssertTrue(screen.contains("saved session knights"), screen)
+        try term.send("/quit", "Enter")
+        screen = try term.wait { $0.contains("SCROLL-EXITED") }
+        XCTAssertTrue(screen.contains("SCROLL-EXITED 0"), screen)
+        term.stop()
+
+        // Start again with the session: it is listed, and the conversation goes on from it.
+        let again = TerminalSession()
+        defer { again.stop() }
+        try again.start(scroll + " --session knights -n 40")
+        screen = try again.wait { $0.contains("resumed session knights") && $0.contains("/help lists commands") }
+        XCTAssertTrue(screen.contains("resumed session knights"), screen)
+        try again.send("/sessions", "Enter")
+        screen = try again.wait { $0.contains("knights ") && $0.contains("SmolLM2") }
+        XCTAssertTrue(screen.contains("SmolLM2"), screen)
+        try again.send("What was the story about?", "Enter")
+        // Wait for the prompt itself: a Ctrl-D typed before readline takes the terminal is
+        // an end-of-file the terminal driver consumes in line mode, not a key readline sees.
+        screen = try again.wait { s in s.components(separatedBy: " t/s · cache ").count >= 2 && self.lines(s).last == ">" }
+        XCTAssertTrue(screen.lowercased().contains("dragon") || screen.lowercased().contains("knight"), screen)
+        try again.send("C-d")
+        screen = try again.wait { $0.contains("SCROLL-EXITED") }
+        XCTAssertTrue(screen.contains("SCROLL-EXITED 0"), screen)
+        let history = (try? String(contentsOfFile: folder + "/history", encoding: .utf8)) ?? ""
+        XCTAssertTrue(history.contains("What was the story about?"), "history file: \(history)")
+    }
+}
