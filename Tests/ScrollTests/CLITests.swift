@@ -42,6 +42,21 @@ final class CLITests: XCTestCase {
         XCTAssertFalse(r.stdout.isEmpty)
     }
 
+    /// A fact at the start of a piped document six windows long: block memory recalls it
+    /// (stdout holds only the answer); with --no-memory the model no longer sees it.
+    func testEarlyFactRecalledFromMemory() throws {
+        let filler = Array(repeating: "The grass is green. The sky is blue. The sun is yellow. Here we go. There and back again.", count: 30)
+        let doc = "Notes from the meeting. The secret code word is PELICAN. Everything else was routine. " + filler.joined(separator: " ") + "\n"
+        let question = "What is the secret code word?"
+        let memory = try run(["--window", "128", "--temp", "0", "-n", "20", question], stdin: Data(doc.utf8))
+        XCTAssertEqual(memory.status, 0, memory.stderr)
+        XCTAssertTrue(memory.stdout.contains("PELICAN"), memory.stdout)
+        XCTAssertTrue(memory.stderr.contains("block memory"), memory.stderr)
+        let forgetful = try run(["--window", "128", "--no-memory", "--temp", "0", "-n", "20", question], stdin: Data(doc.utf8))
+        XCTAssertEqual(forgetful.status, 0, forgetful.stderr)
+        XCTAssertFalse(forgetful.stdout.contains("PELICAN"), forgetful.stdout)
+    }
+
     /// `scroll passkey` end to end, with a window beyond the trained context: YaRN is chosen
     /// by itself (said once on stderr) and the key 400 tokens back is still found.
     func testPasskeyWithAutomaticYaRN() throws {
