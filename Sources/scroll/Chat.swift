@@ -94,13 +94,7 @@ struct Chat: ParsableCommand {
         Terminal.write("\n")
     }
 
-    private func readingProgress() -> (Int, Int) -> Void {
-        let bar = ProgressLine(total: 0)
-        return { done, total in
-            guard total > 512 else { return }
-            if done >= total { bar.finish() } else { bar.update(done, of: total) }
-        }
-    }
+    private func readingProgress() -> (Int, Int) -> Void { ProgressLine(total: 0, minimum: 512).update(_:of:) }
 
     /// More than 10% of the characters are control characters (other than whitespace) or
     /// U+FFFD from bytes that are not UTF-8: an image, an archive, /dev/urandom.

@@ -77,16 +77,12 @@ final class REPL {
     /// A user turn: the reply streams to stdout; Ctrl-C stops it.
     private func send(_ text: String) {
         interrupt.clear()
-        let progress = ProgressLine(total: 0)
+        let progress = ProgressLine(total: 0, minimum: 512)
         do {
-            let stats = try conversation.reply(to: text, maxTokens: maxTokens, progress: { done, total in
-                if total > 512 { progress.update(done, of: total) }
-            }) { piece in
-                progress.finish()
+            let stats = try conversation.reply(to: text, maxTokens: maxTokens, progress: progress.update(_:of:)) { piece in
                 Terminal.write(piece)
                 return !interrupt.isRaised
             }
-            progress.finish()
             Terminal.write("\n")
             lastReply = stats
             if stats.reason == .interrupted { Terminal.note(Terminal.dim("(stopped)")) }

@@ -79,9 +79,8 @@ extension REPL {
             }
             let progress = ProgressLine(total: 0)
             let start = Date()
-            let tokens = try repl.conversation.addDocument(String(decoding: data, as: UTF8.self), name: (path as NSString).lastPathComponent) {
-                progress.update($0, of: $1)
-            }
+            let tokens = try repl.conversation.addDocument(String(decoding: data, as: UTF8.self), name: (path as NSString).lastPathComponent,
+                                                           progress: progress.update(_:of:))
             progress.finish()
             Terminal.note(String(format: "read %@: %d tokens in %.1f s", path, tokens, Date().timeIntervalSince(start)))
             repl.autosave()

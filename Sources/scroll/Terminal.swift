@@ -49,13 +49,21 @@ final class ProgressLine {
     var total: Int
     let start = Date()
     let enabled = Terminal.stderrIsTTY
+    /// Inputs of at most this many tokens read too fast to need a bar.
+    let minimum: Int
     private var drawn = false
 
-    init(total: Int) { self.total = total }
-
-    func update(_ done: Int, of total: Int) {
+    init(total: Int, minimum: Int = 0) {
         self.total = total
-        update(done)
+        self.minimum = minimum
+    }
+
+    /// A feed's progress callback: drawn while `done < total` for totals above `minimum`,
+    /// cleared once the input is read.
+    func update(_ done: Int, of total: Int) {
+        guard total > minimum else { return }
+        self.total = total
+        if done >= total { finish() } else { update(done) }
     }
 
     func update(_ done: Int) {

@@ -24,18 +24,21 @@ import Foundation
 ///                    count = min(n, capacity) slots, slot order (slot → position follows from n
 ///                    and the policy: KVCache.slot(ofPosition:)), each as a `rows` record
 ///     memory         when the fingerprint has one: for each layer, the block being filled
-///                    (n_memory mod blockSize tokens: positions i64, then per KV head keys and
-///                    values as `rows`), the representative keys of its blocks (f32
-///                    [block][kv_head][head_dim]); then each finished block's blob per layer
-///                    as BlockMemory packs it (int8 codes and f32 scales); then u32 length +
-///                    JSON of `RankingState` (what each layer and KV head recalled last)
+///                    (n_memory mod blockSize tokens, n_memory = max(0, n − capacity), at
+///                    positions sinks + blocks·blockSize + i; per KV head its keys and values
+///                    as `rows`), the representative keys of its blocks (f32
+///                    [block][kv_head][head_dim]); then each finished block, per layer: per
+///                    keys/values and KV head a `rows` record of its blockSize rows ("int8"),
+///                    or its blob as BlockMemory packs it ("lossless"); then u32 length + JSON
+///                    of `RankingState` (what each layer and KV head recalled last)
 ///     end            "END!"
 ///
-/// A `rows` record is `count` rows of head_dim values: with kvEncoding "f32", f32 values; with
-/// "int8", the int8 codes of all rows then their f32 scales, one per 32 values (KIVI-style
-/// per-token groups, as the int8 cache stores them). "int8" is the default: 3.6× smaller than
-/// f32 before zstd; "f32" (lossless) stores an f32 cache's bytes as they are, so a resumed
-/// session continues bit for bit. An int8 cache is always stored as it is.
+/// A `rows` record is `count` rows of head_dim values (one KV head). With kvEncoding
+/// "lossless": the f32 values. With "int8" (the default): the session codec of
+/// session_codec.c — int8 codes per channel over groups of 64 tokens, then an f16 (mean,
+/// step) per group and channel — about 38% of an f16 state after zstd; memory blocks are
+/// dequantized and re-coded this way. An int8 cache (`--kv int8`) is always stored as it is:
+/// its codes, then its f32 scales, one per 32 values.
 ///
 /// Writing streams through zstd in pieces, so saving never holds a second copy of the cache;
 /// it goes to a temporary file in the same folder, is fsynced, then renamed over the old
@@ -132,7 +135,6 @@ public enum SessionFile {
             let b = memory.settings.blockSize
             for l in 0..<cache.layerCount {
                 let pending = memory.pendingCount[l]
-                try w.put(raw: UnsafeRawBufferPointer(start: memory.pendingPositions[l], count: pending * 8))
                 for h in 0..<cache.kvHeadCount {
                     try putRows(f32: memory.pendingKeys[l] + h * b * hd, int8: nil, rows: pending)
                     try putRows(f32: memory.pendingValues[l] + h * b * hd, int8: nil, rows: pending)
@@ -261,7 +263,7 @@ public enum SessionFile {
         let held = max(0, n - cache.capacity)
         let blocks = held / b, pending = held % b
         for l in 0..<cache.layerCount {
-            try r.read(into: UnsafeMutableRawBufferPointer(start: memory.pendingPositions[l], count: pending * 8))
+            for i in 0..<pending { memory.pendingPositions[l][i] = Int64(cache.policy.sinks + blocks * b + i) }
             for h in 0..<kvh {
                 try getRows(f32: memory.pendingKeys[l] + h * b * hd, int8: nil, rows: pending)
                 try getRows(f32: memory.pendingValues[l] + h * b * hd, int8: nil, rows: pending)
