@@ -27,6 +27,10 @@ struct Chat: ParsableCommand {
 
     func run() throws {
         try reportingErrors {
+            // From here on Ctrl-C raises a flag instead of ending the program: it stops the
+            // reading of a document or a reply; the REPL also clears the line with it.
+            let interrupt = InterruptFlag()
+            interrupt.install()
             var document: String?
             if !Terminal.stdinIsTTY {
                 let data = FileHandle.standardInput.readDataToEndOfFile()
@@ -61,19 +65,21 @@ struct Chat: ParsableCommand {
             }
             switch (question, document) {
             case (let q?, let doc?):
-                try oneShot(conversation, doc + "\n\n" + q)
+                try oneShot(conversation, doc + "\n\n" + q, interrupt: interrupt)
             case (let q?, nil):
-                try oneShot(conversation, q)
+                try oneShot(conversation, q, interrupt: interrupt)
             case (nil, let doc?) where session != nil:
                 // Read and keep: the document waits in the session for questions.
-                let tokens = try conversation.addDocument(doc, name: "a document", progress: readingProgress())
-                Terminal.note("scroll: read \(tokens) tokens into session \(session!); ask with: scroll --session \(session!) \"QUESTION\"")
+                let (read, total) = try conversation.addDocument(doc, name: "a document", progress: readingProgress(),
+                                                                 shouldStop: { interrupt.isRaised })
+                if read < total { throw Chat.stoppedReading(read, of: total, session: session) }
+                Terminal.note("scroll: read \(total) tokens into session \(session!); ask with: scroll --session \(session!) \"QUESTION\"")
             case (nil, let doc?):
-                try oneShot(conversation, doc)
+                try oneShot(conversation, doc, interrupt: interrupt)
             case (nil, nil):
                 guard Terminal.stdinIsTTY else { throw EngineError.invalidArgument("no question given and stdin is empty") }
                 try REPL(conversation: conversation, maxTokens: sampling.maxTokens, store: store, encoding: sessionKV,
-                         sessionName: session).run()
+                         sessionName: session, interrupt: interrupt).run()
                 return
             }
             // One answer: a named session keeps it (and the document) for later.
@@ -83,15 +89,22 @@ struct Chat: ParsableCommand {
 
     /// One answer on stdout, nothing else; a progress bar on stderr (if a terminal) while a
     /// long input is read.
-    private func oneShot(_ conversation: Conversation, _ text: String) throws {
-        let interrupt = InterruptFlag()
-        interrupt.install()
+    private func oneShot(_ conversation: Conversation, _ text: String, interrupt: InterruptFlag) throws {
         let progress = readingProgress()
-        try conversation.reply(to: text, maxTokens: sampling.maxTokens, progress: progress) { piece in
+        let stats = try conversation.reply(to: text, maxTokens: sampling.maxTokens, progress: progress,
+                                           shouldStop: { interrupt.isRaised }) { piece in
             Terminal.write(piece)
             return !interrupt.isRaised
         }
+        if stats.unread > 0 { throw Chat.stoppedReading(stats.promptTokens - stats.unread, of: stats.promptTokens, session: session) }
         Terminal.write("\n")
+    }
+
+    /// Ctrl-C while the input was read: no answer, a named session is not saved (its last
+    /// save stays as it was), exit status 130 as for any program stopped by SIGINT.
+    static func stoppedReading(_ read: Int, of total: Int, session: String?) -> ExitCode {
+        Terminal.note("scroll: stopped after reading \(read) of \(total) tokens" + (session.map { "; session \($0) was not saved" } ?? ""))
+        return ExitCode(130)
     }
 
     private func readingProgress() -> (Int, Int) -> Void { ProgressLine(total: 0, minimum: 512).update(_:of:) }

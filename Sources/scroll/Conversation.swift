@@ -25,21 +25,30 @@ final class Conversation {
         var promptSeconds = 0.0
         var tokens = 0
         var seconds = 0.0
+        /// Prompt tokens left unread when reading was stopped (Ctrl-C); 0 when all were read.
+        var unread = 0
     }
 
     /// Feeds the user's turn and streams the reply through `onText` (return false to stop).
-    /// `progress` sees (tokens read, tokens to read) while a long turn is read.
+    /// `progress` sees (tokens read, tokens to read) while a long turn is read; `shouldStop`
+    /// returning true while it is read ends the turn there, with no reply (`unread` > 0).
     @discardableResult
     func reply(to text: String, maxTokens: Int, progress: ((Int, Int) -> Void)? = nil,
-               onText: (String) -> Bool) throws -> ReplyStats {
+               shouldStop: (() -> Bool)? = nil, onText: (String) -> Bool) throws -> ReplyStats {
         let user = ChatMessage(role: .user, content: text)
         var ids = userTurn(user)
         if template != nil { ids += [template!.imStart] + generator.tokenizer.encode("assistant\n") }
         var stats = ReplyStats(promptTokens: ids.count)
         let t0 = Date()
-        try feed(ids, progress: progress)
+        let read = try feed(ids, progress: progress, shouldStop: shouldStop)
         messages.append(user)
         stats.promptSeconds = Date().timeIntervalSince(t0)
+        guard read == ids.count else {
+            stats.unread = ids.count - read
+            stats.reason = .interrupted
+            try closeTurn()
+            return stats
+        }
         var replyText = ""
         let t1 = Date()
         let (out, reason) = generator.generate(maxTokens: maxTokens) { piece in
@@ -49,28 +58,35 @@ final class Conversation {
         stats.seconds = Date().timeIntervalSince(t1)
         stats.tokens = out.count
         stats.reason = reason
-        if let template {
-            messages.append(ChatMessage(role: .assistant, content: replyText))
-            // Close the assistant turn in the cache so the next user turn follows ChatML.
-            let close = [template.imEnd] + generator.tokenizer.encode("\n")
-            if generator.remainingCapacity >= close.count { try generator.feed(close) }
-        }
+        if template != nil { messages.append(ChatMessage(role: .assistant, content: replyText)) }
+        try closeTurn()
         return stats
+    }
+
+    /// Ends the open turn in the cache (a reply, or a user turn whose reading was stopped)
+    /// so the next user turn follows ChatML.
+    private func closeTurn() throws {
+        guard let template else { return }
+        let close = [template.imEnd] + generator.tokenizer.encode("\n")
+        if generator.remainingCapacity >= close.count { try generator.feed(close) }
     }
 
     /// Reads a document into the conversation without a reply (/file, or piped input kept in
     /// a session): a user turn holding it and a one-line assistant acknowledgement, so the
-    /// next question follows ChatML. Returns the tokens read.
+    /// next question follows ChatML. Returns the tokens read and the tokens there were; when
+    /// `shouldStop` ended the reading early, what was read stays, with its turn closed.
     @discardableResult
-    func addDocument(_ text: String, name: String, progress: ((Int, Int) -> Void)? = nil) throws -> Int {
+    func addDocument(_ text: String, name: String, progress: ((Int, Int) -> Void)? = nil,
+                     shouldStop: (() -> Bool)? = nil) throws -> (read: Int, total: Int) {
         let user = ChatMessage(role: .user, content: "Here is \(name):\n\n\(text)")
-        var ids = userTurn(user)
+        let turn = userTurn(user)
         let ack = ChatMessage(role: .assistant, content: "I have read \(name).")
-        if let template { ids += template.encodeTurn(ack) }
-        try feed(ids, progress: progress)
+        let ids = turn + (template.map { $0.encodeTurn(ack) } ?? [])
+        let read = try feed(ids, progress: progress, shouldStop: shouldStop)
         messages.append(user)
-        if template != nil { messages.append(ack) }
-        return ids.count
+        if read < ids.count && read != turn.count { try closeTurn() }
+        if template != nil && read == ids.count { messages.append(ack) }
+        return (read, ids.count)
     }
 
     /// A user turn's tokens (the whole prompt with the system message on the first turn).
@@ -85,7 +101,7 @@ final class Conversation {
         return template.encodeTurn(user)
     }
 
-    private func feed(_ ids: [Int], progress: ((Int, Int) -> Void)?) throws {
+    private func feed(_ ids: [Int], progress: ((Int, Int) -> Void)?, shouldStop: (() -> Bool)?) throws -> Int {
         let cache = generator.cache
         if let window = cache.policy.window, ids.count > cache.capacity {
             // No silent truncation: say once how a long input is held.
@@ -94,7 +110,7 @@ final class Conversation {
                 : "the rest is dropped (block memory is off)"
             Terminal.note("scroll: the input (\(ids.count) tokens) is longer than the window: the model attends to the first \(cache.policy.sinks) tokens and the last \(window); \(held)")
         }
-        try generator.feed(ids) { progress?($0, ids.count) }
+        return try generator.feed(ids, progress: { progress?($0, ids.count) }, shouldStop: shouldStop)
     }
 
     /// Starts over with a new system prompt (nil: the model's default).

@@ -16,10 +16,20 @@ enum LineEditor {
     nonisolated(unsafe) private static var received: String??
     nonisolated(unsafe) private static var candidates: [String] = []
 
+    /// The terminal's settings when Scroll started, restored on the way out.
+    nonisolated(unsafe) private static var original: termios?
+
     /// Loads the history file (created on first save) and installs completion.
     static func start(historyPath path: String?) {
         rl_readline_name = UnsafePointer(strdup("scroll"))
         rl_catch_signals = 0
+        // A message typed over several lines is one history entry. Readline writes each
+        // entry after a "#<time>" line and, with multi-line entries on, reads back every line
+        // up to the next such mark as one entry; without the marks the lines of a message
+        // came back as separate entries after a restart.
+        history_comment_char = CChar(UInt8(ascii: "#"))
+        history_write_timestamps = 1
+        history_multiline_entries = 1
         historyPath = path
         if let path { read_history(path) }
         stifle_history(1000)
@@ -46,6 +56,8 @@ enum LineEditor {
     static func readLine(prompt: String, interrupt: InterruptFlag) -> String? {
         received = nil
         interrupt.clear()
+        // Readline echoes what is typed only if the terminal echoed when it took it over.
+        if var t = original { tcsetattr(STDIN_FILENO, TCSANOW, &t) }
         rl_callback_handler_install(prompt) { cLine in
             if let cLine {
                 LineEditor.received = .some(String(cString: cLine))
@@ -69,8 +81,39 @@ enum LineEditor {
             if ready > 0 { rl_callback_read_char() }
             if ready < 0 && errno != EINTR { rl_callback_handler_remove(); return nil }
         }
+        holdTypeahead()
         guard let line = received ?? nil else { return nil }
         return line
+    }
+
+    /// Between prompts (while a reply streams or a session saves) the terminal stays out of
+    /// line mode, with echo off and signals on: keys typed ahead wait as bytes for the next
+    /// prompt. In line mode a Ctrl-D typed during a reply was an end-of-file the terminal
+    /// driver consumed, so the next prompt never saw it; echo off keeps typed-ahead text
+    /// from landing in the middle of a reply (readline shows it at the prompt). Switching
+    /// back to line mode for the next prompt keeps the bytes waiting (Linux's n_tty pushes
+    /// them as a line), and readline reads them.
+    private static func holdTypeahead() {
+        guard isatty(STDIN_FILENO) == 1 else { return }
+        var t = termios()
+        guard tcgetattr(STDIN_FILENO, &t) == 0 else { return }
+        if original == nil {
+            original = t
+            atexit { LineEditor.finish() }
+        }
+        t.c_lflag &= ~tcflag_t(ICANON | ECHO)
+        withUnsafeMutableBytes(of: &t.c_cc) { cc in
+            cc[Int(VMIN)] = 1
+            cc[Int(VTIME)] = 0
+        }
+        tcsetattr(STDIN_FILENO, TCSANOW, &t)
+    }
+
+    /// Gives the terminal back as it was found.
+    static func finish() {
+        guard var t = original else { return }
+        tcsetattr(STDIN_FILENO, TCSANOW, &t)
+        original = nil
     }
 
     /// Adds an entry (a whole multi-line message is one entry) and appends it to the file.
@@ -79,7 +122,7 @@ enum LineEditor {
         add_history(entry)
         guard let path = historyPath else { return }
         if !FileManager.default.fileExists(atPath: path) {
-            FileManager.default.createFile(atPath: path, contents: nil, attributes: [.posixPermissions: 0o600])
+            _ = FileManager.default.createFile(atPath: path, contents: nil, attributes: [.posixPermissions: 0o600])
         }
         append_history(1, path)
         history_truncate_file(path, 1000)

@@ -14,9 +14,10 @@ final class REPL {
     var sessionName: String?
     var lastReply: Conversation.ReplyStats?
     var done = false
-    let interrupt = InterruptFlag()
+    let interrupt: InterruptFlag
 
-    init(conversation: Conversation, maxTokens: Int, store: SessionStore, encoding: SessionFile.KVEncoding, sessionName: String?) {
+    init(conversation: Conversation, maxTokens: Int, store: SessionStore, encoding: SessionFile.KVEncoding, sessionName: String?, interrupt: InterruptFlag) {
+        self.interrupt = interrupt
         self.conversation = conversation
         self.maxTokens = maxTokens
         self.store = store
@@ -32,8 +33,8 @@ final class REPL {
     }
 
     func run() throws {
-        interrupt.install()
         LineEditor.start(historyPath: Self.historyPath)
+        defer { LineEditor.finish() }
         LineEditor.completer = { [unowned self] line, start, word in self.complete(line: line, start: start, word: word) }
         Terminal.note("Scroll — \(conversation.generator.model.config.architecture) model loaded. Type a message (end a line with \\ or wrap it in \"\"\" for more lines); /help lists commands; Ctrl-D leaves.")
         while !done, let message = readMessage() {
@@ -79,13 +80,20 @@ final class REPL {
         interrupt.clear()
         let progress = ProgressLine(total: 0, minimum: 512)
         do {
-            let stats = try conversation.reply(to: text, maxTokens: maxTokens, progress: progress.update(_:of:)) { piece in
+            let stats = try conversation.reply(to: text, maxTokens: maxTokens, progress: progress.update(_:of:),
+                                               shouldStop: { self.interrupt.isRaised }) { piece in
                 Terminal.write(piece)
                 return !interrupt.isRaised
             }
-            Terminal.write("\n")
+            if stats.tokens > 0 { Terminal.write("\n") }
             lastReply = stats
-            if stats.reason == .interrupted { Terminal.note(Terminal.dim("(stopped)")) }
+            if stats.unread > 0 {
+                progress.finish()
+                let read = stats.promptTokens - stats.unread
+                Terminal.note(Terminal.dim("(stopped while reading: the first \(read) of \(stats.promptTokens) tokens are in the conversation; no reply)"))
+            } else if stats.reason == .interrupted {
+                Terminal.note(Terminal.dim("(stopped)"))
+            }
             if stats.reason == .contextFull { Terminal.note("(the context is full: /reset to start over)") }
             if Terminal.stdoutIsTTY { Terminal.note(Terminal.dim(statusLine(stats))) }
             autosave()

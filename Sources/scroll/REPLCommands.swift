@@ -79,10 +79,15 @@ extension REPL {
             }
             let progress = ProgressLine(total: 0)
             let start = Date()
-            let tokens = try repl.conversation.addDocument(String(decoding: data, as: UTF8.self), name: (path as NSString).lastPathComponent,
-                                                           progress: progress.update(_:of:))
+            repl.interrupt.clear()
+            let (read, total) = try repl.conversation.addDocument(String(decoding: data, as: UTF8.self), name: (path as NSString).lastPathComponent,
+                                                                  progress: progress.update(_:of:), shouldStop: { repl.interrupt.isRaised })
             progress.finish()
-            Terminal.note(String(format: "read %@: %d tokens in %.1f s", path, tokens, Date().timeIntervalSince(start)))
+            if read < total {
+                Terminal.note(String(format: "stopped reading %@: the first %d of %d tokens are in the conversation", path, read, total))
+            } else {
+                Terminal.note(String(format: "read %@: %d tokens in %.1f s", path, total, Date().timeIntervalSince(start)))
+            }
             repl.autosave()
         },
         Command(name: "quit", usage: "", help: "leave (a named session is saved first; Ctrl-D does the same)", argument: .none) { repl, _ in

@@ -57,6 +57,27 @@ final class CLITests: XCTestCase {
         XCTAssertFalse(forgetful.stdout.contains("PELICAN"), forgetful.stdout)
     }
 
+    /// Ctrl-C while a long piped document is read stops the reading within a piece (not at
+    /// the end of the document): one line on stderr says how much was read, nothing on
+    /// stdout, exit status 130, and a named session keeps its last save.
+    func testCtrlCWhileReadingAPipedDocument() throws {
+        let folder = FileManager.default.temporaryDirectory.appendingPathComponent("scroll-ctrlc-\(UUID().uuidString)").path
+        try FileManager.default.createDirectory(atPath: folder, withIntermediateDirectories: true)
+        defer { try? FileManager.default.removeItem(atPath: folder) }
+        // ~60,000 tokens: minutes of reading in a debug build, so the SIGINT lands mid-read.
+        let doc = String(repeating: "The grass is green. The sky is blue. The sun is yellow. Here we go. There and back again.\n", count: 3000)
+        let r = try run(["--window", "256", "--no-memory", "--session", "doc", "What color is the sky?"], stdin: Data(doc.utf8),
+                        environment: ["SCROLL_SESSIONS": folder], interruptAfter: 2)
+        XCTAssertEqual(r.status, 130, r.stderr)
+        XCTAssertEqual(r.stdout, "")
+        let line = r.stderr.split(separator: "\n").last.map(String.init) ?? ""
+        let counts = line.split(separator: " ").compactMap { Int($0) }
+        XCTAssertTrue(line.hasPrefix("scroll: stopped after reading ") && line.hasSuffix("session doc was not saved"), r.stderr)
+        XCTAssertEqual(counts.count, 2, line)
+        if counts.count == 2 { XCTAssertLessThan(counts[0], counts[1] / 2, "reading went on after Ctrl-C: \(line)") }
+        XCTAssertFalse(FileManager.default.fileExists(atPath: folder + "/doc"), "a half-read session was saved")
+    }
+
     /// `scroll passkey` end to end, with a window beyond the trained context: YaRN is chosen
     /// by itself (said once on stderr) and the key 400 tokens back is still found.
     func testPasskeyWithAutomaticYaRN() throws {

@@ -20,7 +20,10 @@ enum ScrollProcess {
 struct Result { let status: Int32; let stdout: String; let stderr: String }
 
 extension XCTestCase {
-    func run(_ args: [String], stdin: Data? = nil, environment: [String: String] = [:]) throws -> Result {
+    /// Runs scroll to the end; `interruptAfter` seconds after its stdin is written, it gets
+    /// a SIGINT (a Ctrl-C).
+    func run(_ args: [String], stdin: Data? = nil, environment: [String: String] = [:],
+             interruptAfter: Double? = nil) throws -> Result {
         let p = Process()
         p.executableURL = ScrollProcess.executable
         p.arguments = args
@@ -33,6 +36,10 @@ extension XCTestCase {
         try p.run()
         if let stdin { inp.fileHandleForWriting.write(stdin) }
         try inp.fileHandleForWriting.close()
+        if let interruptAfter {
+            usleep(UInt32(interruptAfter * 1_000_000))
+            p.interrupt()
+        }
         let o = out.fileHandleForReading.readDataToEndOfFile()
         let e = err.fileHandleForReading.readDataToEndOfFile()
         p.waitUntilExit()

@@ -27,14 +27,35 @@ public final class Generator {
 
     /// Runs `ids` through the model in batched chunks. Throws, feeding nothing, if they do
     /// not fit. `progress` is called after each chunk with the count done so far.
-    public func feed(_ ids: [Int], progress: ((Int) -> Void)? = nil) throws {
+    ///
+    /// With `shouldStop`, the tokens go in pieces of `stopGranularity` and reading ends early
+    /// when it returns true between two pieces (Ctrl-C while a long document is read: the
+    /// wait is at most one piece, ~2 s, not the whole document). What was read stays in the
+    /// cache. Returns the number of tokens fed.
+    @discardableResult
+    public func feed(_ ids: [Int], progress: ((Int) -> Void)? = nil, shouldStop: (() -> Bool)? = nil) throws -> Int {
         guard ids.count <= remainingCapacity else {
             throw EngineError.invalidArgument("input of \(ids.count) tokens does not fit: the dense context has room for \(remainingCapacity) more (of \(cache.capacity))")
         }
-        guard !ids.isEmpty else { return }
-        logits = model.prefill(ids, cache: cache, progress: progress)
-        history += ids
+        guard !ids.isEmpty else { return 0 }
+        guard let shouldStop else {
+            logits = model.prefill(ids, cache: cache, progress: progress)
+            history += ids
+            return ids.count
+        }
+        var done = 0
+        while done < ids.count, !shouldStop() {
+            let piece = Array(ids[done..<min(ids.count, done + Self.stopGranularity)])
+            let offset = done
+            logits = model.prefill(piece, cache: cache) { progress?(offset + $0) }
+            history += piece
+            done += piece.count
+        }
+        return done
     }
+
+    /// Tokens fed between two `shouldStop` checks: two prefill chunks.
+    public static let stopGranularity = 2 * Transformer.prefillBatch
 
     /// Why a reply ended.
     public enum StopReason: Equatable { case stopToken, maxTokens, contextFull, interrupted }
