@@ -7,8 +7,17 @@ struct Scroll: ParsableCommand {
     static let configuration = CommandConfiguration(
         commandName: "scroll",
         abstract: "A terminal chat with a local LLM that never runs out of context.",
+        discussion: Scroll.chatOptions,
         subcommands: [Chat.self, SessionsCommand.self, Bench.self, Ppl.self, PasskeyCommand.self],
         defaultSubcommand: Chat.self)
+
+    /// `scroll --help` also lists the options of the default command: they are what
+    /// `scroll "question"` and the REPL take, and a user should not need `scroll help chat`.
+    static var chatOptions: String {
+        let help = Chat.helpMessage(columns: 78)
+        guard let start = help.range(of: "ARGUMENTS:") ?? help.range(of: "OPTIONS:") else { return "" }
+        return "Without a subcommand, scroll runs chat:\n\n" + help[start.lowerBound...].trimmingCharacters(in: .newlines)
+    }
 }
 
 /// Runs `body`, turning engine errors into one line on stderr and exit status 1.

@@ -57,6 +57,26 @@ final class CLITests: XCTestCase {
         XCTAssertFalse(forgetful.stdout.contains("PELICAN"), forgetful.stdout)
     }
 
+    /// `scroll --help` lists every option of the default command (what `scroll "question"`
+    /// and the REPL take) and every subcommand, one entry each.
+    func testHelpListsEveryOptionAndSubcommand() throws {
+        let help = try run(["--help"])
+        XCTAssertEqual(help.status, 0, help.stderr)
+        let chat = try run(["help", "chat"])
+        let options = chat.stdout.split(separator: "\n").compactMap { line -> String? in
+            let t = line.trimmingCharacters(in: .whitespaces)
+            guard t.hasPrefix("-") else { return nil }
+            return t.split(separator: " ").first { $0.hasPrefix("--") }.map(String.init)
+        }
+        XCTAssertGreaterThan(options.count, 30, chat.stdout)
+        for name in options + ["--window", "--sinks", "--memory", "--session", "--temp", "--system", "--kv", "--rope-scaling"] {
+            XCTAssertTrue(help.stdout.contains(name), "\(name) missing from scroll --help")
+        }
+        for sub in ["chat", "sessions", "bench", "ppl", "passkey"] {
+            XCTAssertTrue(help.stdout.contains("\n  \(sub) "), "\(sub) missing from scroll --help")
+        }
+    }
+
     /// Ctrl-C while a long piped document is read stops the reading within a piece (not at
     /// the end of the document): one line on stderr says how much was read, nothing on
     /// stdout, exit status 130, and a named session keeps its last save.
