@@ -79,8 +79,14 @@ struct PasskeyCommand: ParsableCommand {
                                              seconds: Date().timeIntervalSince(start), needleRecalls: needleRecalls))
                         if !json {
                             let recalls = needleRecalls.map { "  recalled by \($0) layer-heads" } ?? ""
+                            // Time and the memory's size, for the long runs (1M tokens: issue 6).
+                            let memory = generator.cache.memory.map {
+                                String(format: ", memory %.0f MiB in RAM + %.0f MiB in its file", Double($0.ramBytes) / 1_048_576,
+                                       Double($0.fileBytes) / 1_048_576)
+                            } ?? ""
                             print(String(format: "tokens %6d  depth %.2f  key %5d  %@  %@", ids.count, depth, key,
-                                         correct ? "ok  " : "MISS", answer.replacingOccurrences(of: "\n", with: " ")) + recalls)
+                                         correct ? "ok  " : "MISS", answer.replacingOccurrences(of: "\n", with: " ")) + recalls
+                                  + String(format: "  (%.0f s, RSS %.0f MiB", results.last!.seconds, Bench.residentMiB()) + memory + ")")
                         }
                     }
                 }

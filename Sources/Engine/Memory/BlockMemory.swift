@@ -41,12 +41,18 @@ public struct MemorySettings: Equatable {
 /// sum over the chunk of InfLLM's relevance — and the top blocks join the sinks, the
 /// window and the not-yet-full block of latest evictions in the same softmax.
 ///
-/// Positions. Memory keys are scored with the query rotated for the sink keys (at the cache's
-/// last position, sinks + window − 1). With `.chronological` (the default) each slot of the
-/// block being filled and of the recall buffer has its own position, in stream order just
-/// beyond the window (negative positions rotate backwards), so a recalled passage keeps its
-/// word order. With `.same` (InfLLM's choice) every key is turned back to position 0 when
-/// it is evicted, so all look as far away as the sinks, however old.
+/// Positions. With `.chronological` (the default) memory keys are attended with the query at
+/// its own position, like the window: the block being filled keeps the keys as the window
+/// had them, at their true distance; recalled rows are rotated to sit right behind it, as
+/// if they were the text evicted just before it, in stream order (so a recalled passage keeps
+/// its word order and stays within this small model's reach, whatever its age). Between
+/// rankings they age with the stream; each ranking moves them back behind the block being
+/// filled. When every block is recalled, every key is thus at its true distance and the
+/// attention equals dense attention (BlockMemoryTests). Finished blocks are stored rotated
+/// to the canonical positions sinks − blockSize + i (slot i), and scored there by the query
+/// rotated for the sink keys (at sinks + window − 1). With `.same` (InfLLM's choice) every
+/// key is turned back to position 0 when it is evicted and attended with the sink query,
+/// so all look as far away as the sinks, however old.
 ///
 /// Cost. A full ranking (each prefill chunk) reads one representative per block; while
 /// decoding, re-rankings every `refreshEvery` tokens look only at the last full ranking's
@@ -58,7 +64,8 @@ public final class BlockMemory {
     private let rope: RopeTable
     private let ropeMode: Int32
 
-    // The block being filled, per layer: keys turned back to position 0, and values, f32.
+    // The block being filled, per layer, f32: keys as the window had them (rotated at their
+    // stream position; `.same`: turned back to position 0), and values.
     let pendingKeys: [UnsafeMutablePointer<Float>]     // [kv_head][block][head_dim]
     let pendingValues: [UnsafeMutablePointer<Float>]
     let pendingPositions: [UnsafeMutablePointer<Int64>] // [block]
@@ -76,6 +83,8 @@ public final class BlockMemory {
     let recallKeys: [UnsafeMutablePointer<Float>]       // [kv_head][topBlocks·block][head_dim]
     private let recallValues: [UnsafeMutablePointer<Float>]
     private let recallPositions: [UnsafeMutablePointer<Int64>]  // [kv_head][topBlocks·block]
+    /// [layer][kv_head] the stream position the recalled rows were rotated to sit behind.
+    var recallAnchor: [[Int]]
     /// [layer][kv_head] the recalled blocks, oldest first, with their scores.
     public internal(set) var recalled: [[[(block: Int, score: Float)]]]
     var candidates: [[[Int]]]                // [layer][kv_head]
@@ -112,6 +121,7 @@ public final class BlockMemory {
         recallValues = (0..<layerCount).map { _ in .allocate(capacity: max(1, recallRows * headDim)) }
         recallPositions = (0..<layerCount).map { _ in .allocate(capacity: max(1, recallRows)) }
         recalled = Array(repeating: Array(repeating: [], count: kvHeadCount), count: layerCount)
+        recallAnchor = Array(repeating: Array(repeating: 0, count: kvHeadCount), count: layerCount)
         candidates = Array(repeating: Array(repeating: [], count: kvHeadCount), count: layerCount)
         rankedBlocks = Array(repeating: 0, count: layerCount)
         sinceRanking = Array(repeating: 0, count: layerCount)
@@ -159,20 +169,38 @@ public final class BlockMemory {
             key.update(from: t.keys + h * t.stride, count: hd)
             (pendingValues[l] + (h * b + i) * hd).update(from: t.values + h * t.stride, count: hd)
         }
-        rotate(pendingKeys[l] + i * hd, rows: kvHeadCount, stride: b * hd, from: t.position, to: pendingPosition(i))
+        if settings.positions == .same { rotate(pendingKeys[l] + i * hd, rows: kvHeadCount, stride: b * hd, from: t.position, to: 0) }
         pendingCount[l] += 1
         if pendingCount[l] == b { finishBlock(layer: l) }
     }
 
-    /// The position slot i of the block being filled is rotated at (see Positions above):
-    /// the sink query sits at sinks + window − 1, so slot i is window + blockSize − 1 − i away.
-    private func pendingPosition(_ i: Int) -> Int {
+    /// The position row i of a finished block is stored and scored at (see Positions above):
+    /// the sink query sits at sinks + window − 1, so row i is window + blockSize − 1 − i away.
+    private func canonicalPosition(_ i: Int) -> Int {
         settings.positions == .same ? 0 : sinks - settings.blockSize + i
     }
 
-    /// The position slot x of `count` recalled rows is rotated at: beyond the block being filled.
-    private func recalledPosition(_ x: Int, count: Int) -> Int {
-        settings.positions == .same ? 0 : sinks - settings.blockSize - count + x
+    /// Where the recalled rows of layer l go: right behind the block being filled, whose
+    /// first token is at stream position sinks + blocks·blockSize (the window hands over
+    /// every token from position `sinks` on, in order).
+    func anchor(layer l: Int) -> Int { sinks + blockCount[l] * settings.blockSize }
+
+    /// The position row x of `count` recalled rows is rotated at.
+    private func recalledPosition(_ x: Int, count: Int, anchor: Int) -> Int {
+        settings.positions == .same ? 0 : anchor - count + x
+    }
+
+    /// Turns the pending keys `keys` (laid out as `pendingKeys`) of layer l between where
+    /// the window had them and their canonical positions: for finishing a block, and for
+    /// version-1 session files, which stored them canonical.
+    func turnPending(layer l: Int, keys: UnsafeMutablePointer<Float>, toCanonical: Bool) {
+        guard settings.positions == .chronological else { return }
+        let b = settings.blockSize, hd = headDim
+        for i in 0..<pendingCount[l] {
+            let stream = Int(pendingPositions[l][i]), canonical = canonicalPosition(i)
+            rotate(keys + i * hd, rows: kvHeadCount, stride: b * hd, from: toCanonical ? stream : canonical,
+                   to: toCanonical ? canonical : stream)
+        }
     }
 
     /// Re-rotates `rows` keys (stride apart) from position `from` to position `to`: a rotation
@@ -189,6 +217,7 @@ public final class BlockMemory {
     private func finishBlock(layer l: Int) {
         let b = settings.blockSize, hd = headDim, groups = hd / Int(CK_KV_GROUP)
         let index = blockCount[l]
+        turnPending(layer: l, keys: pendingKeys[l], toCanonical: true)
         let codes = blob.assumingMemoryBound(to: Int8.self)
         let scaleBase = (blob + 2 * kvHeadCount * codesPerHead).assumingMemoryBound(to: Float.self)
         for h in 0..<kvHeadCount {
@@ -248,7 +277,11 @@ public final class BlockMemory {
                 }
                 candidates[l][h] = best.map(\.block)   // bounded: the next re-ranking looks at these and newer blocks
                 var chosen = best.prefix(settings.topBlocks).sorted { $0.block < $1.block }
-                if chosen.map(\.block) != recalled[l][h].map(\.block) {
+                // Also the same blocks when a block finished since: back behind the one being
+                // filled (reloaded rather than turned in place, so a resumed session, which
+                // loads them afresh, continues bit for bit).
+                if chosen.map(\.block) != recalled[l][h].map(\.block)
+                    || settings.positions == .chronological && recallAnchor[l][h] != anchor(layer: l) {
                     let loaded = Set(load(layer: l, head: h, blocks: chosen.map(\.block)))
                     chosen = chosen.filter { loaded.contains($0.block) }
                 }
@@ -258,10 +291,13 @@ public final class BlockMemory {
         rankedBlocks[l] = blocks
     }
 
-    /// Dequantizes the chosen blocks of one KV head into the layer's recall buffer, and
-    /// returns the ones that could be read (a block whose file write failed cannot).
-    func load(layer l: Int, head h: Int, blocks: [Int]) -> [Int] {
+    /// Dequantizes the chosen blocks of one KV head into the layer's recall buffer, behind
+    /// `anchor` (default: the block being filled), and returns the ones that could be read
+    /// (a block whose file write failed cannot).
+    func load(layer l: Int, head h: Int, blocks: [Int], anchor given: Int? = nil) -> [Int] {
         let b = settings.blockSize, hd = headDim, groups = hd / Int(CK_KV_GROUP), slots = settings.topBlocks * b
+        let anchor = given ?? anchor(layer: l)
+        recallAnchor[l][h] = anchor
         var loaded: [Int] = []
         for block in blocks {
             guard let base = store.read(block * layerCount + l, into: blob) else { continue }
@@ -272,29 +308,31 @@ public final class BlockMemory {
                 ck_dequantize_kv_row(valueCodes(base, h) + r * hd, scales(base, kvHeadCount + h) + r * groups,
                                      recallValues[l] + row * hd, Int32(hd))
                 recallPositions[l][row] = Int64(blockStarts[block] + r)
-                rotate(recallKeys[l] + row * hd, rows: 1, stride: hd, from: pendingPosition(r),
-                       to: recalledPosition(k * b + r, count: blocks.count * b))
             }
+            // Every row of the block moves by the same amount: one rotation for all.
+            rotate(recallKeys[l] + (h * slots + k * b) * hd, rows: b, stride: hd, from: canonicalPosition(0),
+                   to: recalledPosition(k * b, count: blocks.count * b, anchor: anchor))
             loaded.append(block)
         }
         return loaded
     }
 
     /// What one KV head of one layer attends to beyond the cache: the recalled blocks and the
-    /// block being filled, scored with the sink-rotated queries, never masked by the window.
+    /// block being filled, never masked by the window; scored with the queries at their own
+    /// positions (`.same`: with the sink-rotated queries).
     func segments(layer l: Int, head h: Int) -> [ck_kv_segment] {
         let b = settings.blockSize, hd = headDim, slots = settings.topBlocks * b
-        let f32 = Int32(CK_KV_F32.rawValue)
+        let f32 = Int32(CK_KV_F32.rawValue), sinkQuery: Int32 = settings.positions == .same ? 1 : 0
         var result: [ck_kv_segment] = []
         let recalledRows = recalled[l][h].count * b
         if recalledRows > 0 {
-            result.append(ck_kv_segment(type: f32, sink_query: 1, windowed: 0,
+            result.append(ck_kv_segment(type: f32, sink_query: sinkQuery, windowed: 0,
                                         keys: recallKeys[l] + h * slots * hd, values: recallValues[l] + h * slots * hd,
                                         key_scales: nil, value_scales: nil, row_stride: Int64(hd),
                                         count: Int64(recalledRows), positions: recallPositions[l] + h * slots))
         }
         if pendingCount[l] > 0 {
-            result.append(ck_kv_segment(type: f32, sink_query: 1, windowed: 0,
+            result.append(ck_kv_segment(type: f32, sink_query: sinkQuery, windowed: 0,
                                         keys: pendingKeys[l] + h * b * hd, values: pendingValues[l] + h * b * hd,
                                         key_scales: nil, value_scales: nil, row_stride: Int64(hd),
                                         count: Int64(pendingCount[l]), positions: pendingPositions[l]))

@@ -34,16 +34,26 @@ struct ChunkAttentionJob {
             let t0 = job.tokens * Int(index) / Int(n), t1 = job.tokens * (Int(index) + 1) / Int(n)
             job.attend(queries: t0..<t1, heads: 0..<job.kvHeadCount, scratch: scratch)
         } else {
-            // Decoding: the threads split the KV heads.
-            for h in stride(from: Int(index), to: job.kvHeadCount, by: Int(n)) {
-                job.attend(queries: 0..<job.tokens, heads: h..<h + 1, scratch: scratch)
+            // Decoding: the threads split the query heads, in contiguous runs so that a
+            // thread reads a KV head's keys once per run. Splitting whole KV heads left one
+            // of 2 threads idle a third of the time with the default model's 3 KV heads
+            // (decoding with memory on ran at 0.73× of memory off after 128K tokens).
+            let group = job.headCount / job.kvHeadCount
+            let u0 = job.headCount * Int(index) / Int(n), u1 = job.headCount * (Int(index) + 1) / Int(n)
+            var u = u0
+            while u < u1 {
+                let h = u / group, g0 = u % group, g1 = min(group, g0 + u1 - u)
+                job.attend(queries: 0..<job.tokens, heads: h..<h + 1, members: g0..<g1, scratch: scratch)
+                u += g1 - g0
             }
         }
     }
 
-    /// Queries `queries` of the chunk, the groups of KV heads `heads`.
-    private func attend(queries: Range<Int>, heads: Range<Int>, scratch: UnsafeMutablePointer<Float>) {
+    /// Queries `queries` of the chunk, the groups of KV heads `heads` (of each group, the
+    /// query heads `members`, all by default).
+    private func attend(queries: Range<Int>, heads: Range<Int>, members: Range<Int>? = nil, scratch: UnsafeMutablePointer<Float>) {
         let hd = headDim, group = headCount / kvHeadCount, qDim = headCount * hd, kvDim = kvHeadCount * hd
+        let members = members ?? 0..<group
         let heldSinks = min(sinks, held), isF32 = cache.type == Int32(CK_KV_F32.rawValue)
         let groups = hd / Int(CK_KV_GROUP), rowBytes = isF32 ? hd * 4 : hd
         for h in heads {
@@ -66,9 +76,9 @@ struct ChunkAttentionJob {
                               keys: k + h * hd, values: v + h * hd, key_scales: nil, value_scales: nil,
                               row_stride: Int64(kvDim), count: Int64(queries.upperBound), positions: positions),
             ].filter { $0.count > 0 }
-            let first = queries.lowerBound * qDim + h * group * hd
+            let first = queries.lowerBound * qDim + (h * group + members.lowerBound) * hd
             segments.withUnsafeBufferPointer { segs in
-                ck_attend_block(q + first, qSink.map { $0 + first }, Int64(qDim), Int32(queries.count), Int32(group),
+                ck_attend_block(q + first, qSink.map { $0 + first }, Int64(qDim), Int32(queries.count), Int32(members.count),
                                 Int32(hd), positions + queries.lowerBound, Int64(window), Int64(sinks),
                                 segs.baseAddress, Int32(segs.count), 1 / Float(hd).squareRoot(), scratch,
                                 out + first, Int64(qDim))

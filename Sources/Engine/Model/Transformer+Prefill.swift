@@ -188,7 +188,9 @@ extension Transformer {
                    k: rows.k + t * c.kvDim, position: pos0 + t, cache: cache)
             b.chunkPositions[t] = Int64(pos0 + t)
         }
-        let memory = cache.memory.flatMap { $0.isEmpty(layer: l) ? nil : $0 }
+        // Also while the memory is still empty: the window keys this chunk evicts must stay
+        // visible to its later queries (the first chunk past the window lost them).
+        let memory = cache.memory
         memory?.rank(layer: l, queries: layout.separateSinkQueries ? rows.qSink : rows.q, n: n,
                      headCount: c.headCount, full: n > 1)
         ChunkAttentionJob(cache: cache.view(layer: l), layer: l, memory: memory,

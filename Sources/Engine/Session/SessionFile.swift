@@ -2,11 +2,12 @@ import CKernels
 import Foundation
 
 /// The session file: the whole state of a conversation, so it resumes exactly where it was.
-/// This is the one file that reads and writes it. Format version 1, integers little-endian:
+/// This is the one file that reads and writes it. Format version 2 (version 1 is read too),
+/// integers little-endian:
 ///
 ///     offset  size  field
 ///     0       8     magic "SCROLLSN"
-///     8       4     version, u32 = 1
+///     8       4     version, u32 = 2
 ///     12      4     header length H, u32 (at most 1 MiB)
 ///     16      H     header: JSON of `SessionHeader` — the fingerprint (model architecture and
 ///                   shapes, digests of the tensor table and the vocabulary, and every cache and
@@ -25,7 +26,9 @@ import Foundation
 ///                    and the policy: KVCache.slot(ofPosition:)), each as a `rows` record
 ///     memory         when the fingerprint has one: for each layer, the block being filled
 ///                    (n_memory mod blockSize tokens, n_memory = max(0, n − capacity), at
-///                    positions sinks + blocks·blockSize + i; per KV head its keys and values
+///                    positions sinks + blocks·blockSize + i; per KV head its keys as
+///                    BlockMemory holds them — `.chronological`: rotated at those positions;
+///                    version 1 had them at BlockMemory's canonical positions — and its values,
 ///                    as `rows`), the representative keys of its blocks (f32
 ///                    [block][kv_head][head_dim]); then each finished block, per layer: per
 ///                    keys/values and KV head a `rows` record of its blockSize rows ("int8"),
@@ -47,7 +50,7 @@ import Foundation
 /// checksum have been read: a bad file never touches the conversation in use.
 public enum SessionFile {
     public static let magic: [UInt8] = Array("SCROLLSN".utf8)
-    public static let version: UInt32 = 1
+    public static let version: UInt32 = 2
     static let maxHeaderBytes = 1 << 20
 
     /// How KV rows are stored (`--session-kv`).
@@ -199,7 +202,7 @@ public enum SessionFile {
     public static func load(from path: String, model: Transformer, tokenizer: Tokenizer, freshCache cache: KVCache) throws -> Contents {
         let fd = try openForReading(path)
         defer { close(fd) }
-        let header = try readHeader(fd, path)
+        let (header, version) = try readVersionedHeader(fd, path)
         let expected = SessionFingerprint(model: model, tokenizer: tokenizer, cache: cache)
         if let difference = header.fingerprint.difference(from: expected) {
             throw failure(path, difference, loading: true)
@@ -215,7 +218,7 @@ public enum SessionFile {
             let logitCount = Int(try r.get(UInt32.self))
             guard logitCount == (n == 0 ? 0 : model.config.vocabSize) else { throw Zstd.Failure(description: "logits have the wrong size") }
             let logits = try r.array(Float.self, count: logitCount)
-            try readCache(r, into: cache, tokens: n, encoding: header.kvEncoding)
+            try readCache(r, into: cache, tokens: n, encoding: header.kvEncoding, pendingCanonical: version == 1)
             guard try r.bytes(count: 4, limit: 4) == Array("END!".utf8) else { throw Zstd.Failure(description: "end marker missing") }
             try r.finish()
             return Contents(header: header, conversation: conversation, cache: cache, history: history, logits: logits)
@@ -226,7 +229,7 @@ public enum SessionFile {
         }
     }
 
-    private static func readCache(_ r: BodyReader, into cache: KVCache, tokens n: Int, encoding: KVEncoding) throws {
+    private static func readCache(_ r: BodyReader, into cache: KVCache, tokens n: Int, encoding: KVEncoding, pendingCanonical: Bool) throws {
         guard cache.policy.window != nil || n <= cache.capacity else { throw Zstd.Failure(description: "more tokens than the dense cache holds") }
         let hd = cache.headDim, groups = hd / Int(CK_KV_GROUP)
         cache.restore(tokensSeen: n)
@@ -269,6 +272,7 @@ public enum SessionFile {
                 try getRows(f32: memory.pendingValues[l] + h * b * hd, int8: nil, rows: pending)
             }
             memory.pendingCount[l] = pending
+            if pendingCanonical { memory.turnPending(layer: l, keys: memory.pendingKeys[l], toCanonical: false) }
             memory.representatives[l] = try r.array(Float.self, count: blocks * kvh * hd)
             memory.blockCount[l] = blocks
         }
@@ -301,7 +305,9 @@ public enum SessionFile {
         return fd
     }
 
-    private static func readHeader(_ fd: Int32, _ path: String) throws -> SessionHeader {
+    private static func readHeader(_ fd: Int32, _ path: String) throws -> SessionHeader { try readVersionedHeader(fd, path).0 }
+
+    private static func readVersionedHeader(_ fd: Int32, _ path: String) throws -> (SessionHeader, UInt32) {
         func read(_ n: Int) throws -> [UInt8] {
             var out = [UInt8](repeating: 0, count: n), done = 0
             while done < n {
@@ -314,7 +320,9 @@ public enum SessionFile {
         guard try read(8) == magic else { throw failure(path, "not a Scroll session file (bad magic)", loading: true) }
         let fixed = try read(8)
         let version = UInt32(littleEndian: fixed.withUnsafeBytes { $0.loadUnaligned(as: UInt32.self) })
-        guard version == Self.version else { throw failure(path, "session format version \(version), this Scroll reads version \(Self.version)", loading: true) }
+        guard version == 1 || version == Self.version else {
+            throw failure(path, "session format version \(version), this Scroll reads versions 1 and \(Self.version)", loading: true)
+        }
         let length = Int(UInt32(littleEndian: fixed.withUnsafeBytes { $0.loadUnaligned(fromByteOffset: 4, as: UInt32.self) }))
         guard length <= maxHeaderBytes else { throw failure(path, "header length \(length) is implausible (damaged)", loading: true) }
         let json = try read(length)
@@ -323,7 +331,7 @@ public enum SessionFile {
         guard let header = try? JSONDecoder().decode(SessionHeader.self, from: Data(json)) else {
             throw failure(path, "header unreadable (damaged)", loading: true)
         }
-        return header
+        return (header, version)
     }
 
     static func failure(_ path: String, _ why: String, loading: Bool = false) -> EngineError {
