@@ -7,6 +7,7 @@
 #include <sched.h>
 #include <stdatomic.h>
 #include <stdlib.h>
+#include <string.h>
 
 #include "ckernels.h"
 
@@ -228,6 +229,87 @@ void ck_pool_attention(ck_pool *pool, const float *q_sink, const float *q, int64
             for (int i = 0; i < head_dim; i++) o[i] += w * acc[i];
         }
         const float inv = 1 / denom;
+        for (int i = 0; i < head_dim; i++) o[i] *= inv;
+    }
+}
+
+// ---- one token's attention over runs of keys (the cache plus the block memory) ----
+
+struct segments_task {
+    const float *q_sink, *q;
+    const ck_kv_segment *segs;
+    const int *seg_offsets;
+    float *scratch, *out;
+    int64_t scratch_stride;
+    int n_heads, n_kv_heads, head_dim;
+    float scale;
+};
+
+// A thread's scratch: m [n_heads], l [n_heads], acc [n_heads][head_dim] (its running
+// partial), then one call's m, l [group] and acc [group][head_dim], then scores.
+static void segments_slice(void *p, int index, int n) {
+    const struct segments_task *t = p;
+    const int group = t->n_heads / t->n_kv_heads, hd = t->head_dim;
+    float *m = t->scratch + (int64_t)index * t->scratch_stride, *l = m + t->n_heads, *acc = l + t->n_heads;
+    float *cm = acc + (int64_t)t->n_heads * hd, *cl = cm + group, *cacc = cl + group, *scores = cacc + (int64_t)group * hd;
+    const int64_t cap = (t->scratch_stride - (scores - (t->scratch + (int64_t)index * t->scratch_stride))) / group;
+    for (int h = 0; h < t->n_heads; h++) { m[h] = -INFINITY; l[h] = 0; }
+    memset(acc, 0, sizeof(float) * t->n_heads * hd);
+    for (int kvh = 0; kvh < t->n_kv_heads; kvh++) {
+        const int h0 = kvh * group;
+        for (int si = t->seg_offsets[kvh]; si < t->seg_offsets[kvh + 1]; si++) {
+            const ck_kv_segment *s = &t->segs[si];
+            const ck_kv_view view = { s->type, s->keys, s->values, s->key_scales, s->value_scales, s->count };
+            // This thread's share of the run, in pieces that fit the scores scratch.
+            const int64_t k0 = s->count * index / n, k1 = s->count * (index + 1) / n;
+            for (int64_t a = k0; a < k1; a += cap) {
+                const int64_t b = a + cap < k1 ? a + cap : k1;
+                ck_attend_partial(t->q_sink + (int64_t)h0 * hd, t->q + (int64_t)h0 * hd, group,
+                                  s->sink_query ? s->count : 0, &view, 0, a, b, hd, t->scale, scores, cm, cl, cacc);
+                // Merge into the running partial (the same rule as ck_pool_attention's merge).
+                for (int g = 0; g < group; g++) {
+                    const int h = h0 + g;
+                    if (cm[g] == -INFINITY) continue;
+                    const float mx = cm[g] > m[h] ? cm[g] : m[h];
+                    const float wa = m[h] == -INFINITY ? 0 : expf(m[h] - mx), wb = expf(cm[g] - mx);
+                    float *o = acc + (int64_t)h * hd;
+                    const float *c = cacc + (int64_t)g * hd;
+                    for (int i = 0; i < hd; i++) o[i] = o[i] * wa + c[i] * wb;
+                    l[h] = l[h] * wa + cl[g] * wb;
+                    m[h] = mx;
+                }
+            }
+        }
+    }
+}
+
+int64_t ck_pool_attend_segments_scratch(int n_heads, int n_kv_heads, int head_dim, int64_t max_keys) {
+    const int group = n_heads / n_kv_heads;
+    return (int64_t)(n_heads + group) * (head_dim + 2) + (int64_t)group * max_keys;
+}
+
+void ck_pool_attend_segments(ck_pool *pool, const float *q_sink, const float *q,
+                             const ck_kv_segment *segs, const int *seg_offsets,
+                             int n_heads, int n_kv_heads, int head_dim, float scale,
+                             float *scratch, int64_t scratch_stride, float *out) {
+    const int threads = ck_pool_size(pool);
+    struct segments_task t = { q_sink, q, segs, seg_offsets, scratch, out, scratch_stride,
+                               n_heads, n_kv_heads, head_dim, scale };
+    if (threads == 1) segments_slice(&t, 0, 1);
+    else ck_pool_run(pool, segments_slice, &t);
+    for (int h = 0; h < n_heads; h++) {
+        float mx = -INFINITY;
+        for (int s = 0; s < threads; s++) { const float ms = (scratch + (int64_t)s * scratch_stride)[h]; mx = ms > mx ? ms : mx; }
+        float denom = 0, *o = out + (int64_t)h * head_dim;
+        for (int i = 0; i < head_dim; i++) o[i] = 0;
+        for (int s = 0; s < threads; s++) {
+            const float *m = scratch + (int64_t)s * scratch_stride, *l = m + n_heads, *acc = l + n_heads + (int64_t)h * head_dim;
+            if (m[h] == -INFINITY) continue;
+            const float w = expf(m[h] - mx);
+            denom += w * l[h];
+            for (int i = 0; i < head_dim; i++) o[i] += w * acc[i];
+        }
+        const float inv = denom > 0 ? 1 / denom : 0;
         for (int i = 0; i < head_dim; i++) o[i] *= inv;
     }
 }

@@ -52,7 +52,11 @@ final class TerminalSession {
         return text
     }
 
-    func stop() { _ = try? tmux(["kill-server"]) }
+    func stop() {
+        _ = try? tmux(["kill-server"])
+        // kill-server can leave the socket file behind; one per run piled up in /tmp/tmux-UID.
+        unlink((ProcessInfo.processInfo.environment["TMUX_TMPDIR"] ?? "/tmp") + "/tmux-\(getuid())/\(socket)")
+    }
 }
 
 /// The REPL in a real terminal (issue 8): streaming, Ctrl-C, commands, completion, sessions.

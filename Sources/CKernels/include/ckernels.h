@@ -207,6 +207,20 @@ void ck_attend_block_ref(const float *q, const float *q_sink, int64_t q_stride, 
                          const ck_kv_segment *segs, int n_segs, float scale, float *scratch,
                          float *out, int64_t out_stride);
 
+// One token's attention, all heads, over runs of keys given per KV head: segments
+// seg_offsets[kvh] ..< seg_offsets[kvh + 1] of `segs` (f32 or Q8 rows of head_dim, row_stride
+// = head_dim; keys of a sink_query run scored with q_sink, the rest with q; no masking). The
+// threads split every run; their partials merge as in ck_pool_attention. This is decoding
+// with a block memory: the cache's sinks and window, the recalled blocks, the block being
+// filled and the token itself, without ck_attend_block's two sgemm calls per tile of keys.
+// scratch: [pool size][scratch_stride ≥ ck_pool_attend_segments_scratch(…, a few hundred)];
+// longer runs are taken in pieces. out: [n_heads][head_dim].
+int64_t ck_pool_attend_segments_scratch(int n_heads, int n_kv_heads, int head_dim, int64_t max_keys);
+void ck_pool_attend_segments(ck_pool *pool, const float *q_sink, const float *q,
+                             const ck_kv_segment *segs, const int *seg_offsets,
+                             int n_heads, int n_kv_heads, int head_dim, float scale,
+                             float *scratch, int64_t scratch_stride, float *out);
+
 #ifdef __cplusplus
 }
 #endif

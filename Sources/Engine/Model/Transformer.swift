@@ -13,6 +13,8 @@ public final class Transformer {
     /// false: every product on the float path (weights dequantized on the fly, activations
     /// kept in f32) — the reference the fast int8 path is held to.
     public var fastPath = true
+    /// Decoding with a block memory through the prefill chunk kernel instead (tests compare).
+    var decodeMemoryThroughBlockKernel = false
 
     // Scratch buffers, allocated once: the per-token path allocates nothing.
     private let x: UnsafeMutablePointer<Float>       // [d_model] residual stream
@@ -24,8 +26,8 @@ public final class Transformer {
     private let attnOut: UnsafeMutablePointer<Float> // [n_heads * head_dim]
     let qSink: UnsafeMutablePointer<Float>           // [n_heads * head_dim] query rotated for sink keys
     let ropeRows: UnsafeMutablePointer<Float>        // [4][head_dim/2]: cos, sin at the position; cos, sin at the sink position
-    private let scores: UnsafeMutablePointer<Float>  // [threads][scoresStride] attention weights and partials
-    private let scoresStride: Int                    // group · max positions + n_heads · (head_dim + 2)
+    let scores: UnsafeMutablePointer<Float>          // [threads][scoresStride] attention weights and partials
+    let scoresStride: Int                            // group · max positions + n_heads · (head_dim + 2)
     private let hb: UnsafeMutablePointer<Float>      // [ffn] gate, then silu(gate)·up
     private let hb2: UnsafeMutablePointer<Float>     // [ffn] up
     let logitsBuffer: UnsafeMutablePointer<Float>    // [vocab]
@@ -105,9 +107,12 @@ public final class Transformer {
     /// k/v into the cache, then attention of every head over the cache into `out`.
     func attend(layer l: Int, q: UnsafeMutablePointer<Float>, k: UnsafeMutablePointer<Float>, v: UnsafeMutablePointer<Float>,
                 position p: Int, cache: KVCache, out: UnsafeMutablePointer<Float>) {
-        if let memory = cache.memory, !memory.isEmpty(layer: l), let layout = ChunkLayout(cache: cache, pos0: p, n: 1) {
-            // Recalled blocks join the softmax: the block kernel, for one query.
-            attendChunk(layer: l, cache: cache, layout: layout, rows: AttentionRows(q: q, qSink: qSink, k: k, v: v, out: out))
+        if let memory = cache.memory, !memory.isEmpty(layer: l) {
+            if decodeMemoryThroughBlockKernel, let layout = ChunkLayout(cache: cache, pos0: p, n: 1) {
+                attendChunk(layer: l, cache: cache, layout: layout, rows: AttentionRows(q: q, qSink: qSink, k: k, v: v, out: out))
+            } else {
+                attendWithMemory(layer: l, q: q, k: k, v: v, position: p, cache: cache, memory: memory, out: out)
+            }
             return
         }
         let c = config, hd = c.headDim
