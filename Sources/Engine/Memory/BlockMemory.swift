@@ -83,8 +83,6 @@ public final class BlockMemory {
     let recallKeys: [UnsafeMutablePointer<Float>]       // [kv_head][topBlocks·block][head_dim]
     private let recallValues: [UnsafeMutablePointer<Float>]
     private let recallPositions: [UnsafeMutablePointer<Int64>]  // [kv_head][topBlocks·block]
-    /// [layer][kv_head] the stream position the recalled rows were rotated to sit behind.
-    var recallAnchor: [[Int]]
     /// [layer][kv_head] the recalled blocks, oldest first, with their scores.
     public internal(set) var recalled: [[[(block: Int, score: Float)]]]
     var candidates: [[[Int]]]                // [layer][kv_head]
@@ -121,7 +119,6 @@ public final class BlockMemory {
         recallValues = (0..<layerCount).map { _ in .allocate(capacity: max(1, recallRows * headDim)) }
         recallPositions = (0..<layerCount).map { _ in .allocate(capacity: max(1, recallRows)) }
         recalled = Array(repeating: Array(repeating: [], count: kvHeadCount), count: layerCount)
-        recallAnchor = Array(repeating: Array(repeating: 0, count: kvHeadCount), count: layerCount)
         candidates = Array(repeating: Array(repeating: [], count: kvHeadCount), count: layerCount)
         rankedBlocks = Array(repeating: 0, count: layerCount)
         sinceRanking = Array(repeating: 0, count: layerCount)
@@ -180,10 +177,11 @@ public final class BlockMemory {
         settings.positions == .same ? 0 : sinks - settings.blockSize + i
     }
 
-    /// Where the recalled rows of layer l go: right behind the block being filled, whose
-    /// first token is at stream position sinks + blocks·blockSize (the window hands over
-    /// every token from position `sinks` on, in order).
-    func anchor(layer l: Int) -> Int { sinks + blockCount[l] * settings.blockSize }
+    /// Where the recalled rows of layer l sit: right behind the block that was being filled
+    /// at the last ranking, whose first token is at stream position sinks + blocks·blockSize
+    /// (the window hands over every token from position `sinks` on, in order). A ranking
+    /// after a block finished reloads them, so it is never more than a ranking behind.
+    private func recallAnchor(layer l: Int) -> Int { sinks + rankedBlocks[l] * settings.blockSize }
 
     /// The position row x of `count` recalled rows is rotated at.
     private func recalledPosition(_ x: Int, count: Int, anchor: Int) -> Int {
@@ -256,10 +254,11 @@ public final class BlockMemory {
                 ck_add(querySum + (head / group) * hd, queries + t * qDim + head * hd, Int32(hd))
             }
         }
-        let blocks = blockCount[l]
+        let blocks = blockCount[l], previouslyRanked = rankedBlocks[l]
+        rankedBlocks[l] = blocks    // before loading: the recalled rows go behind the block being filled now
         representatives[l].withUnsafeBufferPointer { reps in
             for h in 0..<kvHeadCount {
-                if !full { candidates[l][h] += Array(rankedBlocks[l]..<blocks) }
+                if !full { candidates[l][h] += Array(previouslyRanked..<blocks) }
                 let contenders = full ? Array(0..<blocks) : candidates[l][h]
                 // The best candidateFactor·topBlocks by score, best first, in one pass.
                 let keep = max(settings.topBlocks, settings.candidateFactor * settings.topBlocks)
@@ -281,23 +280,21 @@ public final class BlockMemory {
                 // filled (reloaded rather than turned in place, so a resumed session, which
                 // loads them afresh, continues bit for bit).
                 if chosen.map(\.block) != recalled[l][h].map(\.block)
-                    || settings.positions == .chronological && recallAnchor[l][h] != anchor(layer: l) {
+                    || settings.positions == .chronological && previouslyRanked != blocks {
                     let loaded = Set(load(layer: l, head: h, blocks: chosen.map(\.block)))
                     chosen = chosen.filter { loaded.contains($0.block) }
                 }
                 recalled[l][h] = Array(chosen)
             }
         }
-        rankedBlocks[l] = blocks
     }
 
     /// Dequantizes the chosen blocks of one KV head into the layer's recall buffer, behind
-    /// `anchor` (default: the block being filled), and returns the ones that could be read
-    /// (a block whose file write failed cannot).
-    func load(layer l: Int, head h: Int, blocks: [Int], anchor given: Int? = nil) -> [Int] {
+    /// the recall anchor, and returns the ones that could be read (a block whose file write
+    /// failed cannot).
+    func load(layer l: Int, head h: Int, blocks: [Int]) -> [Int] {
         let b = settings.blockSize, hd = headDim, groups = hd / Int(CK_KV_GROUP), slots = settings.topBlocks * b
-        let anchor = given ?? anchor(layer: l)
-        recallAnchor[l][h] = anchor
+        let anchor = recallAnchor(layer: l)
         var loaded: [Int] = []
         for block in blocks {
             guard let base = store.read(block * layerCount + l, into: blob) else { continue }

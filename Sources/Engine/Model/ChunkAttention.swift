@@ -34,37 +34,21 @@ struct ChunkAttentionJob {
             let t0 = job.tokens * Int(index) / Int(n), t1 = job.tokens * (Int(index) + 1) / Int(n)
             job.attend(queries: t0..<t1, heads: 0..<job.kvHeadCount, scratch: scratch)
         } else {
-            // Decoding: the threads split the query heads, in contiguous runs so that a
-            // thread reads a KV head's keys once per run. Splitting whole KV heads left one
-            // of 2 threads idle a third of the time with the default model's 3 KV heads
-            // (decoding with memory on ran at 0.73× of memory off after 128K tokens).
-            let group = job.headCount / job.kvHeadCount
-            let u0 = job.headCount * Int(index) / Int(n), u1 = job.headCount * (Int(index) + 1) / Int(n)
-            var u = u0
-            while u < u1 {
-                let h = u / group, g0 = u % group, g1 = min(group, g0 + u1 - u)
-                job.attend(queries: 0..<job.tokens, heads: h..<h + 1, members: g0..<g1, scratch: scratch)
-                u += g1 - g0
+            // Decoding: the threads split the KV heads.
+            for h in stride(from: Int(index), to: job.kvHeadCount, by: Int(n)) {
+                job.attend(queries: 0..<job.tokens, heads: h..<h + 1, scratch: scratch)
             }
         }
     }
 
-    /// Queries `queries` of the chunk, the groups of KV heads `heads` (of each group, the
-    /// query heads `members`, all by default).
-    private func attend(queries: Range<Int>, heads: Range<Int>, members: Range<Int>? = nil, scratch: UnsafeMutablePointer<Float>) {
+    /// Queries `queries` of the chunk, the groups of KV heads `heads`.
+    private func attend(queries: Range<Int>, heads: Range<Int>, scratch: UnsafeMutablePointer<Float>) {
         let hd = headDim, group = headCount / kvHeadCount, qDim = headCount * hd, kvDim = kvHeadCount * hd
-        let members = members ?? 0..<group
-        let heldSinks = min(sinks, held), isF32 = cache.type == Int32(CK_KV_F32.rawValue)
-        let groups = hd / Int(CK_KV_GROUP), rowBytes = isF32 ? hd * 4 : hd
+        let heldSinks = min(sinks, held)
         for h in heads {
-            // Slot `first` of head h in the cache, as a segment of `count` rows.
             func cached(_ first: Int, _ count: Int, sinkQuery: Bool, windowed: Bool) -> ck_kv_segment {
-                let row = h * Int(cache.capacity) + first
-                return ck_kv_segment(type: cache.type, sink_query: sinkQuery ? 1 : 0, windowed: windowed ? 1 : 0,
-                                     keys: cache.keys + row * rowBytes, values: cache.values + row * rowBytes,
-                                     key_scales: isF32 ? nil : cache.key_scales + row * groups,
-                                     value_scales: isF32 ? nil : cache.value_scales + row * groups,
-                                     row_stride: Int64(hd), count: Int64(count), positions: slotPositions + first)
+                cache.segment(head: h, first: first, count: count, headDim: hd, sinkQuery: sinkQuery, windowed: windowed,
+                              positions: slotPositions + first)
             }
             // With a memory, keys evicted during this chunk stay visible to the rest of it (at
             // their true distance, at most window + chunk): the memory only takes them after.
@@ -76,9 +60,9 @@ struct ChunkAttentionJob {
                               keys: k + h * hd, values: v + h * hd, key_scales: nil, value_scales: nil,
                               row_stride: Int64(kvDim), count: Int64(queries.upperBound), positions: positions),
             ].filter { $0.count > 0 }
-            let first = queries.lowerBound * qDim + (h * group + members.lowerBound) * hd
+            let first = queries.lowerBound * qDim + h * group * hd
             segments.withUnsafeBufferPointer { segs in
-                ck_attend_block(q + first, qSink.map { $0 + first }, Int64(qDim), Int32(queries.count), Int32(members.count),
+                ck_attend_block(q + first, qSink.map { $0 + first }, Int64(qDim), Int32(queries.count), Int32(group),
                                 Int32(hd), positions + queries.lowerBound, Int64(window), Int64(sinks),
                                 segs.baseAddress, Int32(segs.count), 1 / Float(hd).squareRoot(), scratch,
                                 out + first, Int64(qDim))

@@ -212,3 +212,18 @@ public final class KVCache {
                    key_scales: keyScales[l], value_scales: valueScales[l], capacity: Int64(capacity))
     }
 }
+
+extension ck_kv_view {
+    /// Slots first ..< first + count of KV head h, as a run of keys for ck_attend_block or
+    /// ck_pool_attend_segments (`positions`: the stream position of each slot, or nil).
+    func segment(head h: Int, first: Int, count: Int, headDim hd: Int, sinkQuery: Bool, windowed: Bool,
+                 positions: UnsafePointer<Int64>?) -> ck_kv_segment {
+        let isF32 = type == Int32(CK_KV_F32.rawValue), row = h * Int(capacity) + first
+        let rowBytes = isF32 ? hd * 4 : hd, groups = hd / Int(CK_KV_GROUP)
+        return ck_kv_segment(type: type, sink_query: sinkQuery ? 1 : 0, windowed: windowed ? 1 : 0,
+                             keys: keys + row * rowBytes, values: values + row * rowBytes,
+                             key_scales: isF32 ? nil : key_scales + row * groups,
+                             value_scales: isF32 ? nil : value_scales + row * groups,
+                             row_stride: Int64(hd), count: Int64(count), positions: positions)
+    }
+}

@@ -16,18 +16,12 @@ extension Transformer {
         memory.rank(layer: l, queries: separateSinkQuery ? qSink : q, n: 1, headCount: c.headCount, full: false)
 
         let view = cache.view(layer: l), held = min(p, cache.capacity), heldSinks = min(cache.policy.sinks, held)
-        let isF32 = view.type == Int32(CK_KV_F32.rawValue), groups = hd / Int(CK_KV_GROUP), rowBytes = isF32 ? hd * 4 : hd
         var segments: [ck_kv_segment] = []
         var offsets: [Int32] = [0]
         segments.reserveCapacity(c.kvHeadCount * 5)
         for h in 0..<c.kvHeadCount {
             func cached(_ first: Int, _ count: Int, sinkQuery: Bool) -> ck_kv_segment {
-                let row = h * Int(view.capacity) + first
-                return ck_kv_segment(type: view.type, sink_query: sinkQuery ? 1 : 0, windowed: 0,
-                                     keys: view.keys + row * rowBytes, values: view.values + row * rowBytes,
-                                     key_scales: isF32 ? nil : view.key_scales + row * groups,
-                                     value_scales: isF32 ? nil : view.value_scales + row * groups,
-                                     row_stride: Int64(hd), count: Int64(count), positions: nil)
+                view.segment(head: h, first: first, count: count, headDim: hd, sinkQuery: sinkQuery, windowed: false, positions: nil)
             }
             let own = ck_kv_segment(type: Int32(CK_KV_F32.rawValue), sink_query: 0, windowed: 0,
                                     keys: k + h * hd, values: v + h * hd, key_scales: nil, value_scales: nil,
@@ -37,7 +31,7 @@ extension Transformer {
             ]).filter { $0.count > 0 }
             offsets.append(Int32(segments.count))
         }
-        precondition(scoresStride > ck_pool_attend_segments_scratch(Int32(c.headCount), Int32(c.kvHeadCount), Int32(hd), 1))
+        assert(scoresStride > ck_pool_attend_segments_scratch(Int32(c.headCount), Int32(c.kvHeadCount), Int32(hd), 1))
         ck_pool_attend_segments(pool.handle, separateSinkQuery ? qSink : q, q, segments, offsets,
                                 Int32(c.headCount), Int32(c.kvHeadCount), Int32(hd), 1 / Float(hd).squareRoot(),
                                 scores, Int64(scoresStride), out)

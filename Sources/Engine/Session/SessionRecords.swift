@@ -129,9 +129,6 @@ struct RankingState: Codable {
     var candidates: [[[Int]]]
     var rankedBlocks: [Int]
     var sinceRanking: [Int]
-    /// [layer][kv_head] where the recalled rows sit (BlockMemory.recallAnchor); absent in
-    /// version-1 files, whose recalled rows go behind the block being filled.
-    var anchors: [[Int]]?
 
     init(_ m: BlockMemory) {
         recalled = m.recalled.map { $0.map { $0.map(\.block) } }
@@ -139,7 +136,6 @@ struct RankingState: Codable {
         candidates = m.candidates
         rankedBlocks = m.rankedBlocks
         sinceRanking = m.sinceRanking
-        anchors = m.recallAnchor
     }
 
     /// Installs the state after checking every index, and reloads the recalled blocks.
@@ -152,16 +148,14 @@ struct RankingState: Codable {
         guard valid(recalled, limit: m.settings.topBlocks), valid(candidates, limit: keep),
               scores.count == layers, zip(scores, recalled).allSatisfy({ zip($0, $1).allSatisfy { $0.count == $1.count } && $0.count == $1.count }),
               rankedBlocks.count == layers, rankedBlocks.allSatisfy({ (0...blocks).contains($0) }),
-              sinceRanking.count == layers, sinceRanking.allSatisfy({ $0 >= 0 }),
-              anchors.map({ $0.count == layers && zip($0, 0..<layers).allSatisfy { a, l in
-                  a.count == heads && a.allSatisfy { (0...m.anchor(layer: l)).contains($0) } } }) ?? true
+              sinceRanking.count == layers, sinceRanking.allSatisfy({ $0 >= 0 })
         else { throw Zstd.Failure(description: "memory ranking record is inconsistent") }
         m.candidates = candidates
         m.rankedBlocks = rankedBlocks
         m.sinceRanking = sinceRanking
         for l in 0..<layers {
             for h in 0..<heads {
-                let loaded = Set(m.load(layer: l, head: h, blocks: recalled[l][h], anchor: anchors?[l][h]))
+                let loaded = Set(m.load(layer: l, head: h, blocks: recalled[l][h]))
                 m.recalled[l][h] = zip(recalled[l][h], scores[l][h]).filter { loaded.contains($0.0) }.map { (block: $0.0, score: $0.1) }
             }
         }
