@@ -20,5 +20,8 @@ float ck_dot_repacked_f32_ref(int type, const void *row, const float *x, int64_t
 float ck_dot_repacked_q8_ref(int type, const void *row, const ck_block_q8 *x, int64_t n);
 void ck_matvec_repacked_q8(int type, const void *w, const ck_block_q8 *x, float *y,
                            int64_t cols, int64_t r0, int64_t r1);
+// The AVX-512 VNNI kernels (quants_repack_vnni.c): 1 if they ran, 0 if they do not apply.
+int ck_matvec_repacked_q8_vnni(int type, const void *w, const ck_block_q8 *x, float *y,
+                               int64_t cols, int64_t r0, int64_t r1);
 
 #endif

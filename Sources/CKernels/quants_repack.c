@@ -16,6 +16,7 @@
 #include <string.h>
 
 #include "ckernels.h"
+#include "quants_internal.h"
 
 #include "simd_x86.h"
 
@@ -240,6 +241,7 @@ CK_AVX2 static void matvec_q8_0x(const uint8_t *w, const ck_block_q8 *x, const x
 void ck_matvec_repacked_q8(int type, const void *w, const ck_block_q8 *x, float *y,
                            int64_t cols, int64_t r0, int64_t r1) {
     const int64_t nb = cols / QK;
+    if (ck_matvec_repacked_q8_vnni(type, w, x, y, cols, r0, r1)) return;
 #ifdef CK_X86
     if (ck_has_avx2() && nb <= 504) {
         x_scales xs;

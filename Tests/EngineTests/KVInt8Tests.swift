@@ -63,9 +63,15 @@ final class KVInt8Tests: XCTestCase {
             }
             var scores = [Float](repeating: 0, count: n), viaF32 = [Float](repeating: .nan, count: hd)
             let scale = 1 / Float(hd).squareRoot()
-            var view = ck_kv_view(type: Int32(CK_KV_Q8.rawValue), keys: k8, values: v8, key_scales: ks, value_scales: vs, capacity: Int64(n))
-            let fast = attendOneHead(&view, q: q, qSink: qSink, sinks: sinks, keys: n, headDim: hd, scale: scale, reference: false)
-            let ref = attendOneHead(&view, q: q, qSink: qSink, sinks: sinks, keys: n, headDim: hd, scale: scale, reference: true)
+            // The view borrows the arrays' storage, so it lives only inside their pointer scopes.
+            let (fast, ref) = k8.withUnsafeBufferPointer { kp in v8.withUnsafeBufferPointer { vp in
+                ks.withUnsafeBufferPointer { ksp in vs.withUnsafeBufferPointer { vsp in
+                    var view = ck_kv_view(type: Int32(CK_KV_Q8.rawValue), keys: kp.baseAddress, values: vp.baseAddress,
+                                          key_scales: ksp.baseAddress, value_scales: vsp.baseAddress, capacity: Int64(n))
+                    return (attendOneHead(&view, q: q, qSink: qSink, sinks: sinks, keys: n, headDim: hd, scale: scale, reference: false),
+                            attendOneHead(&view, q: q, qSink: qSink, sinks: sinks, keys: n, headDim: hd, scale: scale, reference: true))
+                } }
+            } }
             ck_attend_head_ref(qSink, q, Int64(sinks), kf, vf, Int64(n), Int32(hd), Int64(hd), Int64(hd), scale, &scores, &viaF32)
             for i in 0..<hd {
                 XCTAssertEqual(fast[i], ref[i], accuracy: 1e-5, "n \(n) hd \(hd) twin")
@@ -110,9 +116,10 @@ final class KVInt8Tests: XCTestCase {
                 var out = [Float](repeating: .nan, count: heads * hd)
                 let (rk, rv) = precision == .f32 ? (keys, values) : (kf, vf)
                 k8.withUnsafeBufferPointer { k8p in v8.withUnsafeBufferPointer { v8p in keys.withUnsafeBufferPointer { kp in values.withUnsafeBufferPointer { vp in
+                  ks.withUnsafeBufferPointer { ksp in vs.withUnsafeBufferPointer { vsp in
                     var view = precision == .f32
                         ? ck_kv_view(type: Int32(CK_KV_F32.rawValue), keys: kp.baseAddress, values: vp.baseAddress, key_scales: nil, value_scales: nil, capacity: Int64(capacity))
-                        : ck_kv_view(type: Int32(CK_KV_Q8.rawValue), keys: k8p.baseAddress, values: v8p.baseAddress, key_scales: ks, value_scales: vs, capacity: Int64(capacity))
+                        : ck_kv_view(type: Int32(CK_KV_Q8.rawValue), keys: k8p.baseAddress, values: v8p.baseAddress, key_scales: ksp.baseAddress, value_scales: vsp.baseAddress, capacity: Int64(capacity))
                     ck_pool_attention(pool, qSink, q, 4, &view, Int64(nKeys), Int32(heads), Int32(kvHeads), Int32(hd), 0.125,
                                       &scratch, Int64(stride), &out)
                     if nKeys == 130 {   // the AVX2 partial kernel against its twin, one group
@@ -127,6 +134,7 @@ final class KVInt8Tests: XCTestCase {
                         }
                         for i in 0..<group * hd { XCTAssertEqual(a1[i], a2[i], accuracy: 1e-4) }
                     }
+                  } }
                 } } } }
                 for h in 0..<heads {
                     let base = (h / group) * capacity * hd

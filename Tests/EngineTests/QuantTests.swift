@@ -155,13 +155,25 @@ final class QuantTests: XCTestCase {
         }
     }
 
-    /// Repacked Q4_1/Q8_0 rows: same values as the originals, and the paired AVX2 kernels
-    /// agree with the scalar twin on the original layout (row lengths with a full and a
-    /// partial last group of eight blocks, row counts with a partial group of four).
+    /// Repacked Q4_1/Q8_0 rows: same values as the originals, and the decode kernels — the
+    /// AVX-512 VNNI ones where the CPU has them, and the AVX2 ones — agree with the scalar
+    /// twin on the original layout (row lengths with a full and a partial last group of
+    /// eight blocks, 18 blocks ending in a half step of the four-block VNNI loop, row counts
+    /// with a partial group of four).
     func testRepackedLayoutsMatchOriginals() {
+        let hasVNNI = ck_has_avx512vnni() != 0
+        for allowVNNI in hasVNNI ? [true, false] : [false] {
+            let before = ck_set_avx512_allowed(allowVNNI ? 1 : 0)
+            defer { ck_set_avx512_allowed(before) }
+            XCTAssertEqual(ck_has_avx512vnni() != 0, allowVNNI)
+            checkRepackedLayouts()
+        }
+    }
+
+    private func checkRepackedLayouts() {
         var rng = RandomGenerator(seed: 13)
         for type in [GGMLType.q4_1, .q8_0] {
-            for (rows, cols) in [(7, 576), (5, 1536), (4, 64)] {
+            for (rows, cols) in [(7, 576), (5, 1536), (4, 64), (9, 128)] {
                 let t = Int32(type.rawValue)
                 let packed = ck_repacked_type(t, Int64(cols))
                 XCTAssertNotEqual(packed, t)

@@ -36,6 +36,10 @@ enum ck_type {
 int ck_repacked_type(int type, int64_t cols);
 // Copies rows of `type` into the repacked layout (dst has the same size as src).
 void ck_repack_rows(int type, const void *src, void *dst, int64_t cols, int64_t rows);
+// Whether the AVX-512 VNNI decode kernels run (quants_repack_vnni.c): the CPU has them and
+// they are allowed. Tests turn them off to compare the AVX2 kernels; returns the old value.
+int ck_has_avx512vnni(void);
+int ck_set_avx512_allowed(int allowed);
 
 // Elements per block and bytes per block; 0 for a type these kernels do not support.
 int ck_type_block_size(int type);
