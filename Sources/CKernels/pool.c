@@ -210,8 +210,11 @@ void ck_pool_attention(ck_pool *pool, const float *q_sink, const float *q, int64
                        int n_heads, int n_kv_heads, int head_dim, float scale,
                        float *scores, int64_t scores_stride, float *out) {
     const int threads = ck_pool_size(pool);
-    // Below ~64 keys a thread each, waking a worker costs more than it saves.
-    const int n_split = n_keys >= 64 * threads ? threads : 1;
+    // Below 16 keys a thread the merge costs more than the split saves. (The bound was 64,
+    // for waking a worker; but while decoding the workers are awake, spinning between the
+    // matrix products, and tg128 — 128 tokens from an empty cache — ran all its attention
+    // on the calling thread while the other core spun: 5% of its samples against 0.)
+    const int n_split = n_keys >= 16 * threads ? threads : 1;
     struct attention_task t = { q_sink, q, kv, scores, out, n_sink, n_keys, scores_stride,
                                 n_heads, n_kv_heads, head_dim, n_split, scale };
     if (n_split == 1) attention_slice(&t, 0, 1);
