@@ -314,27 +314,40 @@ public final class BlockMemory {
         return loaded
     }
 
+    /// Segments `writeSegments` writes at most.
+    static let maxSegments = 2
+
     /// What one KV head of one layer attends to beyond the cache: the recalled blocks and the
     /// block being filled, never masked by the window; scored with the queries at their own
-    /// positions (`.same`: with the sink-rotated queries).
-    func segments(layer l: Int, head h: Int) -> [ck_kv_segment] {
+    /// positions (`.same`: with the sink-rotated queries). Written to `into` (room for
+    /// `maxSegments`); returns how many.
+    func writeSegments(layer l: Int, head h: Int, into out: UnsafeMutablePointer<ck_kv_segment>) -> Int {
         let b = settings.blockSize, hd = headDim, slots = settings.topBlocks * b
         let f32 = Int32(CK_KV_F32.rawValue), sinkQuery: Int32 = settings.positions == .same ? 1 : 0
-        var result: [ck_kv_segment] = []
+        var n = 0
         let recalledRows = recalled[l][h].count * b
         if recalledRows > 0 {
-            result.append(ck_kv_segment(type: f32, sink_query: sinkQuery, windowed: 0,
-                                        keys: recallKeys[l] + h * slots * hd, values: recallValues[l] + h * slots * hd,
-                                        key_scales: nil, value_scales: nil, row_stride: Int64(hd),
-                                        count: Int64(recalledRows), positions: recallPositions[l] + h * slots))
+            out[n] = ck_kv_segment(type: f32, sink_query: sinkQuery, windowed: 0,
+                                   keys: recallKeys[l] + h * slots * hd, values: recallValues[l] + h * slots * hd,
+                                   key_scales: nil, value_scales: nil, row_stride: Int64(hd),
+                                   count: Int64(recalledRows), positions: recallPositions[l] + h * slots)
+            n += 1
         }
         if pendingCount[l] > 0 {
-            result.append(ck_kv_segment(type: f32, sink_query: sinkQuery, windowed: 0,
-                                        keys: pendingKeys[l] + h * b * hd, values: pendingValues[l] + h * b * hd,
-                                        key_scales: nil, value_scales: nil, row_stride: Int64(hd),
-                                        count: Int64(pendingCount[l]), positions: pendingPositions[l]))
+            out[n] = ck_kv_segment(type: f32, sink_query: sinkQuery, windowed: 0,
+                                   keys: pendingKeys[l] + h * b * hd, values: pendingValues[l] + h * b * hd,
+                                   key_scales: nil, value_scales: nil, row_stride: Int64(hd),
+                                   count: Int64(pendingCount[l]), positions: pendingPositions[l])
+            n += 1
         }
-        return result
+        return n
+    }
+
+    /// `writeSegments` as an array (a prefill chunk, where one array per chunk is nothing).
+    func segments(layer l: Int, head h: Int) -> [ck_kv_segment] {
+        [ck_kv_segment](unsafeUninitializedCapacity: BlockMemory.maxSegments) { buffer, count in
+            count = writeSegments(layer: l, head: h, into: buffer.baseAddress!)
+        }
     }
 
     /// One block of the last ranking, seen across layers and KV heads (for `/recall`).

@@ -16,23 +16,24 @@ extension Transformer {
         memory.rank(layer: l, queries: separateSinkQuery ? qSink : q, n: 1, headCount: c.headCount, full: false)
 
         let view = cache.view(layer: l), held = min(p, cache.capacity), heldSinks = min(cache.policy.sinks, held)
-        var segments: [ck_kv_segment] = []
-        var offsets: [Int32] = [0]
-        segments.reserveCapacity(c.kvHeadCount * 5)
+        // Into the preallocated segment table (this runs per layer per token: no arrays).
+        var n = 0
+        func append(_ segment: ck_kv_segment) {
+            if segment.count > 0 { segments[n] = segment; n += 1 }
+        }
+        segmentOffsets[0] = 0
         for h in 0..<c.kvHeadCount {
-            func cached(_ first: Int, _ count: Int, sinkQuery: Bool) -> ck_kv_segment {
-                view.segment(head: h, first: first, count: count, headDim: hd, sinkQuery: sinkQuery, windowed: false, positions: nil)
-            }
-            let own = ck_kv_segment(type: Int32(CK_KV_F32.rawValue), sink_query: 0, windowed: 0,
-                                    keys: k + h * hd, values: v + h * hd, key_scales: nil, value_scales: nil,
-                                    row_stride: Int64(hd), count: 1, positions: nil)
-            segments += (memory.segments(layer: l, head: h) + [
-                cached(0, heldSinks, sinkQuery: true), cached(heldSinks, held - heldSinks, sinkQuery: false), own,
-            ]).filter { $0.count > 0 }
-            offsets.append(Int32(segments.count))
+            n += memory.writeSegments(layer: l, head: h, into: segments + n)
+            append(view.segment(head: h, first: 0, count: heldSinks, headDim: hd, sinkQuery: true, windowed: false, positions: nil))
+            append(view.segment(head: h, first: heldSinks, count: held - heldSinks, headDim: hd, sinkQuery: false,
+                                windowed: false, positions: nil))
+            append(ck_kv_segment(type: Int32(CK_KV_F32.rawValue), sink_query: 0, windowed: 0,   // the token itself
+                                 keys: k + h * hd, values: v + h * hd, key_scales: nil, value_scales: nil,
+                                 row_stride: Int64(hd), count: 1, positions: nil))
+            segmentOffsets[h + 1] = Int32(n)
         }
         assert(scoresStride > ck_pool_attend_segments_scratch(Int32(c.headCount), Int32(c.kvHeadCount), Int32(hd), 1))
-        ck_pool_attend_segments(pool.handle, separateSinkQuery ? qSink : q, q, segments, offsets,
+        ck_pool_attend_segments(pool.handle, separateSinkQuery ? qSink : q, q, segments, segmentOffsets,
                                 Int32(c.headCount), Int32(c.kvHeadCount), Int32(hd), 1 / Float(hd).squareRoot(),
                                 scores, Int64(scoresStride), out)
         cache.store(layer: l, position: p, key: k, value: v)

@@ -32,6 +32,9 @@ public final class Transformer {
     private let hb2: UnsafeMutablePointer<Float>     // [ffn] up
     let logitsBuffer: UnsafeMutablePointer<Float>    // [vocab]
     private let xq: UnsafeMutablePointer<ck_block_q8> // [max(d_model, ffn, q_dim) / 32] int8 activations
+    let segments: UnsafeMutablePointer<ck_kv_segment>  // [n_kv_heads][segmentsPerHead] runs of keys, decoding with memory
+    let segmentOffsets: UnsafeMutablePointer<Int32>     // [n_kv_heads + 1] where each KV head's runs begin
+    static let segmentsPerHead = BlockMemory.maxSegments + 3   // + sinks, window, the token itself
     public let maxPositions: Int
     var lastPrefillRow: UnsafeMutablePointer<Float>?
     var digestMemo: String?           // SessionFingerprint: the tensor table digest
@@ -71,11 +74,15 @@ public final class Transformer {
         hb2 = .allocate(capacity: c.feedForwardLength)
         logitsBuffer = .allocate(capacity: c.vocabSize)
         xq = .allocate(capacity: max(c.embeddingLength, c.feedForwardLength, c.qDim) / 32 + 1)
+        segments = .allocate(capacity: c.kvHeadCount * Transformer.segmentsPerHead)
+        segmentOffsets = .allocate(capacity: c.kvHeadCount + 1)
     }
 
     deinit {
         for p in [x, xb, xb2, q, k, v, attnOut, qSink, ropeRows, scores, hb, hb2, logitsBuffer] { p.deallocate() }
         xq.deallocate()
+        segments.deallocate()
+        segmentOffsets.deallocate()
     }
 
     /// A dense cache for this model, holding up to `capacity` tokens (default: all positions).
