@@ -23,5 +23,7 @@ void ck_matvec_repacked_q8(int type, const void *w, const ck_block_q8 *x, float 
 // The AVX-512 VNNI kernels (quants_repack_vnni.c): 1 if they ran, 0 if they do not apply.
 int ck_matvec_repacked_q8_vnni(int type, const void *w, const ck_block_q8 *x, float *y,
                                int64_t cols, int64_t r0, int64_t r1);
+int ck_matmul_repacked_q8_vnni(int type, const void *w, const ck_block_q8 *x, int64_t n, float *y, int64_t ldy,
+                               int64_t cols, int64_t r0, int64_t r1);
 
 #endif

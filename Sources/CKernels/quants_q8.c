@@ -289,3 +289,9 @@ void ck_matvec_q8(int type, const void *w, const ck_block_q8 *x, float *y,
         y[r] = ck_dot_row_q8(type, base + (size_t)r * row_bytes, x, cols);
     }
 }
+
+void ck_matmul_q8(int type, const void *w, const ck_block_q8 *x, int64_t n, float *y, int64_t ldy,
+                  int64_t cols, int64_t row_begin, int64_t row_end) {
+    if (ck_matmul_repacked_q8_vnni(type, w, x, n, y, ldy, cols, row_begin, row_end)) return;
+    for (int64_t t = 0; t < n; t++) ck_matvec_q8(type, w, x + t * (cols / QK), y + t * ldy, cols, row_begin, row_end);
+}

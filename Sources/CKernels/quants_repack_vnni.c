@@ -14,6 +14,7 @@
 // beyond the row so the missing lanes add nothing.
 // Q8_0X, two blocks per step: vpdpbusd needs one unsigned side, so |w| is it and x takes
 // w's sign (a code of −128 becomes 128 unsigned, which is exact; x is quantized to ±127).
+#include <stdlib.h>
 #include <string.h>
 
 #include "ckernels.h"
@@ -87,35 +88,6 @@ void rows_q4_1x_512(const int R, const uint8_t *row0, size_t row_bytes, const __
     for (int k = 0; k < R; k++) out[k] = _mm512_reduce_add_ps(acc[k]);
 }
 
-CK_AVX512 static void matvec_q4_1x_512(const uint8_t *w, const ck_block_q8 *x, float *y, int64_t nb,
-                                       int64_t r0, int64_t r1) {
-    const size_t row_bytes = (size_t)nb * 20;
-    __m512i xlo[MAX_BLOCKS / 4], xhi[MAX_BLOCKS / 4];
-    float xd[MAX_BLOCKS + 16], xs[MAX_BLOCKS + 16];
-    for (int64_t s = 0; s * 4 < nb; s++) {
-        int8_t lo[64] = { 0 }, hi[64] = { 0 };
-        for (int j = 0; j < 4 && s * 4 + j < nb; j++) {
-            memcpy(lo + 16 * j, x[s * 4 + j].qs, 16);
-            memcpy(hi + 16 * j, x[s * 4 + j].qs + 16, 16);
-        }
-        xlo[s] = _mm512_loadu_si512(lo);
-        xhi[s] = _mm512_loadu_si512(hi);
-    }
-    for (int64_t i = 0; i < nb; i++) { xd[i] = x[i].d; xs[i] = x[i].s; }
-    float sd[4][MAX_BLOCKS + 16], mins[4], dots[4];
-    for (int64_t r = r0; r < r1; r += 4) {
-        const int rows = r1 - r < 4 ? (int)(r1 - r) : 4;
-        const uint8_t *row0 = w + (size_t)r * row_bytes;
-        for (int k = 0; k < rows; k++) mins[k] = row_scales_512(row0 + k * row_bytes, nb, 1, 16, xd, xs, sd[k]);
-        if (rows == 4) {
-            rows_q4_1x_512(4, row0, row_bytes, xlo, xhi, nb, sd, dots);
-        } else {
-            for (int k = 0; k < rows; k++) rows_q4_1x_512(1, row0 + k * row_bytes, row_bytes, xlo, xhi, nb, sd + k, dots + k);
-        }
-        for (int k = 0; k < rows; k++) y[r + k] = dots[k] + mins[k];
-    }
-}
-
 // R rows (1 or 4) of Q8_0X times x (two blocks per 64-byte step) into out[R].
 CK_AVX512 static inline __attribute__((always_inline))
 void rows_q8_0x_512(const int R, const uint8_t *row0, size_t row_bytes, const __m512i *x2, int64_t nb,
@@ -137,38 +109,104 @@ void rows_q8_0x_512(const int R, const uint8_t *row0, size_t row_bytes, const __
     for (int k = 0; k < R; k++) out[k] = _mm512_reduce_add_ps(acc[k]);
 }
 
-CK_AVX512 static void matvec_q8_0x_512(const uint8_t *w, const ck_block_q8 *x, float *y, int64_t nb,
-                                       int64_t r0, int64_t r1) {
-    const size_t row_bytes = (size_t)nb * 34;
-    __m512i x2[MAX_BLOCKS / 2];
-    float xd[MAX_BLOCKS + 16];
-    for (int64_t b = 0; b < nb; b += 2) {
-        int8_t two[64];
-        memcpy(two, x[b].qs, 32);
-        memcpy(two + 32, x[b + 1].qs, 32);
-        x2[b / 2] = _mm512_loadu_si512(two);
-    }
-    for (int64_t i = 0; i < nb; i++) xd[i] = x[i].d;
-    float sd[4][MAX_BLOCKS + 16];
-    for (int64_t r = r0; r < r1; r += 4) {
-        const int rows = r1 - r < 4 ? (int)(r1 - r) : 4;
-        const uint8_t *row0 = w + (size_t)r * row_bytes;
-        for (int k = 0; k < rows; k++) row_scales_512(row0 + k * row_bytes, nb, 0, 32, xd, NULL, sd[k]);
-        if (rows == 4) {
-            rows_q8_0x_512(4, row0, row_bytes, x2, nb, sd, y + r);
-        } else {
-            for (int k = 0; k < rows; k++) rows_q8_0x_512(1, row0 + k * row_bytes, row_bytes, x2, nb, sd + k, y + r + k);
+// One token's x prepared for these kernels, in 64-byte units: Q4_1X: lo[steps], hi[steps]
+// (steps = ⌈nb/4⌉, zero past nb), then d8 and s8 as floats; Q8_0X: pairs[nb/2], then d8.
+// Prepared once per call, or once per token of a matrix product, for every row.
+static int64_t prep_bytes(int type, int64_t nb) {
+    const int64_t floats = ((nb + 15) / 16 + 1) * 16;
+    return type == CK_TYPE_Q4_1X ? (nb + 3) / 4 * 128 + 2 * floats * 4 : nb / 2 * 64 + floats * 4;
+}
+
+static void prep_x(int type, const ck_block_q8 *x, int64_t nb, uint8_t *prep) {
+    memset(prep, 0, (size_t)prep_bytes(type, nb));
+    if (type == CK_TYPE_Q4_1X) {
+        const int64_t steps = (nb + 3) / 4;
+        int8_t *lo = (int8_t *)prep, *hi = lo + steps * 64;
+        float *d = (float *)(hi + steps * 64), *s = d + ((nb + 15) / 16 + 1) * 16;
+        for (int64_t i = 0; i < nb; i++) {
+            memcpy(lo + i * 16, x[i].qs, 16);
+            memcpy(hi + i * 16, x[i].qs + 16, 16);
+            d[i] = x[i].d;
+            s[i] = x[i].s;
+        }
+    } else {
+        float *d = (float *)(prep + nb / 2 * 64);
+        for (int64_t i = 0; i < nb; i++) {
+            memcpy(prep + i * 32, x[i].qs, 32);
+            d[i] = x[i].d;
         }
     }
 }
 
+// Up to four rows of Q4_1X or Q8_0X from row0 times one prepared x, into out[rows].
+CK_AVX512 static inline void row_group(int type, const uint8_t *row0, size_t row_bytes, int rows,
+                                       const uint8_t *prep, int64_t nb, float *out) {
+    float sd[4][MAX_BLOCKS + 16], mins[4], dots[4];
+    if (type == CK_TYPE_Q4_1X) {
+        const int64_t steps = (nb + 3) / 4;
+        const __m512i *lo = (const __m512i *)prep, *hi = lo + steps;
+        const float *d = (const float *)(hi + steps), *s = d + ((nb + 15) / 16 + 1) * 16;
+        for (int k = 0; k < rows; k++) mins[k] = row_scales_512(row0 + k * row_bytes, nb, 1, 16, d, s, sd[k]);
+        if (rows == 4) rows_q4_1x_512(4, row0, row_bytes, lo, hi, nb, sd, dots);
+        else for (int k = 0; k < rows; k++) rows_q4_1x_512(1, row0 + k * row_bytes, row_bytes, lo, hi, nb, sd + k, dots + k);
+        for (int k = 0; k < rows; k++) out[k] = dots[k] + mins[k];
+    } else {
+        const __m512i *x2 = (const __m512i *)prep;
+        const float *d = (const float *)(x2 + nb / 2);
+        for (int k = 0; k < rows; k++) row_scales_512(row0 + k * row_bytes, nb, 0, 32, d, NULL, sd[k]);
+        if (rows == 4) rows_q8_0x_512(4, row0, row_bytes, x2, nb, sd, out);
+        else for (int k = 0; k < rows; k++) rows_q8_0x_512(1, row0 + k * row_bytes, row_bytes, x2, nb, sd + k, out + k);
+    }
+}
+
+// Prepared x for up to this many tokens at a time lives on the thread's own buffer.
+static _Thread_local uint8_t *prep_buffer;
+static _Thread_local int64_t prep_capacity;
+
+static uint8_t *prep_space(int64_t bytes) {
+    if (bytes > prep_capacity) {
+        free(prep_buffer);
+        prep_buffer = aligned_alloc(64, (size_t)(bytes + 63) / 64 * 64);
+        prep_capacity = prep_buffer ? bytes : 0;
+    }
+    return prep_buffer;
+}
+
+static int applies(int type, int64_t nb) {
+    return ck_has_avx512vnni() && nb <= MAX_BLOCKS && nb % 2 == 0 && (type == CK_TYPE_Q4_1X || type == CK_TYPE_Q8_0X);
+}
+
+static size_t row_bytes_of(int type, int64_t nb) { return (size_t)nb * (type == CK_TYPE_Q4_1X ? 20 : 34); }
+
 int ck_matvec_repacked_q8_vnni(int type, const void *w, const ck_block_q8 *x, float *y,
                                int64_t cols, int64_t r0, int64_t r1) {
     const int64_t nb = cols / QK;
-    if (!ck_has_avx512vnni() || nb > MAX_BLOCKS || nb % 2 != 0) return 0;
-    if (type == CK_TYPE_Q4_1X) matvec_q4_1x_512(w, x, y, nb, r0, r1);
-    else if (type == CK_TYPE_Q8_0X) matvec_q8_0x_512(w, x, y, nb, r0, r1);
-    else return 0;
+    if (!applies(type, nb)) return 0;
+    _Alignas(64) uint8_t prep[MAX_BLOCKS / 4 * 128 + 2 * (MAX_BLOCKS + 32) * 4];
+    prep_x(type, x, nb, prep);
+    const size_t row_bytes = row_bytes_of(type, nb);
+    for (int64_t r = r0; r < r1; r += 4) {
+        const int rows = r1 - r < 4 ? (int)(r1 - r) : 4;
+        row_group(type, (const uint8_t *)w + r * row_bytes, row_bytes, rows, prep, nb, y + r);
+    }
+    return 1;
+}
+
+int ck_matmul_repacked_q8_vnni(int type, const void *w, const ck_block_q8 *x, int64_t n, float *y, int64_t ldy,
+                               int64_t cols, int64_t r0, int64_t r1) {
+    const int64_t nb = cols / QK, each = prep_bytes(type, nb);
+    if (!applies(type, nb)) return 0;
+    uint8_t *prep = prep_space(n * each);
+    if (!prep) return 0;
+    for (int64_t t = 0; t < n; t++) prep_x(type, x + t * nb, nb, prep + t * each);
+    const size_t row_bytes = row_bytes_of(type, nb);
+    // Four weight rows at a time against every token: the rows stay in L1 while the tokens'
+    // prepared x (≤ 256 · 2.5 KB) stream from L2, so each weight byte comes from memory once.
+    for (int64_t r = r0; r < r1; r += 4) {
+        const int rows = r1 - r < 4 ? (int)(r1 - r) : 4;
+        const uint8_t *row0 = (const uint8_t *)w + r * row_bytes;
+        for (int64_t t = 0; t < n; t++) row_group(type, row0, row_bytes, rows, prep + t * each, nb, y + t * ldy + r);
+    }
     return 1;
 }
 
@@ -179,6 +217,11 @@ int ck_set_avx512_allowed(int allowed) { (void)allowed; return 0; }
 int ck_matvec_repacked_q8_vnni(int type, const void *w, const ck_block_q8 *x, float *y,
                                int64_t cols, int64_t r0, int64_t r1) {
     (void)type; (void)w; (void)x; (void)y; (void)cols; (void)r0; (void)r1;
+    return 0;
+}
+int ck_matmul_repacked_q8_vnni(int type, const void *w, const ck_block_q8 *x, int64_t n, float *y, int64_t ldy,
+                               int64_t cols, int64_t r0, int64_t r1) {
+    (void)type; (void)w; (void)x; (void)n; (void)y; (void)ldy; (void)cols; (void)r0; (void)r1;
     return 0;
 }
 

@@ -170,6 +170,42 @@ final class QuantTests: XCTestCase {
         }
     }
 
+    /// The int8 matrix product (prefill's alternative to sgemm) is the decode kernel run for
+    /// each token, bit for bit — with VNNI, where it reads each weight row once for all
+    /// tokens, and without — and near the scalar twin; rows 3..<11 leave partial groups.
+    func testInt8MatmulIsMatvecPerToken() {
+        var rng = RandomGenerator(seed: 17)
+        for type in [GGMLType.q4_1, .q8_0] {
+            let rows = 12, cols = 576, tokens = 5, t = Int32(type.rawValue)
+            let packed = ck_repacked_type(t, Int64(cols))
+            var raw = (0..<rows * type.byteCount(elements: cols)).map { _ in UInt8(truncatingIfNeeded: rng.next()) }
+            sanitizeScales(&raw, type: type)
+            var w = [UInt8](repeating: 0, count: raw.count)
+            ck_repack_rows(t, raw, &w, Int64(cols), Int64(rows))
+            var xq = [ck_block_q8](repeating: ck_block_q8(), count: tokens * cols / 32)
+            let x = (0..<tokens * cols).map { _ in Float(rng.nextUnit() * 2 - 1) }
+            ck_quantize_q8(x, &xq, Int64(tokens * cols))
+            for allowVNNI in ck_has_avx512vnni() != 0 ? [true, false] : [false] {
+                let before = ck_set_avx512_allowed(allowVNNI ? 1 : 0)
+                defer { ck_set_avx512_allowed(before) }
+                var product = [Float](repeating: .nan, count: tokens * rows)
+                ck_matmul_q8(packed, w, xq, Int64(tokens), &product, Int64(rows), Int64(cols), 3, 11)
+                for k in 0..<tokens {
+                    var y = [Float](repeating: .nan, count: rows)
+                    xq.withUnsafeBufferPointer { ck_matvec_q8(packed, w, $0.baseAddress! + k * cols / 32, &y, Int64(cols), 3, 11) }
+                    XCTAssertEqual(Array(product[k * rows + 3..<k * rows + 11]), Array(y[3..<11]), "\(type) token \(k) VNNI \(allowVNNI)")
+                    XCTAssertTrue(product[k * rows].isNaN && product[k * rows + 11].isNaN, "rows outside the range untouched")
+                    raw.withUnsafeBytes { o in
+                        xq.withUnsafeBufferPointer { xp in
+                            let expected = ck_dot_row_q8_ref(t, o.baseAddress! + 5 * type.byteCount(elements: cols), xp.baseAddress! + k * cols / 32, Int64(cols))
+                            XCTAssertEqual(product[k * rows + 5], expected, accuracy: 1e-4 * max(1, abs(expected)))
+                        }
+                    }
+                }
+            }
+        }
+    }
+
     private func checkRepackedLayouts() {
         var rng = RandomGenerator(seed: 13)
         for type in [GGMLType.q4_1, .q8_0] {

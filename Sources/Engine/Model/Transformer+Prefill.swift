@@ -7,6 +7,7 @@ final class PrefillBuffers {
     let qSink: UnsafeMutablePointer<Float>     // [batch][q_dim] queries rotated for sink keys
     let chunkPositions: UnsafeMutablePointer<Int64> // [batch] the chunk's stream positions
     let weights: UnsafeMutablePointer<Float>   // one matrix dequantized to f32: [rows][cols], largest
+    let xq: UnsafeMutablePointer<ck_block_q8>  // [batch][max cols / 32] the rows of x in int8 (int8 products)
     let attentionScratch: UnsafeMutablePointer<Float> // [threads][attentionScratchStride]
     let attentionScratchStride: Int
 
@@ -27,17 +28,20 @@ final class PrefillBuffers {
         hb = .allocate(capacity: batch * c.feedForwardLength)
         hb2 = .allocate(capacity: batch * c.feedForwardLength)
         weights = .allocate(capacity: max(c.qDim * d, c.feedForwardLength * d))
+        xq = .allocate(capacity: batch * max(d, c.qDim, c.feedForwardLength) / 32)
     }
 
     deinit {
         for p in [x, xb, xb2, q, k, v, attnOut, qSink, hb, hb2, weights, attentionScratch] { p.deallocate() }
         chunkPositions.deallocate()
+        xq.deallocate()
     }
 }
 
 /// One batched matrix product out[tokens][rows] = x[tokens][cols] · Wᵀ, as a pool task (a C
 /// function pointer and its context): each thread takes a slice of W's rows — dequantizing
 /// it into `scratch` first unless W is given in f32 — and runs one sgemm on it.
+/// With `xq` (x's rows in int8) the threads run the int8 product instead (ck_matmul_q8).
 struct MatmulJob {
     let matrix: Matrix?                 // quantized W, or nil when `scratch` already holds W in f32
     let rows: Int, cols: Int
@@ -45,6 +49,7 @@ struct MatmulJob {
     let out: UnsafeMutablePointer<Float>
     let tokens: Int
     let scratch: UnsafeMutablePointer<Float>
+    var xq: UnsafePointer<ck_block_q8>? = nil
 
     static let run: ck_task_fn = { ctx, index, n in
         let job = ctx!.assumingMemoryBound(to: MatmulJob.self).pointee
@@ -52,6 +57,10 @@ struct MatmulJob {
         let groups = (job.rows + 15) / 16
         let r0 = groups * Int(index) / Int(n) * 16, r1 = min(job.rows, groups * (Int(index) + 1) / Int(n) * 16)
         guard r0 < r1 else { return }
+        if let xq = job.xq, let m = job.matrix {
+            ck_matmul_q8(m.kernelType, m.data, xq, Int64(job.tokens), job.out, Int64(job.rows), Int64(job.cols), Int64(r0), Int64(r1))
+            return
+        }
         if let m = job.matrix {
             for r in r0..<r1 { m.dequantizeRow(r, into: job.scratch + r * job.cols) }
         }
@@ -236,7 +245,17 @@ extension Transformer {
     /// out[n][rows] = x[n][cols] · Wᵀ. Each pool thread takes a slice of W's rows,
     /// dequantizes it to f32 and runs one sgemm on it: no barrier between the two steps.
     private func matmul(_ m: Matrix, _ x: UnsafePointer<Float>, _ out: UnsafeMutablePointer<Float>, _ n: Int) {
-        MatmulJob(matrix: m, rows: m.rows, cols: m.cols, x: x, out: out, tokens: n, scratch: prefillBuffers.weights)
-            .run(on: pool)
+        var job = MatmulJob(matrix: m, rows: m.rows, cols: m.cols, x: x, out: out, tokens: n, scratch: prefillBuffers.weights)
+        if usesInt8Matmul(m) {
+            let xq = prefillBuffers.xq, blocks = m.cols / 32
+            for t in 0..<n { ck_quantize_q8(x + t * m.cols, xq + t * blocks, Int64(m.cols)) }
+            job.xq = UnsafePointer(xq)
+        }
+        job.run(on: pool)
+    }
+
+    /// Whether prefill multiplies `m` in int8 (as decoding does) rather than through sgemm.
+    func usesInt8Matmul(_ m: Matrix) -> Bool {
+        fastPath && int8Prefill && ck_has_avx512vnni() != 0 && ck_type_has_q8_path(m.kernelType) != 0
     }
 }
