@@ -79,9 +79,14 @@ public final class BlockMemory {
     let store: BlockStore
     let blob: UnsafeMutableRawPointer        // one block of one layer, being packed or read back
 
-    // What is recalled, per layer and KV head.
-    let recallKeys: [UnsafeMutablePointer<Float>]       // [kv_head][topBlocks·block][head_dim]
-    private let recallValues: [UnsafeMutablePointer<Float>]
+    // What is recalled, per layer and KV head, int8 as the blocks are stored (a quarter of
+    // the bytes f32 rows took: decoding reads every recalled row per token, and with f32
+    // rows memory-on decoding ran at ~0.85× memory-off after 128K, the bound that traffic set).
+    let recallKeys: [UnsafeMutablePointer<Int8>]        // [kv_head][topBlocks·block][head_dim]
+    private let recallValues: [UnsafeMutablePointer<Int8>]
+    private let recallKeyScales: [UnsafeMutablePointer<Float>]   // [kv_head][topBlocks·block][head_dim/32]
+    private let recallValueScales: [UnsafeMutablePointer<Float>]
+    private let turning: UnsafeMutablePointer<Float>    // [block][head_dim] one block's keys being re-rotated
     private let recallPositions: [UnsafeMutablePointer<Int64>]  // [kv_head][topBlocks·block]
     /// [layer][kv_head] the recalled blocks, oldest first, with their scores.
     public internal(set) var recalled: [[[(block: Int, score: Float)]]]
@@ -117,6 +122,10 @@ public final class BlockMemory {
         let recallRows = kvHeadCount * settings.topBlocks * b
         recallKeys = (0..<layerCount).map { _ in .allocate(capacity: max(1, recallRows * headDim)) }
         recallValues = (0..<layerCount).map { _ in .allocate(capacity: max(1, recallRows * headDim)) }
+        let recallGroups = max(1, recallRows * headDim / Int(CK_KV_GROUP))
+        recallKeyScales = (0..<layerCount).map { _ in .allocate(capacity: recallGroups) }
+        recallValueScales = (0..<layerCount).map { _ in .allocate(capacity: recallGroups) }
+        turning = .allocate(capacity: b * headDim)
         recallPositions = (0..<layerCount).map { _ in .allocate(capacity: max(1, recallRows)) }
         recalled = Array(repeating: Array(repeating: [], count: kvHeadCount), count: layerCount)
         candidates = Array(repeating: Array(repeating: [], count: kvHeadCount), count: layerCount)
@@ -127,7 +136,9 @@ public final class BlockMemory {
     }
 
     deinit {
-        for p in pendingKeys + pendingValues + recallKeys + recallValues { p.deallocate() }
+        for p in pendingKeys + pendingValues + recallKeyScales + recallValueScales { p.deallocate() }
+        for p in recallKeys + recallValues { p.deallocate() }
+        turning.deallocate()
         for p in pendingPositions + recallPositions { p.deallocate() }
         blob.deallocate()
         inverseRows.deallocate()
@@ -289,26 +300,31 @@ public final class BlockMemory {
         }
     }
 
-    /// Dequantizes the chosen blocks of one KV head into the layer's recall buffer, behind
-    /// the recall anchor, and returns the ones that could be read (a block whose file write
-    /// failed cannot).
+    /// Copies the chosen blocks of one KV head into the layer's recall buffer, behind the
+    /// recall anchor, and returns the ones that could be read (a block whose file write
+    /// failed cannot). Values are copied as stored; keys are too when they stay where they
+    /// are (`.same`), else dequantized, rotated and quantized again.
     func load(layer l: Int, head h: Int, blocks: [Int]) -> [Int] {
         let b = settings.blockSize, hd = headDim, groups = hd / Int(CK_KV_GROUP), slots = settings.topBlocks * b
         let anchor = recallAnchor(layer: l)
         var loaded: [Int] = []
         for block in blocks {
             guard let base = store.read(block * layerCount + l, into: blob) else { continue }
-            let k = loaded.count
-            for r in 0..<b {
-                let row = h * slots + k * b + r
-                ck_dequantize_kv_row(keyCodes(base, h) + r * hd, scales(base, h) + r * groups, recallKeys[l] + row * hd, Int32(hd))
-                ck_dequantize_kv_row(valueCodes(base, h) + r * hd, scales(base, kvHeadCount + h) + r * groups,
-                                     recallValues[l] + row * hd, Int32(hd))
-                recallPositions[l][row] = Int64(blockStarts[block] + r)
-            }
+            let k = loaded.count, row = h * slots + k * b
+            let keys = recallKeys[l] + row * hd, keyScales = recallKeyScales[l] + row * groups
+            recallValues[l].advanced(by: row * hd).update(from: valueCodes(base, h), count: b * hd)
+            recallValueScales[l].advanced(by: row * groups).update(from: scales(base, kvHeadCount + h), count: b * groups)
+            for r in 0..<b { recallPositions[l][row + r] = Int64(blockStarts[block] + r) }
             // Every row of the block moves by the same amount: one rotation for all.
-            rotate(recallKeys[l] + (h * slots + k * b) * hd, rows: b, stride: hd, from: canonicalPosition(0),
-                   to: recalledPosition(k * b, count: blocks.count * b, anchor: anchor))
+            let from = canonicalPosition(0), to = recalledPosition(k * b, count: blocks.count * b, anchor: anchor)
+            if from == to {
+                keys.update(from: keyCodes(base, h), count: b * hd)
+                keyScales.update(from: scales(base, h), count: b * groups)
+            } else {
+                for r in 0..<b { ck_dequantize_kv_row(keyCodes(base, h) + r * hd, scales(base, h) + r * groups, turning + r * hd, Int32(hd)) }
+                rotate(turning, rows: b, stride: hd, from: from, to: to)
+                for r in 0..<b { ck_quantize_kv_row(turning + r * hd, keys + r * hd, keyScales + r * groups, Int32(hd)) }
+            }
             loaded.append(block)
         }
         return loaded
@@ -324,12 +340,14 @@ public final class BlockMemory {
     func writeSegments(layer l: Int, head h: Int, into out: UnsafeMutablePointer<ck_kv_segment>) -> Int {
         let b = settings.blockSize, hd = headDim, slots = settings.topBlocks * b
         let f32 = Int32(CK_KV_F32.rawValue), sinkQuery: Int32 = settings.positions == .same ? 1 : 0
+        let groups = hd / Int(CK_KV_GROUP)
         var n = 0
         let recalledRows = recalled[l][h].count * b
         if recalledRows > 0 {
-            out[n] = ck_kv_segment(type: f32, sink_query: sinkQuery, windowed: 0,
+            out[n] = ck_kv_segment(type: Int32(CK_KV_Q8.rawValue), sink_query: sinkQuery, windowed: 0,
                                    keys: recallKeys[l] + h * slots * hd, values: recallValues[l] + h * slots * hd,
-                                   key_scales: nil, value_scales: nil, row_stride: Int64(hd),
+                                   key_scales: recallKeyScales[l] + h * slots * groups,
+                                   value_scales: recallValueScales[l] + h * slots * groups, row_stride: Int64(hd),
                                    count: Int64(recalledRows), positions: recallPositions[l] + h * slots)
             n += 1
         }
