@@ -192,6 +192,69 @@ int ck_matvec_repacked_q8_vnni(int type, const void *w, const ck_block_q8 *x, fl
     return 1;
 }
 
+// Prefill's micro-kernel: four Q4_1X rows × two tokens at a time. The rows' scales and mins
+// become floats once for all tokens; each 64-byte step of a row is unpacked once for both
+// tokens; the mins join the accumulators, so each (row, token) ends in one reduction. (Run
+// per token, the decode kernel spent more on per-row scale setup and reductions than on
+// its dot products: int8 prefill was then no faster than sgemm.) The per-block products are
+// the decode kernel's; only the order of the final sums differs.
+CK_AVX512 static void matmul_q4_1x_tile(const uint8_t *row0, size_t row_bytes, int rows, const uint8_t *prep,
+                                        int64_t each, int64_t n, int64_t nb, float *y, int64_t ldy) {
+    const int64_t steps = (nb + 3) / 4, nf = ((nb + 15) / 16 + 1) * 16;
+    const __m512i mask = _mm512_set1_epi8(0x0f);
+    const __m512i quad = _mm512_setr_epi32(0, 0, 0, 0, 1, 1, 1, 1, 2, 2, 2, 2, 3, 3, 3, 3);
+    float dw[4][MAX_BLOCKS + 32], mw[4][MAX_BLOCKS + 32];
+    const uint8_t *row[4];
+    for (int k = 0; k < 4; k++) {
+        row[k] = row0 + (size_t)(k < rows ? k : 0) * row_bytes;   // missing rows repeat row 0; not stored
+        const uint16_t *d = (const uint16_t *)(row[k] + nb * 16), *m = d + nb;
+        for (int64_t i = 0; i < nf; i++) {
+            dw[k][i] = i < nb ? h2f(d[i]) : 0;
+            mw[k][i] = i < nb ? h2f(m[i]) : 0;
+        }
+    }
+    for (int64_t t = 0; t < n; t += 2) {
+        const int tn = n - t >= 2 ? 2 : 1;
+        const uint8_t *p[2] = { prep + t * each, prep + (t + tn - 1) * each };
+        const __m512i *lo[2], *hi[2];
+        const float *dx[2], *sx[2];
+        for (int j = 0; j < 2; j++) {
+            lo[j] = (const __m512i *)p[j];
+            hi[j] = lo[j] + steps;
+            dx[j] = (const float *)(hi[j] + steps);
+            sx[j] = dx[j] + nf;
+        }
+        __m512 acc[4][2];
+        for (int k = 0; k < 4; k++) acc[k][0] = acc[k][1] = _mm512_setzero_ps();
+        for (int64_t s = 0; s < steps; s++) {
+            const __mmask64 k64 = nb - 4 * s >= 4 ? ~(__mmask64)0 : ((__mmask64)1 << ((nb - 4 * s) * 16)) - 1;
+            __m512i wl[4], wh[4];
+            __m512 ws[4];
+            for (int k = 0; k < 4; k++) {
+                const __m512i v = _mm512_maskz_loadu_epi8(k64, row[k] + s * 64);
+                wl[k] = _mm512_and_si512(v, mask);
+                wh[k] = _mm512_and_si512(_mm512_srli_epi16(v, 4), mask);
+                ws[k] = _mm512_permutexvar_ps(quad, _mm512_castps128_ps512(_mm_loadu_ps(dw[k] + 4 * s)));
+            }
+            for (int j = 0; j < 2; j++) {
+                const __m512i xl = lo[j][s], xh = hi[j][s];
+                const __m512 xs = _mm512_permutexvar_ps(quad, _mm512_castps128_ps512(_mm_loadu_ps(dx[j] + 4 * s)));
+                for (int k = 0; k < 4; k++) {
+                    const __m512i dot = _mm512_dpbusd_epi32(_mm512_dpbusd_epi32(_mm512_setzero_si512(), wl[k], xl), wh[k], xh);
+                    acc[k][j] = _mm512_fmadd_ps(_mm512_cvtepi32_ps(dot), _mm512_mul_ps(ws[k], xs), acc[k][j]);
+                }
+            }
+        }
+        for (int j = 0; j < tn; j++) {
+            for (int k = 0; k < rows; k++) {
+                __m512 a = acc[k][j];
+                for (int64_t i = 0; i < nf; i += 16) a = _mm512_fmadd_ps(_mm512_loadu_ps(mw[k] + i), _mm512_loadu_ps(sx[j] + i), a);
+                y[(t + j) * ldy + k] = _mm512_reduce_add_ps(a);
+            }
+        }
+    }
+}
+
 int ck_matmul_repacked_q8_vnni(int type, const void *w, const ck_block_q8 *x, int64_t n, float *y, int64_t ldy,
                                int64_t cols, int64_t r0, int64_t r1) {
     const int64_t nb = cols / QK, each = prep_bytes(type, nb);
@@ -205,7 +268,8 @@ int ck_matmul_repacked_q8_vnni(int type, const void *w, const ck_block_q8 *x, in
     for (int64_t r = r0; r < r1; r += 4) {
         const int rows = r1 - r < 4 ? (int)(r1 - r) : 4;
         const uint8_t *row0 = (const uint8_t *)w + r * row_bytes;
-        for (int64_t t = 0; t < n; t++) row_group(type, row0, row_bytes, rows, prep + t * each, nb, y + t * ldy + r);
+        if (type == CK_TYPE_Q4_1X) matmul_q4_1x_tile(row0, row_bytes, rows, prep, each, n, nb, y + r, ldy);
+        else for (int64_t t = 0; t < n; t++) row_group(type, row0, row_bytes, rows, prep + t * each, nb, y + t * ldy + r);
     }
     return 1;
 }

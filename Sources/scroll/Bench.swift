@@ -25,8 +25,8 @@ struct Bench: ParsableCommand {
     @Option(help: "Session bench: tokens after them over which perplexity is compared.")
     var sessionEval = 512
     @OptionGroup var cacheOptions: CacheOptions
-    @Flag(help: "Prefill's matrix products in int8 through the decode kernels (AVX-512 VNNI) instead of sgemm, to compare the two.")
-    var int8Prefill = false
+    @Flag(help: "Prefill's matrix products through OpenBLAS sgemm even where the int8 kernels (AVX-512 VNNI) would run, to compare the two.")
+    var sgemmPrefill = false
     @Flag(help: "Print the results as JSON.")
     var json = false
 
@@ -48,7 +48,7 @@ struct Bench: ParsableCommand {
         if let sessionText { return try runSessionBench(sessionText) }
         try reportingErrors {
             let (model, _) = try modelOptions.load()
-            model.int8Prefill = int8Prefill
+            model.int8Prefill = !sgemmPrefill
             var results: [Result] = []
             var rng = RandomGenerator(seed: 42)
             let vocab = model.config.vocabSize

@@ -13,10 +13,10 @@ public final class Transformer {
     /// false: every product on the float path (weights dequantized on the fly, activations
     /// kept in f32) — the reference the fast int8 path is held to.
     public var fastPath = true
-    /// Prefill's products in int8 through the decode kernels (ck_matmul_q8, AVX-512 VNNI
-    /// only) instead of sgemm. Off: measured no faster (pp512 ~605 t/s both ways, 2026-11-25)
-    /// and sgemm is exact; `scroll bench --int8-prefill` measures it again.
-    public var int8Prefill = false
+    /// On the fast path, prefill's products run in int8 (ck_matmul_q8) where the CPU has
+    /// AVX-512 VNNI: pp512 ~770 against ~620 t/s through sgemm (2026-11-25). Elsewhere, and
+    /// with `fastPath` off, sgemm on dequantized weights (exact float).
+    public var int8Prefill = true
     /// Decoding with a block memory through the prefill chunk kernel instead (tests compare).
     var decodeMemoryThroughBlockKernel = false
 
