@@ -36,10 +36,10 @@ enum ck_type {
 int ck_repacked_type(int type, int64_t cols);
 // Copies rows of `type` into the repacked layout (dst has the same size as src).
 void ck_repack_rows(int type, const void *src, void *dst, int64_t cols, int64_t rows);
-// A buffer for repacked weights (2 MiB-aligned, transparent huge pages requested), freed
-// with ck_free_weights. NULL when out of memory.
-void *ck_alloc_weights(size_t bytes);
-void ck_free_weights(void *p);
+// A large buffer (2 MiB-aligned, transparent huge pages requested: repacked weights, the KV
+// cache), freed with ck_free_huge. NULL when out of memory.
+void *ck_alloc_huge(size_t bytes);
+void ck_free_huge(void *p);
 // Whether the AVX-512 VNNI decode kernels run (quants_repack_vnni.c): the CPU has them and
 // they are allowed. Tests turn them off to compare the AVX2 kernels; returns the old value.
 int ck_has_avx512vnni(void);

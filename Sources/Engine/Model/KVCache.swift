@@ -72,6 +72,7 @@ public final class KVCache {
     public var onEvict: ((EvictedToken) -> Void)?
     /// Where evicted tokens go to be recalled (issue 6); nil: they are dropped.
     public internal(set) var memory: BlockMemory?
+    private let storage: UnsafeMutableRawPointer  // every layer's keys, then values
     var keys: [UnsafeMutableRawPointer]        // per layer: [kv_head][capacity][head_dim] f32 or int8
     var values: [UnsafeMutableRawPointer]
     var keyScales: [UnsafeMutablePointer<Float>]    // int8: per layer [kv_head][capacity][head_dim/32]
@@ -91,8 +92,13 @@ public final class KVCache {
         let rows = kvHeadCount * capacity
         let codeBytes = rows * headDim * (precision == .f32 ? 4 : 1)
         let scaleCount = precision == .int8 ? rows * headDim / Int(CK_KV_GROUP) : 0
-        keys = (0..<layerCount).map { _ in .allocate(byteCount: codeBytes, alignment: 64) }
-        values = (0..<layerCount).map { _ in .allocate(byteCount: codeBytes, alignment: 64) }
+        // All layers' keys and values in one buffer on huge pages: decoding with a full window
+        // reads all of it every token (47 MB with the default window), as it reads the weights.
+        let stride = (codeBytes + 63) / 64 * 64
+        guard let rowsBuffer = ck_alloc_huge(2 * layerCount * stride) else { fatalError("out of memory for the KV cache") }
+        storage = rowsBuffer
+        keys = (0..<layerCount).map { rowsBuffer + 2 * $0 * stride }
+        values = (0..<layerCount).map { rowsBuffer + (2 * $0 + 1) * stride }
         keyScales = (0..<layerCount).map { _ in .allocate(capacity: scaleCount) }
         valueScales = (0..<layerCount).map { _ in .allocate(capacity: scaleCount) }
         evicted = .allocate(capacity: 2 * kvHeadCount * headDim)
@@ -100,7 +106,7 @@ public final class KVCache {
     }
 
     deinit {
-        (keys + values).forEach { $0.deallocate() }
+        ck_free_huge(storage)
         (keyScales + valueScales).forEach { $0.deallocate() }
         evicted.deallocate()
         positions.deallocate()

@@ -56,7 +56,7 @@ public struct Matrix {
 }
 
 /// Memory for repacked matrices, freed with the weights that point into it: 32 MiB arenas
-/// on huge pages (ck_alloc_weights), matrices placed one after another, 64-byte aligned.
+/// on huge pages (ck_alloc_huge), matrices placed one after another, 64-byte aligned.
 /// (A huge-page buffer per matrix made RSS 583 MiB instead of ~250: the 2 MiB rounding of
 /// each of ~200 small matrices.)
 final class RepackedStorage {
@@ -69,7 +69,7 @@ final class RepackedStorage {
         let size = (bytes + 63) / 64 * 64
         if size > free || next == nil {
             let arena = max(Self.arenaBytes, size)
-            guard let p = ck_alloc_weights(arena) else { return nil }
+            guard let p = ck_alloc_huge(arena) else { return nil }
             arenas.append(p)
             next = p
             free = arena
@@ -87,7 +87,7 @@ final class RepackedStorage {
         return Matrix(name: m.name, data: UnsafeRawPointer(buffer), type: m.type, rows: m.rows, cols: m.cols, kernelType: t)
     }
 
-    deinit { arenas.forEach { ck_free_weights($0) } }
+    deinit { arenas.forEach { ck_free_huge($0) } }
 }
 
 /// A 1-D float tensor (norm weights, biases), dequantized once at load.
