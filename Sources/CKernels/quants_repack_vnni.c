@@ -1,10 +1,11 @@
-// AVX-512 VNNI decode kernels for the repacked Q4_1X and Q8_0X rows (layouts, scalar twins
-// and the AVX2 kernels: quants_repack.c). On a CPU with AVX-512 VNNI one `vpdpbusd`
-// multiplies 64 unsigned by 64 signed bytes and adds each group of four products into an
-// int32 lane: it replaces AVX2's maddubs + add + madd chain and takes twice the bytes per
-// instruction, so a block of weights costs about a third of the instructions. Decoding is
-// then closer to being bound by memory alone (perf on the AVX2 kernel: the Q4_1 matvec
-// was half of a token's time at ~10 GB/s against ~27 GB/s the machine can read).
+// AVX-512 VNNI kernels for the repacked Q4_1X and Q8_0X rows (layouts, scalar twins and
+// the AVX2 kernels: quants_repack.c): decoding's matrix-vector products, and prefill's
+// int8 matrix products (ck_matmul_q8; a micro-kernel at the end of this file). One
+// `vpdpbusd` multiplies 64 unsigned by 64 signed bytes and adds each group of four products
+// into an int32 lane: it replaces AVX2's maddubs + add + madd chain and takes twice the
+// bytes per instruction, so a block of weights costs about a third of the instructions.
+// Decoding is then closer to being bound by memory alone (a 64 MB Q4_1 matrix streams at
+// 29–31 GB/s on two threads, against 25–27 GB/s with the AVX2 kernel).
 //
 // Q4_1X, four blocks per step: the 64 code bytes of blocks b..b+3 hold elements 0–15 of
 // each block in their low nibbles and 16–31 in their high nibbles, so x is regrouped once
@@ -159,7 +160,9 @@ CK_AVX512 static inline void row_group(int type, const uint8_t *row0, size_t row
     }
 }
 
-// Prepared x for up to this many tokens at a time lives on the thread's own buffer.
+// A matrix product's prepared x (all its tokens) goes in a buffer of the calling thread,
+// grown when a longer chunk comes and kept for the thread's life (the pool's threads live
+// as long as the process), so prefill allocates only on its first chunk.
 static _Thread_local uint8_t *prep_buffer;
 static _Thread_local int64_t prep_capacity;
 
