@@ -83,8 +83,9 @@ float ck_dot_row_q8_ref(int type, const void *row, const ck_block_q8 *x, int64_t
 void ck_matvec_q8(int type, const void *w, const ck_block_q8 *x, float *y,
                   int64_t cols, int64_t row_begin, int64_t row_end);
 // y[t][r] (row stride ldy) = row r of W · x_t for the n tokens of x ([n][cols/32] blocks),
-// rows in [row_begin, row_end): ck_matvec_q8 for each token, bit for bit. On the repacked
-// types with AVX-512 VNNI each group of four weight rows is read once for all n tokens.
+// rows in [row_begin, row_end): ck_matvec_q8 for each token — bit for bit, except Q4_1X
+// with AVX-512 VNNI, whose micro-kernel (each group of four weight rows read once for all
+// n tokens) adds the same block products in another order.
 void ck_matmul_q8(int type, const void *w, const ck_block_q8 *x, int64_t n, float *y, int64_t ldy,
                   int64_t cols, int64_t row_begin, int64_t row_end);
 

@@ -256,6 +256,8 @@ extension Transformer {
 
     /// Whether prefill multiplies `m` in int8 (as decoding does) rather than through sgemm.
     func usesInt8Matmul(_ m: Matrix) -> Bool {
-        fastPath && int8Prefill && ck_has_avx512vnni() != 0 && ck_type_has_q8_path(m.kernelType) != 0
+        // Only Q4_1X has the micro-kernel; the other types would run the decode kernel once
+        // per token, which measured no faster than sgemm.
+        fastPath && int8Prefill && ck_has_avx512vnni() != 0 && m.kernelType == Int32(CK_TYPE_Q4_1X.rawValue)
     }
 }

@@ -13,9 +13,9 @@ public final class Transformer {
     /// false: every product on the float path (weights dequantized on the fly, activations
     /// kept in f32) — the reference the fast int8 path is held to.
     public var fastPath = true
-    /// On the fast path, prefill's products run in int8 (ck_matmul_q8) where the CPU has
-    /// AVX-512 VNNI: pp512 ~770 against ~620 t/s through sgemm (2026-11-25). Elsewhere, and
-    /// with `fastPath` off, sgemm on dequantized weights (exact float).
+    /// On the fast path, prefill's Q4_1 products run in int8 (ck_matmul_q8) where the CPU has
+    /// AVX-512 VNNI: pp512 ~770 against ~620 t/s through sgemm (2026-11-25). Other types,
+    /// other CPUs and `fastPath` off: sgemm on dequantized weights (exact float).
     public var int8Prefill = true
     /// Decoding with a block memory through the prefill chunk kernel instead (tests compare).
     var decodeMemoryThroughBlockKernel = false
