@@ -100,6 +100,9 @@ void rows_q8_0x_512(const int R, const uint8_t *row0, size_t row_bytes, const __
         for (int k = 0; k < R; k++) {
             const uint8_t *row = row0 + (size_t)k * row_bytes;
             _mm_prefetch((const char *)(row + 4 * row_bytes + b * 32), _MM_HINT_T0);
+            // And its scales, which sit past the codes and are read first (row_scales_512):
+            // the 30 MB output head streamed at ~18 GB/s without this, ~21 with it.
+            if (b == 0) _mm_prefetch((const char *)(row + 4 * row_bytes + nb * 32 + 35), _MM_HINT_T0);
             const __m512i wv = _mm512_loadu_si512(row + b * 32);
             const __m512i xsigned = _mm512_mask_sub_epi8(xv, _mm512_movepi8_mask(wv), _mm512_setzero_si512(), xv);
             const __m512i dot = _mm512_dpbusd_epi32(_mm512_setzero_si512(), _mm512_abs_epi8(wv), xsigned);
