@@ -65,52 +65,46 @@ CK_AVX512 static inline float row_scales_512(const uint8_t *row, int64_t nb, int
     return has_min ? _mm512_reduce_add_ps(mins) : 0;
 }
 
-// R rows (1 or 4) of Q4_1X from row0 times the regrouped x, without the mins.
-CK_AVX512 static inline __attribute__((always_inline))
-void rows_q4_1x_512(const int R, const uint8_t *row0, size_t row_bytes, const __m512i *xlo, const __m512i *xhi,
-                    int64_t nb, float (*sd)[MAX_BLOCKS + 16], float *out) {
+// How far ahead the kernels prefetch: the same bytes this many rows on. Rows are taken one
+// at a time, start to end, so this is a plain sequential stream to the prefetchers.
+#define PREFETCH_ROWS 4
+
+// One row of Q4_1X times the regrouped x, without the mins.
+CK_AVX512 static inline float row_q4_1x_512(const uint8_t *row, size_t row_bytes, const __m512i *xlo, const __m512i *xhi,
+                                            int64_t nb, const float *sd) {
     const __m512i mask = _mm512_set1_epi8(0x0f);
     const __m512i quad = _mm512_setr_epi32(0, 0, 0, 0, 1, 1, 1, 1, 2, 2, 2, 2, 3, 3, 3, 3);
-    __m512 acc[4] = { _mm512_setzero_ps(), _mm512_setzero_ps(), _mm512_setzero_ps(), _mm512_setzero_ps() };
+    __m512 acc = _mm512_setzero_ps();
     for (int64_t b = 0, s = 0; b < nb; b += 4, s++) {
         const __mmask64 k64 = nb - b >= 4 ? ~(__mmask64)0 : ((__mmask64)1 << ((nb - b) * 16)) - 1;
-        for (int k = 0; k < R; k++) {
-            const uint8_t *row = row0 + (size_t)k * row_bytes;
-            // The next group of four rows, as in the AVX2 kernel.
-            _mm_prefetch((const char *)(row + 4 * row_bytes + b * 16), _MM_HINT_T0);
-            const __m512i v = _mm512_maskz_loadu_epi8(k64, row + b * 16);
-            const __m512i lo = _mm512_and_si512(v, mask);
-            const __m512i hi = _mm512_and_si512(_mm512_srli_epi16(v, 4), mask);
-            const __m512i dot = _mm512_dpbusd_epi32(_mm512_dpbusd_epi32(_mm512_setzero_si512(), lo, xlo[s]), hi, xhi[s]);
-            const __m512 scale = _mm512_permutexvar_ps(quad, _mm512_castps128_ps512(_mm_loadu_ps(sd[k] + b)));
-            acc[k] = _mm512_fmadd_ps(_mm512_cvtepi32_ps(dot), scale, acc[k]);
-        }
+        _mm_prefetch((const char *)(row + PREFETCH_ROWS * row_bytes + b * 16), _MM_HINT_T0);
+        const __m512i v = _mm512_maskz_loadu_epi8(k64, row + b * 16);
+        const __m512i lo = _mm512_and_si512(v, mask);
+        const __m512i hi = _mm512_and_si512(_mm512_srli_epi16(v, 4), mask);
+        const __m512i dot = _mm512_dpbusd_epi32(_mm512_dpbusd_epi32(_mm512_setzero_si512(), lo, xlo[s]), hi, xhi[s]);
+        const __m512 scale = _mm512_permutexvar_ps(quad, _mm512_castps128_ps512(_mm_loadu_ps(sd + b)));
+        acc = _mm512_fmadd_ps(_mm512_cvtepi32_ps(dot), scale, acc);
     }
-    for (int k = 0; k < R; k++) out[k] = _mm512_reduce_add_ps(acc[k]);
+    return _mm512_reduce_add_ps(acc);
 }
 
-// R rows (1 or 4) of Q8_0X times x (two blocks per 64-byte step) into out[R].
-CK_AVX512 static inline __attribute__((always_inline))
-void rows_q8_0x_512(const int R, const uint8_t *row0, size_t row_bytes, const __m512i *x2, int64_t nb,
-                    float (*sd)[MAX_BLOCKS + 16], float *out) {
+// One row of Q8_0X times x (two blocks per 64-byte step).
+CK_AVX512 static inline float row_q8_0x_512(const uint8_t *row, size_t row_bytes, const __m512i *x2, int64_t nb,
+                                           const float *sd) {
     const __m512i pair = _mm512_setr_epi32(0, 0, 0, 0, 0, 0, 0, 0, 1, 1, 1, 1, 1, 1, 1, 1);
-    __m512 acc[4] = { _mm512_setzero_ps(), _mm512_setzero_ps(), _mm512_setzero_ps(), _mm512_setzero_ps() };
+    __m512 acc = _mm512_setzero_ps();
+    // The scales of the row PREFETCH_ROWS on, which sit past its codes and are read first
+    // (row_scales_512): the 30 MB output head streamed at ~18 GB/s without this, ~21 with it.
+    _mm_prefetch((const char *)(row + PREFETCH_ROWS * row_bytes + nb * 32 + 35), _MM_HINT_T0);
     for (int64_t b = 0; b < nb; b += 2) {
-        const __m512i xv = x2[b / 2];
-        for (int k = 0; k < R; k++) {
-            const uint8_t *row = row0 + (size_t)k * row_bytes;
-            _mm_prefetch((const char *)(row + 4 * row_bytes + b * 32), _MM_HINT_T0);
-            // And its scales, which sit past the codes and are read first (row_scales_512):
-            // the 30 MB output head streamed at ~18 GB/s without this, ~21 with it.
-            if (b == 0) _mm_prefetch((const char *)(row + 4 * row_bytes + nb * 32 + 35), _MM_HINT_T0);
-            const __m512i wv = _mm512_loadu_si512(row + b * 32);
-            const __m512i xsigned = _mm512_mask_sub_epi8(xv, _mm512_movepi8_mask(wv), _mm512_setzero_si512(), xv);
-            const __m512i dot = _mm512_dpbusd_epi32(_mm512_setzero_si512(), _mm512_abs_epi8(wv), xsigned);
-            const __m512 scale = _mm512_permutexvar_ps(pair, _mm512_castps128_ps512(_mm_castpd_ps(_mm_load_sd((const double *)(sd[k] + b)))));
-            acc[k] = _mm512_fmadd_ps(_mm512_cvtepi32_ps(dot), scale, acc[k]);
-        }
+        _mm_prefetch((const char *)(row + PREFETCH_ROWS * row_bytes + b * 32), _MM_HINT_T0);
+        const __m512i wv = _mm512_loadu_si512(row + b * 32);
+        const __m512i xsigned = _mm512_mask_sub_epi8(x2[b / 2], _mm512_movepi8_mask(wv), _mm512_setzero_si512(), x2[b / 2]);
+        const __m512i dot = _mm512_dpbusd_epi32(_mm512_setzero_si512(), _mm512_abs_epi8(wv), xsigned);
+        const __m512 scale = _mm512_permutexvar_ps(pair, _mm512_castps128_ps512(_mm_castpd_ps(_mm_load_sd((const double *)(sd + b)))));
+        acc = _mm512_fmadd_ps(_mm512_cvtepi32_ps(dot), scale, acc);
     }
-    for (int k = 0; k < R; k++) out[k] = _mm512_reduce_add_ps(acc[k]);
+    return _mm512_reduce_add_ps(acc);
 }
 
 // One token's x prepared for these kernels, in 64-byte units: Q4_1X: lo[steps], hi[steps]
@@ -142,24 +136,32 @@ static void prep_x(int type, const ck_block_q8 *x, int64_t nb, uint8_t *prep) {
     }
 }
 
-// Up to four rows of Q4_1X or Q8_0X from row0 times one prepared x, into out[rows].
-CK_AVX512 static inline void row_group(int type, const uint8_t *row0, size_t row_bytes, int rows,
+// Rows of Q4_1X or Q8_0X from row0 times one prepared x, into out[rows], one row at a
+// time from its first byte to its last. The kernels used to interleave four rows, one
+// 64-byte step of each in turn, to share the x registers: from DRAM that ran at a third
+// to a half of the bandwidth (one thread: the 30 MB Q8_0 head at ~7 GB/s, against 16–20
+// GB/s row by row; two threads over a token's matrices: ~150 against ~235 t/s in a
+// microbenchmark, 2026-12-03). x lives in registers and L1 either way.
+CK_AVX512 static inline void row_group(int type, const uint8_t *row0, size_t row_bytes, int64_t rows,
                                        const uint8_t *prep, int64_t nb, float *out) {
-    float sd[4][MAX_BLOCKS + 16], mins[4], dots[4];
+    float sd[MAX_BLOCKS + 16];
     if (type == CK_TYPE_Q4_1X) {
         const int64_t steps = (nb + 3) / 4;
         const __m512i *lo = (const __m512i *)prep, *hi = lo + steps;
         const float *d = (const float *)(hi + steps), *s = d + ((nb + 15) / 16 + 1) * 16;
-        for (int k = 0; k < rows; k++) mins[k] = row_scales_512(row0 + k * row_bytes, nb, 1, 16, d, s, sd[k]);
-        if (rows == 4) rows_q4_1x_512(4, row0, row_bytes, lo, hi, nb, sd, dots);
-        else for (int k = 0; k < rows; k++) rows_q4_1x_512(1, row0 + k * row_bytes, row_bytes, lo, hi, nb, sd + k, dots + k);
-        for (int k = 0; k < rows; k++) out[k] = dots[k] + mins[k];
+        for (int64_t k = 0; k < rows; k++) {
+            const uint8_t *row = row0 + k * row_bytes;
+            const float mins = row_scales_512(row, nb, 1, 16, d, s, sd);
+            out[k] = row_q4_1x_512(row, row_bytes, lo, hi, nb, sd) + mins;
+        }
     } else {
         const __m512i *x2 = (const __m512i *)prep;
         const float *d = (const float *)(x2 + nb / 2);
-        for (int k = 0; k < rows; k++) row_scales_512(row0 + k * row_bytes, nb, 0, 32, d, NULL, sd[k]);
-        if (rows == 4) rows_q8_0x_512(4, row0, row_bytes, x2, nb, sd, out);
-        else for (int k = 0; k < rows; k++) rows_q8_0x_512(1, row0 + k * row_bytes, row_bytes, x2, nb, sd + k, out + k);
+        for (int64_t k = 0; k < rows; k++) {
+            const uint8_t *row = row0 + k * row_bytes;
+            row_scales_512(row, nb, 0, 32, d, NULL, sd);
+            out[k] = row_q8_0x_512(row, row_bytes, x2, nb, sd);
+        }
     }
 }
 
@@ -191,10 +193,7 @@ int ck_matvec_repacked_q8_vnni(int type, const void *w, const ck_block_q8 *x, fl
     _Alignas(64) uint8_t prep[MAX_BLOCKS / 4 * 128 + 2 * (MAX_BLOCKS + 32) * 4];
     prep_x(type, x, nb, prep);
     const size_t row_bytes = row_bytes_of(type, nb);
-    for (int64_t r = r0; r < r1; r += 4) {
-        const int rows = r1 - r < 4 ? (int)(r1 - r) : 4;
-        row_group(type, (const uint8_t *)w + r * row_bytes, row_bytes, rows, prep, nb, y + r);
-    }
+    row_group(type, (const uint8_t *)w + r0 * row_bytes, row_bytes, r1 - r0, prep, nb, y + r0);
     return 1;
 }
 
