@@ -11,6 +11,7 @@
 #include <string.h>
 
 #include "ckernels.h"
+#include "attention_internal.h"
 
 #include "simd_x86.h"
 
@@ -187,6 +188,7 @@ CK_AVX2 static void attend_partial_avx2(const float *q_sink, const float *q, int
 void ck_attend_partial(const float *q_sink, const float *q, int group, int64_t n_sink,
                        const ck_kv_view *kv, int kv_head, int64_t k0, int64_t k1, int head_dim,
                        float scale, float *scores, float *m, float *l, float *acc) {
+    if (ck_attend_partial_avx512(q_sink, q, group, n_sink, kv, kv_head, k0, k1, head_dim, scale, scores, m, l, acc)) return;
 #ifdef CK_X86
     if (ck_has_avx2() && head_dim % 32 == 0 && head_dim <= 512) {
         attend_partial_avx2(q_sink, q, group, n_sink, kv, kv_head, k0, k1, head_dim, scale, scores, m, l, acc);

@@ -26,8 +26,6 @@
 #define MAX_BLOCKS 512  // columns ≤ 16384, as the AVX2 kernels' bound (nb ≤ 504)
 
 #ifdef CK_X86
-#define CK_AVX512 __attribute__((target("avx512f,avx512bw,avx512vl,avx512vnni,avx512dq,avx2,fma,f16c")))
-
 static int avx512_allowed = 1;
 
 int ck_has_avx512vnni(void) {

@@ -150,6 +150,64 @@ final class KVInt8Tests: XCTestCase {
 
     /// A window over int8 storage: the rows handed to the eviction hook are the stored
     /// ones within int8's step, in eviction order, each layer's own.
+    /// The decode attention kernels (AVX-512 where the CPU has it, and AVX2) against the scalar
+    /// twin, f32 and int8 rows, for every (head_dim, group) the AVX-512 kernel specializes and
+    /// two it does not (generic path), over key ranges that start inside the sinks, end in a
+    /// partial block of sixteen, hold one key, or hold none.
+    func testPartialAttentionKernelsMatchTwin() {
+        var rng = RandomGenerator(seed: 25)
+        let capacity = 140
+        for (hd, group) in [(64, 3), (64, 4), (128, 4), (64, 2), (192, 3)] {
+            let q = (0..<group * hd).map { _ in Float(rng.nextUnit() * 2 - 1) }
+            let qSink = (0..<group * hd).map { _ in Float(rng.nextUnit() * 2 - 1) }
+            let keys = (0..<2 * capacity * hd).map { _ in Float(rng.nextUnit() * 4 - 2) }
+            let values = (0..<2 * capacity * hd).map { _ in Float(rng.nextUnit() * 2 - 1) }
+            var k8 = [Int8](repeating: 0, count: keys.count), v8 = k8
+            var ks = [Float](repeating: 0, count: keys.count / 32), vs = ks
+            for r in 0..<2 * capacity {
+                keys.withUnsafeBufferPointer { x in k8.withUnsafeMutableBufferPointer { c in ks.withUnsafeMutableBufferPointer { sc in
+                    ck_quantize_kv_row(x.baseAddress! + r * hd, c.baseAddress! + r * hd, sc.baseAddress! + r * hd / 32, Int32(hd))
+                } } }
+                values.withUnsafeBufferPointer { x in v8.withUnsafeMutableBufferPointer { c in vs.withUnsafeMutableBufferPointer { sc in
+                    ck_quantize_kv_row(x.baseAddress! + r * hd, c.baseAddress! + r * hd, sc.baseAddress! + r * hd / 32, Int32(hd))
+                } } }
+            }
+            for allowAVX512 in ck_has_avx512vnni() != 0 ? [true, false] : [false] {
+                let before = ck_set_avx512_allowed(allowAVX512 ? 1 : 0)
+                defer { ck_set_avx512_allowed(before) }
+                for precision in KVPrecision.allCases {
+                    for (k0, k1) in [(0, 1), (3, 130), (0, 16), (20, 52), (7, 7)] {
+                        let n = k1 - k0
+                        var s1 = [Float](repeating: 0, count: max(1, group * n)), s2 = s1
+                        var m1 = [Float](repeating: .nan, count: group), l1 = m1, m2 = m1, l2 = m1
+                        var a1 = [Float](repeating: .nan, count: group * hd), a2 = a1
+                        k8.withUnsafeBufferPointer { k8p in v8.withUnsafeBufferPointer { v8p in keys.withUnsafeBufferPointer { kp in
+                          values.withUnsafeBufferPointer { vp in ks.withUnsafeBufferPointer { ksp in vs.withUnsafeBufferPointer { vsp in
+                            var view = precision == .f32
+                                ? ck_kv_view(type: Int32(CK_KV_F32.rawValue), keys: kp.baseAddress, values: vp.baseAddress,
+                                             key_scales: nil, value_scales: nil, capacity: Int64(capacity))
+                                : ck_kv_view(type: Int32(CK_KV_Q8.rawValue), keys: k8p.baseAddress, values: v8p.baseAddress,
+                                             key_scales: ksp.baseAddress, value_scales: vsp.baseAddress, capacity: Int64(capacity))
+                            ck_attend_partial(qSink, q, Int32(group), 4, &view, 1, Int64(k0), Int64(k1), Int32(hd), 0.125, &s1, &m1, &l1, &a1)
+                            ck_attend_partial_ref(qSink, q, Int32(group), 4, &view, 1, Int64(k0), Int64(k1), Int32(hd), 0.125, &s2, &m2, &l2, &a2)
+                        } } } } } }
+                        let what = "hd \(hd) group \(group) \(precision) keys \(k0)..<\(k1) AVX-512 \(allowAVX512)"
+                        for g in 0..<group {
+                            if n == 0 {
+                                XCTAssertEqual(m1[g], -.infinity, what)
+                                XCTAssertEqual(l1[g], 0, what)
+                                continue
+                            }
+                            XCTAssertEqual(m1[g], m2[g], accuracy: 1e-5, what)
+                            XCTAssertEqual(l1[g], l2[g], accuracy: 1e-5 * l2[g], what)
+                        }
+                        for i in 0..<group * hd { XCTAssertEqual(a1[i], n == 0 ? 0 : a2[i], accuracy: 1e-4, what) }
+                    }
+                }
+            }
+        }
+    }
+
     func testEvictionHandsOverDequantizedRows() {
         var rng = RandomGenerator(seed: 23)
         let heads = 2, hd = 64, layers = 2

@@ -1,0 +1,13 @@
+// Internal declarations shared by the attention kernel files (not part of the public API).
+#ifndef CK_ATTENTION_INTERNAL_H
+#define CK_ATTENTION_INTERNAL_H
+
+#include "ckernels.h"
+
+// The AVX-512 decode kernel (attention_avx512.c): ck_attend_partial's contract; 1 if it ran,
+// 0 if it does not apply (CPU, head_dim not a multiple of 64 or above 256, group above 16).
+int ck_attend_partial_avx512(const float *q_sink, const float *q, int group, int64_t n_sink,
+                             const ck_kv_view *kv, int kv_head, int64_t k0, int64_t k1, int head_dim,
+                             float scale, float *scores, float *m, float *l, float *acc);
+
+#endif
