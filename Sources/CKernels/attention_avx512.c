@@ -7,7 +7,7 @@
 // the time against 35%). The AVX2 kernel reduces every score with a horizontal sum, calls
 // the scalar expf per score, and dequantizes each int8 row into a buffer before using it.
 // Here keys go sixteen at a time: each (query, key) product is one 16-lane vector and one
-// transpose-and-add tree (sum16) turns sixteen of them into sixteen scores; the softmax runs
+// transpose-and-add tree (sum16_512) turns sixteen of them into sixteen scores; the softmax runs
 // on 16 lanes (exp512); values are read once per row for the whole query group, int8 rows
 // converted in registers. Sums run in another order than the twin's: tests hold the two
 // within float rounding.
@@ -21,26 +21,6 @@
 
 enum { KEYS = 16, MAX_HD = 256, MAX_GROUP = 16 };
 
-// Lane t of the result = the sum of v[t]'s sixteen lanes: pairs of vectors are interleaved
-// and added four times (16 → 8 → 4 → 2 → 1 vectors), 45 instructions for 16 sums.
-CK_AVX512 static inline __m512 sum16(const __m512 *v) {
-    __m512 c[8], d[4];
-    // Per 128-bit lane of a pair (a, b): (a0+a2, b0+b2, a1+a3, b1+b3).
-    for (int i = 0; i < 8; i++) c[i] = _mm512_add_ps(_mm512_unpacklo_ps(v[2 * i], v[2 * i + 1]), _mm512_unpackhi_ps(v[2 * i], v[2 * i + 1]));
-    // Per 128-bit lane L: the lane's four sums of keys 4j … 4j+3.
-    for (int j = 0; j < 4; j++) {
-        const __m512d a = _mm512_castps_pd(c[2 * j]), b = _mm512_castps_pd(c[2 * j + 1]);
-        d[j] = _mm512_add_ps(_mm512_castpd_ps(_mm512_unpacklo_pd(a, b)), _mm512_castpd_ps(_mm512_unpackhi_pd(a, b)));
-    }
-    // Add the four 128-bit lanes of each d[j], leaving keys 4j … 4j+3 in lane j.
-    const __m512 f01 = _mm512_add_ps(_mm512_shuffle_f32x4(d[0], d[1], _MM_SHUFFLE(2, 0, 2, 0)),
-                                     _mm512_shuffle_f32x4(d[0], d[1], _MM_SHUFFLE(3, 1, 3, 1)));
-    const __m512 f23 = _mm512_add_ps(_mm512_shuffle_f32x4(d[2], d[3], _MM_SHUFFLE(2, 0, 2, 0)),
-                                     _mm512_shuffle_f32x4(d[2], d[3], _MM_SHUFFLE(3, 1, 3, 1)));
-    return _mm512_add_ps(_mm512_shuffle_f32x4(f01, f23, _MM_SHUFFLE(2, 0, 2, 0)),
-                         _mm512_shuffle_f32x4(f01, f23, _MM_SHUFFLE(3, 1, 3, 1)));
-}
-
 // Lane t = q · row t for the 16 rows of hd floats at k.
 CK_AVX512 static inline __attribute__((always_inline)) __m512 dots16(const float *q, const float *k, const int hd) {
     __m512 v[KEYS];
@@ -49,7 +29,7 @@ CK_AVX512 static inline __attribute__((always_inline)) __m512 dots16(const float
         for (int j = 16; j < hd; j += 16) a = _mm512_fmadd_ps(_mm512_loadu_ps(q + j), _mm512_loadu_ps(k + (int64_t)t * hd + j), a);
         v[t] = a;
     }
-    return sum16(v);
+    return sum16_512(v);
 }
 
 // 16 int8 codes as floats times their group's scale: what ck_dequantize_kv_row computes.
