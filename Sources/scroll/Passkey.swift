@@ -18,12 +18,16 @@ struct PasskeyCommand: ParsableCommand {
     var trials = 1
     @Option(help: "Seed for the keys.")
     var seed: UInt64 = 1
+    @Option(name: .customLong("key"), parsing: .upToNextOption,
+            help: "Use these keys instead of random ones, one trial each per length and depth (to replay a trial).")
+    var keys: [Int] = []
     @Flag(help: "Print the results as JSON.")
     var json = false
 
     func validate() throws {
         guard lengths.allSatisfy({ $0 >= 64 }) else { throw ValidationError("--tokens must be at least 64") }
         guard trials >= 1 else { throw ValidationError("--trials must be at least 1") }
+        guard keys.allSatisfy({ $0 >= 0 }) else { throw ValidationError("--key takes non-negative integers") }
         _ = try depthValues()
     }
 
@@ -57,8 +61,8 @@ struct PasskeyCommand: ParsableCommand {
             var cacheDescription = ""
             for length in lengths {
                 for depth in try depthValues() {
-                    for _ in 0..<trials {
-                        let key = Int(rng.next() % 50_000) + 1
+                    for trial in 0..<(keys.isEmpty ? trials : keys.count) {
+                        let key = keys.isEmpty ? Int(rng.next() % 50_000) + 1 : keys[trial]
                         let ids = Passkey.prompt(tokens: length, depth: depth, key: key, tokenizer: tokenizer)
                         let generator = Generator(model: model, tokenizer: tokenizer, sampler: Sampler(settings: settings),
                                                   cache: try cacheOptions.makeCache(for: model))

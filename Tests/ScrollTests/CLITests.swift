@@ -113,6 +113,16 @@ final class CLITests: XCTestCase {
         XCTAssertTrue(bad.stderr.contains("does not fit"), bad.stderr)
     }
 
+    /// `--key` replays given keys instead of drawing random ones: one trial per key.
+    func testPasskeyReplaysGivenKeys() throws {
+        let r = try run(["passkey", "--tokens", "300", "--depth", "0.5", "--key", "31337", "4242", "--json"])
+        XCTAssertEqual(r.status, 0, r.stderr)
+        let report = try XCTUnwrap(JSONSerialization.jsonObject(with: Data(r.stdout.utf8)) as? [String: Any])
+        let trials = try XCTUnwrap(report["trials"] as? [[String: Any]])
+        XCTAssertEqual(trials.compactMap { $0["key"] as? Int }, [31337, 4242], r.stdout)
+        XCTAssertNotEqual(try run(["passkey", "--key", "-3"]).status, 0)
+    }
+
     func testBinaryGarbageOnStdinDoesNotCrash() throws {
         var bytes = [UInt8](repeating: 0, count: 600)
         var x: UInt32 = 12345
