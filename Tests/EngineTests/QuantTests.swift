@@ -158,8 +158,9 @@ final class QuantTests: XCTestCase {
     /// Repacked Q4_1/Q8_0 rows: same values as the originals, and the decode kernels — the
     /// AVX-512 VNNI ones where the CPU has them, and the AVX2 ones — agree with the scalar
     /// twin on the original layout (row lengths with a full and a partial last group of
-    /// eight blocks, 18 blocks ending in a half step of the four-block VNNI loop, row counts
-    /// with a partial group of four).
+    /// eight blocks, 18 blocks ending in a half step of the four-block VNNI loop, 48 blocks in
+    /// three registers of scales; row counts below, at and past a group of sixteen, which the
+    /// VNNI kernels sum together).
     func testRepackedLayoutsMatchOriginals() {
         let hasVNNI = ck_has_avx512vnni() != 0
         for allowVNNI in hasVNNI ? [true, false] : [false] {
@@ -218,7 +219,7 @@ final class QuantTests: XCTestCase {
     private func checkRepackedLayouts() {
         var rng = RandomGenerator(seed: 13)
         for type in [GGMLType.q4_1, .q8_0] {
-            for (rows, cols) in [(7, 576), (5, 1536), (4, 64), (9, 128)] {
+            for (rows, cols) in [(7, 576), (5, 1536), (4, 64), (9, 128), (16, 576), (37, 1536)] {
                 let t = Int32(type.rawValue)
                 let packed = ck_repacked_type(t, Int64(cols))
                 XCTAssertNotEqual(packed, t)
