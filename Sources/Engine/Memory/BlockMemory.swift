@@ -91,6 +91,10 @@ public final class BlockMemory {
     /// [layer][kv_head] the recalled blocks, oldest first, with their scores.
     public internal(set) var recalled: [[[(block: Int, score: Float)]]]
     var candidates: [[[Int]]]                // [layer][kv_head]
+    // Ranking scratch, reused so that re-ranking while decoding allocates nothing: the best
+    // contenders so far, and the top blocks in stream order.
+    private var best: [(block: Int, score: Float)] = []
+    private var chosen: [(block: Int, score: Float)] = []
     var rankedBlocks: [Int]                  // per layer: blocks that existed at the last ranking
     var sinceRanking: [Int]                  // per layer: tokens decoded since
     private let inverseRows: UnsafeMutablePointer<Float>   // [2][head_dim/2] cos, ±sin of a rotation, over mscale
@@ -128,7 +132,16 @@ public final class BlockMemory {
         turning = .allocate(capacity: b * headDim)
         recallPositions = (0..<layerCount).map { _ in .allocate(capacity: max(1, recallRows)) }
         recalled = Array(repeating: Array(repeating: [], count: kvHeadCount), count: layerCount)
+        let keep = max(settings.topBlocks, settings.candidateFactor * settings.topBlocks)
         candidates = Array(repeating: Array(repeating: [], count: kvHeadCount), count: layerCount)
+        for l in 0..<layerCount {
+            for h in 0..<kvHeadCount {
+                candidates[l][h].reserveCapacity(keep + 8)
+                recalled[l][h].reserveCapacity(settings.topBlocks)
+            }
+        }
+        best.reserveCapacity(keep + 1)
+        chosen.reserveCapacity(settings.topBlocks + 1)
         rankedBlocks = Array(repeating: 0, count: layerCount)
         sinceRanking = Array(repeating: 0, count: layerCount)
         inverseRows = .allocate(capacity: headDim)
@@ -267,67 +280,90 @@ public final class BlockMemory {
         }
         let blocks = blockCount[l], previouslyRanked = rankedBlocks[l]
         rankedBlocks[l] = blocks    // before loading: the recalled rows go behind the block being filled now
+        let keep = max(settings.topBlocks, settings.candidateFactor * settings.topBlocks)
         representatives[l].withUnsafeBufferPointer { reps in
             for h in 0..<kvHeadCount {
-                if !full { candidates[l][h] += Array(previouslyRanked..<blocks) }
-                let contenders = full ? Array(0..<blocks) : candidates[l][h]
-                // The best candidateFactor·topBlocks by score, best first, in one pass.
-                let keep = max(settings.topBlocks, settings.candidateFactor * settings.topBlocks)
-                var best: [(block: Int, score: Float)] = []
-                best.reserveCapacity(keep + 1)
+                // The best `keep` contenders by score, best first, in one pass.
                 let q = querySum + h * hd
-                for block in contenders {
+                best.removeAll(keepingCapacity: true)
+                func consider(_ block: Int) {
                     let rep = reps.baseAddress! + (block * kvHeadCount + h) * hd
                     var s: Float = 0
                     for j in 0..<hd { s += q[j] * rep[j] }
-                    if best.count == keep, let last = best.last, s <= last.score { continue }
-                    let at = best.firstIndex { $0.score < s } ?? best.count
-                    best.insert((block, s), at: at)
+                    if best.count == keep, let last = best.last, s <= last.score { return }
+                    best.insert((block, s), at: best.firstIndex { $0.score < s } ?? best.count)
                     if best.count > keep { best.removeLast() }
                 }
-                candidates[l][h] = best.map(\.block)   // bounded: the next re-ranking looks at these and newer blocks
-                var chosen = best.prefix(settings.topBlocks).sorted { $0.block < $1.block }
+                if full {
+                    for block in 0..<blocks { consider(block) }
+                } else {
+                    for block in candidates[l][h] { consider(block) }
+                    for block in previouslyRanked..<blocks { consider(block) }
+                }
+                // Bounded: the next re-ranking looks at these and at newer blocks.
+                candidates[l][h].removeAll(keepingCapacity: true)
+                for entry in best { candidates[l][h].append(entry.block) }
+                // The top blocks, in stream order (a few: insertion sort, in place).
+                chosen.removeAll(keepingCapacity: true)
+                for entry in best.prefix(settings.topBlocks) {
+                    var at = chosen.count
+                    while at > 0, chosen[at - 1].block > entry.block { at -= 1 }
+                    chosen.insert(entry, at: at)
+                }
                 // Also the same blocks when a block finished since: back behind the one being
                 // filled (reloaded rather than turned in place, so a resumed session, which
                 // loads them afresh, continues bit for bit).
-                if chosen.map(\.block) != recalled[l][h].map(\.block)
-                    || settings.positions == .chronological && previouslyRanked != blocks {
-                    let loaded = Set(load(layer: l, head: h, blocks: chosen.map(\.block)))
-                    chosen = chosen.filter { loaded.contains($0.block) }
+                let same = chosen.count == recalled[l][h].count && zip(chosen, recalled[l][h]).allSatisfy { $0.block == $1.block }
+                if !same || settings.positions == .chronological && previouslyRanked != blocks {
+                    // Keep the ones that could be read, in order.
+                    let requested = chosen.count
+                    var kept = 0
+                    for i in 0..<requested where loadBlock(chosen[i].block, layer: l, head: h, slot: kept, of: requested) {
+                        chosen[kept] = chosen[i]
+                        kept += 1
+                    }
+                    chosen.removeLast(requested - kept)
                 }
-                recalled[l][h] = Array(chosen)
+                recalled[l][h].removeAll(keepingCapacity: true)
+                recalled[l][h].append(contentsOf: chosen)
             }
         }
     }
 
-    /// Copies the chosen blocks of one KV head into the layer's recall buffer, behind the
+    /// Copies the given blocks of one KV head into the layer's recall buffer, behind the
     /// recall anchor, and returns the ones that could be read (a block whose file write
-    /// failed cannot). Values are copied as stored; keys are too when they stay where they
-    /// are (`.same`), else dequantized, rotated and quantized again.
+    /// failed cannot). Loading a session's recalled set goes through here.
     func load(layer l: Int, head h: Int, blocks: [Int]) -> [Int] {
-        let b = settings.blockSize, hd = headDim, groups = hd / Int(CK_KV_GROUP), slots = settings.topBlocks * b
-        let anchor = recallAnchor(layer: l)
         var loaded: [Int] = []
-        for block in blocks {
-            guard let base = store.read(block * layerCount + l, into: blob) else { continue }
-            let k = loaded.count, row = h * slots + k * b
-            let keys = recallKeys[l] + row * hd, keyScales = recallKeyScales[l] + row * groups
-            recallValues[l].advanced(by: row * hd).update(from: valueCodes(base, h), count: b * hd)
-            recallValueScales[l].advanced(by: row * groups).update(from: scales(base, kvHeadCount + h), count: b * groups)
-            for r in 0..<b { recallPositions[l][row + r] = Int64(blockStarts[block] + r) }
-            // Every row of the block moves by the same amount: one rotation for all.
-            let from = canonicalPosition(0), to = recalledPosition(k * b, count: blocks.count * b, anchor: anchor)
-            if from == to {
-                keys.update(from: keyCodes(base, h), count: b * hd)
-                keyScales.update(from: scales(base, h), count: b * groups)
-            } else {
-                for r in 0..<b { ck_dequantize_kv_row(keyCodes(base, h) + r * hd, scales(base, h) + r * groups, turning + r * hd, Int32(hd)) }
-                rotate(turning, rows: b, stride: hd, from: from, to: to)
-                for r in 0..<b { ck_quantize_kv_row(turning + r * hd, keys + r * hd, keyScales + r * groups, Int32(hd)) }
-            }
+        for block in blocks where loadBlock(block, layer: l, head: h, slot: loaded.count, of: blocks.count) {
             loaded.append(block)
         }
         return loaded
+    }
+
+    /// Copies one block into recall slot `slot` of the `count` being loaded for (layer l, KV
+    /// head h); false if it cannot be read. Values are copied as stored; keys are too when
+    /// they stay where they are (`.same`), else dequantized, rotated and quantized again.
+    /// Allocates nothing: decoding re-ranks through here every `refreshEvery` tokens.
+    private func loadBlock(_ block: Int, layer l: Int, head h: Int, slot k: Int, of count: Int) -> Bool {
+        guard let base = store.read(block * layerCount + l, into: blob) else { return false }
+        let b = settings.blockSize, hd = headDim, groups = hd / Int(CK_KV_GROUP), slots = settings.topBlocks * b
+        let row = h * slots + k * b
+        let keys = recallKeys[l] + row * hd, keyScales = recallKeyScales[l] + row * groups
+        recallValues[l].advanced(by: row * hd).update(from: valueCodes(base, h), count: b * hd)
+        recallValueScales[l].advanced(by: row * groups).update(from: scales(base, kvHeadCount + h), count: b * groups)
+        for r in 0..<b { recallPositions[l][row + r] = Int64(blockStarts[block] + r) }
+        // Every row of the block moves by the same amount: one rotation for all.
+        let from = canonicalPosition(0), to = recalledPosition(k * b, count: count * b, anchor: recallAnchor(layer: l))
+        if from == to {
+            keys.update(from: keyCodes(base, h), count: b * hd)
+            keyScales.update(from: scales(base, h), count: b * groups)
+        } else {
+            for r in 0..<b { ck_dequantize_kv_row(keyCodes(base, h) + r * hd, scales(base, h) + r * groups, turning + r * hd, Int32(hd)) }
+            rotate(turning, rows: b, stride: hd, from: from, to: to)
+            for r in 0..<b { ck_quantize_kv_row(turning + r * hd, keys + r * hd, keyScales + r * groups, Int32(hd)) }
+        }
+        return true
     }
 
     /// Segments `writeSegments` writes at most.
@@ -397,7 +433,7 @@ public final class BlockMemory {
             representatives[l] = []
             rankedBlocks[l] = 0
             sinceRanking[l] = 0
-            for h in 0..<kvHeadCount { recalled[l][h] = []; candidates[l][h] = [] }
+            for h in 0..<kvHeadCount { recalled[l][h].removeAll(keepingCapacity: true); candidates[l][h].removeAll(keepingCapacity: true) }
         }
         blockStarts = []
         store.reset()
