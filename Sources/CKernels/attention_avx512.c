@@ -7,10 +7,10 @@
 // the time against 35%). The AVX2 kernel reduces every score with a horizontal sum, calls
 // the scalar expf per score, and dequantizes each int8 row into a buffer before using it.
 // Here keys go sixteen at a time: each (query, key) product is one 16-lane vector and one
-// transpose-and-add tree (sum16_512) turns sixteen of them into sixteen scores; the softmax runs
-// on 16 lanes (exp512); values are read once per row for the whole query group, int8 rows
-// converted in registers. Sums run in another order than the twin's: tests hold the two
-// within float rounding.
+// transpose-and-add tree (sum16_512) turns sixteen of them into sixteen scores; the softmax
+// runs on 16 lanes (exp512); each value row is read, int8 rows converted in registers, once
+// per G = 16/(head_dim/16) queries (once for SmolLM2's whole group of 3 at head_dim 64).
+// Sums run in another order than the twin's: tests hold the two within float rounding.
 #include <math.h>
 
 #include "ckernels.h"

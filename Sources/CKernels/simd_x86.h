@@ -77,12 +77,12 @@ CK_AVX512 static inline __m512 sum16_512(const __m512 *v) {
     __m512 c[8], d[4];
     // Per 128-bit lane of a pair (a, b): (a0+a2, b0+b2, a1+a3, b1+b3).
     for (int i = 0; i < 8; i++) c[i] = _mm512_add_ps(_mm512_unpacklo_ps(v[2 * i], v[2 * i + 1]), _mm512_unpackhi_ps(v[2 * i], v[2 * i + 1]));
-    // Per 128-bit lane L: the lane's four sums of keys 4j … 4j+3.
+    // Per 128-bit lane L: the lane's four sums of vectors 4j … 4j+3.
     for (int j = 0; j < 4; j++) {
         const __m512d a = _mm512_castps_pd(c[2 * j]), b = _mm512_castps_pd(c[2 * j + 1]);
         d[j] = _mm512_add_ps(_mm512_castpd_ps(_mm512_unpacklo_pd(a, b)), _mm512_castpd_ps(_mm512_unpackhi_pd(a, b)));
     }
-    // Add the four 128-bit lanes of each d[j], leaving keys 4j … 4j+3 in lane j.
+    // Add the four 128-bit lanes of each d[j], leaving vectors 4j … 4j+3 in lane j.
     const __m512 f01 = _mm512_add_ps(_mm512_shuffle_f32x4(d[0], d[1], _MM_SHUFFLE(2, 0, 2, 0)),
                                      _mm512_shuffle_f32x4(d[0], d[1], _MM_SHUFFLE(3, 1, 3, 1)));
     const __m512 f23 = _mm512_add_ps(_mm512_shuffle_f32x4(d[2], d[3], _MM_SHUFFLE(2, 0, 2, 0)),

@@ -148,16 +148,14 @@ final class KVInt8Tests: XCTestCase {
         }
     }
 
-    /// A window over int8 storage: the rows handed to the eviction hook are the stored
-    /// ones within int8's step, in eviction order, each layer's own.
     /// The decode attention kernels (AVX-512 where the CPU has it, and AVX2) against the scalar
     /// twin, f32 and int8 rows, for every (head_dim, group) the AVX-512 kernel specializes and
-    /// two it does not (generic path), over key ranges that start inside the sinks, end in a
+    /// three it does not (generic path), over key ranges that start inside the sinks, end in a
     /// partial block of sixteen, hold one key, or hold none.
     func testPartialAttentionKernelsMatchTwin() {
         var rng = RandomGenerator(seed: 25)
         let capacity = 140
-        for (hd, group) in [(64, 3), (64, 4), (128, 4), (64, 2), (192, 3)] {
+        for (hd, group) in [(64, 3), (64, 4), (128, 4), (64, 2), (192, 3), (256, 2)] {
             let q = (0..<group * hd).map { _ in Float(rng.nextUnit() * 2 - 1) }
             let qSink = (0..<group * hd).map { _ in Float(rng.nextUnit() * 2 - 1) }
             let keys = (0..<2 * capacity * hd).map { _ in Float(rng.nextUnit() * 4 - 2) }
@@ -208,6 +206,8 @@ final class KVInt8Tests: XCTestCase {
         }
     }
 
+    /// A window over int8 storage: the rows handed to the eviction hook are the stored
+    /// ones within int8's step, in eviction order, each layer's own.
     func testEvictionHandsOverDequantizedRows() {
         var rng = RandomGenerator(seed: 23)
         let heads = 2, hd = 64, layers = 2
