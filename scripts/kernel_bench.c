@@ -23,7 +23,7 @@ static double now(void) {
 
 typedef struct { int type; int64_t rows, cols; void *w; float *y; } matrix;
 
-static size_t row_bytes(int type, int64_t cols) { return (size_t)(cols / 32) * (type == CK_TYPE_Q4_1X ? 20 : 34); }
+static size_t row_bytes(int type, int64_t cols) { return (size_t)(cols / ck_type_block_size(type)) * ck_type_block_bytes(type); }
 
 // Random codes; block scales set to small f16 values (random bits could be NaN or subnormal).
 static matrix make(int type, int64_t rows, int64_t cols) {

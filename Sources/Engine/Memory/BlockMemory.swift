@@ -26,6 +26,8 @@ public struct MemorySettings: Equatable {
     public var refreshEvery = 16
     /// Candidates kept from a full ranking for the re-rankings while decoding, as a multiple of topBlocks.
     public var candidateFactor = 4
+    /// Contenders each ranking keeps: the next re-ranking while decoding looks at these (and newer blocks).
+    var candidatesKept: Int { max(topBlocks, candidateFactor * topBlocks) }
     /// Bytes of block contents kept in RAM; the rest goes to a temporary file.
     public var ramBudget = 1 << 30
     public var positions = MemoryPositions.chronological
@@ -132,7 +134,7 @@ public final class BlockMemory {
         turning = .allocate(capacity: b * headDim)
         recallPositions = (0..<layerCount).map { _ in .allocate(capacity: max(1, recallRows)) }
         recalled = Array(repeating: Array(repeating: [], count: kvHeadCount), count: layerCount)
-        let keep = max(settings.topBlocks, settings.candidateFactor * settings.topBlocks)
+        let keep = settings.candidatesKept
         candidates = Array(repeating: Array(repeating: [], count: kvHeadCount), count: layerCount)
         for l in 0..<layerCount {
             for h in 0..<kvHeadCount {
@@ -280,7 +282,7 @@ public final class BlockMemory {
         }
         let blocks = blockCount[l], previouslyRanked = rankedBlocks[l]
         rankedBlocks[l] = blocks    // before loading: the recalled rows go behind the block being filled now
-        let keep = max(settings.topBlocks, settings.candidateFactor * settings.topBlocks)
+        let keep = settings.candidatesKept
         representatives[l].withUnsafeBufferPointer { reps in
             for h in 0..<kvHeadCount {
                 // The best `keep` contenders by score, best first, in one pass.

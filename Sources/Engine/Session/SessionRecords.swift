@@ -144,7 +144,7 @@ struct RankingState: Codable {
         func valid(_ x: [[[Int]]], limit: Int) -> Bool {
             x.count == layers && x.allSatisfy { $0.count == heads && $0.allSatisfy { $0.count <= limit && $0.allSatisfy { (0..<blocks).contains($0) } } }
         }
-        let keep = max(m.settings.topBlocks, m.settings.candidateFactor * m.settings.topBlocks)
+        let keep = m.settings.candidatesKept
         guard valid(recalled, limit: m.settings.topBlocks), valid(candidates, limit: keep),
               scores.count == layers, zip(scores, recalled).allSatisfy({ zip($0, $1).allSatisfy { $0.count == $1.count } && $0.count == $1.count }),
               rankedBlocks.count == layers, rankedBlocks.allSatisfy({ (0...blocks).contains($0) }),
