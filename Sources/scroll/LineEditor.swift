@@ -56,8 +56,9 @@ enum LineEditor {
     static func readLine(prompt: String, interrupt: InterruptFlag) -> String? {
         received = nil
         interrupt.clear()
-        // Readline echoes what is typed only if the terminal echoed when it took it over.
-        if var t = original { tcsetattr(STDIN_FILENO, TCSANOW, &t) }
+        // Readline echoes what is typed only if the terminal echoed when it took it over, so
+        // echo goes back on; line mode stays off (see holdTypeahead).
+        echoOn()
         rl_callback_handler_install(prompt) { cLine in
             if let cLine {
                 LineEditor.received = .some(String(cString: cLine))
@@ -86,13 +87,15 @@ enum LineEditor {
         return line
     }
 
-    /// Between prompts (while a reply streams or a session saves) the terminal stays out of
-    /// line mode, with echo off and signals on: keys typed ahead wait as bytes for the next
-    /// prompt. In line mode a Ctrl-D typed during a reply was an end-of-file the terminal
-    /// driver consumed, so the next prompt never saw it; echo off keeps typed-ahead text
-    /// from landing in the middle of a reply (readline shows it at the prompt). Switching
-    /// back to line mode for the next prompt keeps the bytes waiting (Linux's n_tty pushes
-    /// them as a line), and readline reads them.
+    /// From the first line on, the terminal never goes back to line mode until Scroll
+    /// leaves: between prompts (while a reply streams or a session saves) it is out of line
+    /// mode with echo off and signals on, so keys typed ahead wait as bytes for the next
+    /// prompt, where readline reads them. In line mode a Ctrl-D is an end-of-file that the
+    /// terminal driver consumes (it leaves a NUL byte behind), so a Ctrl-D typed during a
+    /// reply never reached the next prompt; the line mode that readline's teardown restores
+    /// and that the next prompt used to restore before readline's setup left two such
+    /// windows, and a CI run once lost its Ctrl-D in one. Echo off keeps typed-ahead text
+    /// from landing in the middle of a reply (readline shows it at the prompt).
     private static func holdTypeahead() {
         guard isatty(STDIN_FILENO) == 1 else { return }
         var t = termios()
@@ -106,6 +109,16 @@ enum LineEditor {
             cc[Int(VMIN)] = 1
             cc[Int(VTIME)] = 0
         }
+        tcsetattr(STDIN_FILENO, TCSANOW, &t)
+    }
+
+    /// Turns the terminal's echo back on and leaves the rest as it is (once Scroll holds the
+    /// terminal; before the first line it is as Scroll found it).
+    private static func echoOn() {
+        guard original != nil else { return }
+        var t = termios()
+        guard tcgetattr(STDIN_FILENO, &t) == 0 else { return }
+        t.c_lflag |= tcflag_t(ECHO)
         tcsetattr(STDIN_FILENO, TCSANOW, &t)
     }
 

@@ -40,12 +40,19 @@ final class TerminalSession {
     /// The visible screen and its scrollback.
     func screen() throws -> String { try tmux(["capture-pane", "-t", "main", "-p", "-S", "-300"]) }
 
-    /// Waits until `condition` holds for the screen; returns the screen either way.
+    /// Waits until `condition` holds for the screen and returns the screen. A timeout fails
+    /// the test at the caller's line with the screen as it was, so a CI log says which step
+    /// hung (a failure there once showed only "failed (122.993 seconds)").
     @discardableResult
-    func wait(timeout: Double = 60, _ condition: (String) -> Bool) throws -> String {
+    func wait(timeout: Double = 60, file: StaticString = #filePath, line: UInt = #line,
+              _ condition: (String) -> Bool) throws -> String {
         let deadline = Date().addingTimeInterval(timeout)
         var text = try screen()
-        while !condition(text) && Date() < deadline {
+        while !condition(text) {
+            guard Date() < deadline else {
+                XCTFail("timed out after \(Int(timeout)) s waiting for the screen; it shows:\n\(text)", file: file, line: line)
+                return text
+            }
             usleep(100_000)
             text = try screen()
         }
@@ -79,7 +86,8 @@ final class REPLTests: XCTestCase {
         // A question typed over two lines (a trailing \ continues it): the answer streams in;
         // Ctrl-C mid-reply stops it and gives the prompt back.
         try term.send("Tell me a long story \\", "Enter")
-        try term.wait { $0.contains("… ") }
+        // capture-pane drops trailing blanks, so the continuation prompt shows as "…".
+        try term.wait { $0.contains("…") }
         try term.send("about a dragon and a knight.", "Enter")
         var screen = try term.wait { s in
             guard let i = s.range(of: "a knight.") else { return false }
