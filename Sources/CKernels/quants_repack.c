@@ -124,100 +124,138 @@ float ck_dot_repacked_q8_ref(int type, const void *row, const ck_block_q8 *x, in
 // microbenchmark, 2026-12-03; the VNNI kernels gained alike).
 #define PREFETCH_ROWS 4
 
-// x's per-block scales and offsets as f32 arrays, so eight can be loaded at once.
-typedef struct { float d[512], s[512]; } x_scales;
-static_assert(sizeof(x_scales) == 4096, "x_scales size");
+// x as every row of a call meets it, prepared once per call: its per-block scales and
+// offsets as f32 arrays (eight load at once), and for Q4_1X its codes regrouped per block
+// pair (see row_q4_1x). Regrouping x for every row cost two shuffles per pair of blocks.
+typedef struct {
+    float d[512], s[512];
+    __m256i pairs[512];       // Q4_1X, per block pair p: [2p] = lo, [2p + 1] = hi
+} x_prepared;
+static_assert(sizeof(x_prepared) == 20480, "x_prepared size");
 
-// Per-row block scales sd[b] = d_b · xd_b, converted eight at a time before the dot
-// loop, so the loop itself only loads them. Converting them inside the loop, with a
-// lane selector built from the loop counter, cost more than the dot products: the kernel
-// ran at 4 weights per cycle, compute-bound even with the matrix in L2 (8 GB/s on one core
-// against 17 GB/s of DRAM bandwidth). For Q4_1X, returns Σ m_b · xs_b (the mins' share).
-CK_AVX2 static inline float row_scales(const uint8_t *row, int64_t nb, int has_min, size_t code_bytes,
-                                       const x_scales *xs, float *sd) {
-    const uint16_t *d = (const uint16_t *)(row + nb * code_bytes), *m = d + nb;
-    __m256 mins = _mm256_setzero_ps();
-    int64_t i = 0;
-    for (; i + 8 <= nb; i += 8) {
-        const __m256 dv = _mm256_cvtph_ps(_mm_loadu_si128((const __m128i *)(d + i)));
-        _mm256_storeu_ps(sd + i, _mm256_mul_ps(dv, _mm256_loadu_ps(xs->d + i)));
-        if (has_min) {
-            const __m256 mv = _mm256_cvtph_ps(_mm_loadu_si128((const __m128i *)(m + i)));
-            mins = _mm256_fmadd_ps(mv, _mm256_loadu_ps(xs->s + i), mins);
-        }
-    }
-    float tail = 0;
-    for (; i < nb; i++) {
-        sd[i] = h2f(d[i]) * xs->d[i];
-        if (has_min) tail += h2f(m[i]) * xs->s[i];
-    }
-    return hsum256(mins) + tail;
+// The kernels below sum eight blocks' integer dot products into one vector of eight lanes
+// (two levels of hadd) and apply the eight blocks' scales with one convert and one FMA,
+// where a block at a time took a convert, a broadcast, a shuffle and an FMA per block
+// (2026-12-03, AVX2-only host: one thread, matrix in L2, Q4_1X 13–17 GB/s, Q8_0X 17 GB/s —
+// decoding was bound by these instructions, not by memory). Blocks past the last full eight
+// go one pair (Q4_1X) or one block (Q8_0X) at a time.
+
+// Lane order of hadd(hadd(a, b), hadd(c, d)) for pairs a–d of blocks (b0 b1)(b2 b3)…: the
+// 128-bit halves hold the even and the odd blocks; this permutation puts them in order.
+#define PAIR_SUMS_IN_ORDER _mm256_setr_epi32(0, 4, 1, 5, 2, 6, 3, 7)
+
+// One 32-byte load of Q4_1X codes (blocks b, b+1) times the prepared pair: eight int32
+// lanes, four per block. Low nibbles are elements 0–15 of a block and high nibbles 16–31,
+// so x is regrouped per pair: lo = [x_b 0–15 | x_b+1 0–15], hi = [x_b 16–31 | x_b+1 16–31].
+CK_AVX2 static inline __m256i q4_pair(const uint8_t *codes, const __m256i *xp) {
+    const __m256i mask = _mm256_set1_epi8(0x0f);
+    const __m256i v = _mm256_loadu_si256((const __m256i *)codes);
+    const __m256i lo = _mm256_and_si256(v, mask);
+    const __m256i hi = _mm256_and_si256(_mm256_srli_epi16(v, 4), mask);
+    const __m256i s16 = _mm256_add_epi16(_mm256_maddubs_epi16(lo, xp[0]), _mm256_maddubs_epi16(hi, xp[1]));
+    return _mm256_madd_epi16(s16, _mm256_set1_epi16(1));
 }
 
-// One row of Q4_1X times x, without the mins. For a block pair (b, b+1) the 32 code bytes
-// hold low nibbles = elements 0–15 and high nibbles = elements 16–31 of each block, so x is
-// regrouped per pair: lo = [x_b 0–15 | x_b+1 0–15], hi = [x_b 16–31 | x_b+1 16–31].
-CK_AVX2 static inline float row_q4_1x(const uint8_t *row, size_t row_bytes, const ck_block_q8 *x, int64_t nb,
-                                      const float *sd) {
-    const __m256i mask = _mm256_set1_epi8(0x0f), ones = _mm256_set1_epi16(1);
-    const __m256i pair = _mm256_setr_epi32(0, 0, 0, 0, 1, 1, 1, 1);  // lanes 0–3: block b, 4–7: b+1
+// Two f16 values into the low lanes of a vector, the rest 0.
+CK_AVX2 static inline __m128i two_halves(const uint16_t *h) {
+    int32_t bits;
+    memcpy(&bits, h, sizeof bits);
+    return _mm_cvtsi32_si128(bits);
+}
+
+// One row of Q4_1X times x, mins included: Σ_b d_b·xd_b·(codes·x)_b + m_b·xs_b.
+CK_AVX2 static inline float row_q4_1x(const uint8_t *row, size_t row_bytes, const x_prepared *xp, int64_t nb) {
+    const uint16_t *d = (const uint16_t *)(row + nb * 16), *m = d + nb;
+    const uint8_t *ahead = row + PREFETCH_ROWS * row_bytes;
+    __m256 acc = _mm256_setzero_ps(), mins = _mm256_setzero_ps();
+    int64_t b = 0;
+    for (; b + 8 <= nb; b += 8) {
+        // Eight blocks are 160 bytes of the row (codes and scales): three lines ahead.
+        // Past the matrix end a prefetch is a harmless hint: prefetches never fault.
+        _mm_prefetch((const char *)(ahead + b * 20), _MM_HINT_T0);
+        _mm_prefetch((const char *)(ahead + b * 20 + 64), _MM_HINT_T0);
+        _mm_prefetch((const char *)(ahead + b * 20 + 128), _MM_HINT_T0);
+        const __m256i s01 = q4_pair(row + b * 16, xp->pairs + b);
+        const __m256i s23 = q4_pair(row + b * 16 + 32, xp->pairs + b + 2);
+        const __m256i s45 = q4_pair(row + b * 16 + 64, xp->pairs + b + 4);
+        const __m256i s67 = q4_pair(row + b * 16 + 96, xp->pairs + b + 6);
+        const __m256i sums = _mm256_permutevar8x32_epi32(
+            _mm256_hadd_epi32(_mm256_hadd_epi32(s01, s23), _mm256_hadd_epi32(s45, s67)), PAIR_SUMS_IN_ORDER);
+        const __m256 scale = _mm256_mul_ps(_mm256_cvtph_ps(_mm_loadu_si128((const __m128i *)(d + b))), _mm256_loadu_ps(xp->d + b));
+        acc = _mm256_fmadd_ps(_mm256_cvtepi32_ps(sums), scale, acc);
+        mins = _mm256_fmadd_ps(_mm256_cvtph_ps(_mm_loadu_si128((const __m128i *)(m + b))), _mm256_loadu_ps(xp->s + b), mins);
+    }
+    __m128 tail_mins = _mm_setzero_ps();
+    for (; b < nb; b += 2) {
+        _mm_prefetch((const char *)(ahead + b * 20), _MM_HINT_T0);
+        // The pair's two scales, [d_b·xd_b ×4 | d_b+1·xd_b+1 ×4], and its two mins in lanes 0–1.
+        const __m128 xd = _mm_castsi128_ps(_mm_loadl_epi64((const __m128i *)(xp->d + b)));
+        const __m128 two = _mm_mul_ps(_mm_cvtph_ps(two_halves(d + b)), xd);
+        const __m256 scale = _mm256_permutevar8x32_ps(_mm256_castps128_ps256(two), _mm256_setr_epi32(0, 0, 0, 0, 1, 1, 1, 1));
+        acc = _mm256_fmadd_ps(_mm256_cvtepi32_ps(q4_pair(row + b * 16, xp->pairs + b)), scale, acc);
+        const __m128 xs = _mm_castsi128_ps(_mm_loadl_epi64((const __m128i *)(xp->s + b)));
+        tail_mins = _mm_fmadd_ps(_mm_cvtph_ps(two_halves(m + b)), xs, tail_mins);
+    }
+    // The upper lanes of tail_mins are 0 (cvtph of zero halves times zero-filled loads).
+    return hsum256(_mm256_add_ps(_mm256_add_ps(acc, mins), _mm256_zextps128_ps256(tail_mins)));
+}
+
+CK_AVX2 static void matvec_q4_1x(const uint8_t *w, const x_prepared *xp, float *y, int64_t nb, int64_t r0, int64_t r1) {
+    const size_t row_bytes = (size_t)nb * 20;
+    for (int64_t r = r0; r < r1; r++) y[r] = row_q4_1x(w + (size_t)r * row_bytes, row_bytes, xp, nb);
+}
+
+// One block of Q8_0X times x: eight int32 lanes. maddubs multiplies unsigned by signed
+// bytes, so |w| is the unsigned side and x takes w's sign. (Not the other way round, though
+// |x| could be shared by the rows: a code of −128, which ggml never writes but a file may
+// hold, has no positive int8 twin; x is quantized to ±127.)
+CK_AVX2 static inline __m256i q8_block(const uint8_t *codes, const int8_t *x) {
+    const __m256i xv = _mm256_loadu_si256((const __m256i *)x);
+    const __m256i wv = _mm256_loadu_si256((const __m256i *)codes);
+    return _mm256_madd_epi16(_mm256_maddubs_epi16(_mm256_sign_epi8(wv, wv), _mm256_sign_epi8(xv, wv)), _mm256_set1_epi16(1));
+}
+
+CK_AVX2 static inline float row_q8_0x(const uint8_t *row, size_t row_bytes, const ck_block_q8 *x, const x_prepared *xp,
+                                      int64_t nb) {
+    const uint16_t *d = (const uint16_t *)(row + nb * 32);
+    const uint8_t *ahead = row + PREFETCH_ROWS * row_bytes;
     __m256 acc = _mm256_setzero_ps();
-    for (int64_t b = 0; b < nb; b += 2) {
+    int64_t b = 0;
+    for (; b + 8 <= nb; b += 8) {
+        // Eight blocks are 272 bytes of the row: five lines ahead.
+        for (int k = 0; k < 5; k++) _mm_prefetch((const char *)(ahead + b * 34 + 64 * k), _MM_HINT_T0);
+        __m256i s[8];
+        for (int k = 0; k < 8; k++) s[k] = q8_block(row + (b + k) * 32, x[b + k].qs);
+        // Per 128-bit half: the four blocks' sums of that half; the halves added give the eight blocks in order.
+        const __m256i s0123 = _mm256_hadd_epi32(_mm256_hadd_epi32(s[0], s[1]), _mm256_hadd_epi32(s[2], s[3]));
+        const __m256i s4567 = _mm256_hadd_epi32(_mm256_hadd_epi32(s[4], s[5]), _mm256_hadd_epi32(s[6], s[7]));
+        const __m256i sums = _mm256_add_epi32(_mm256_permute2x128_si256(s0123, s4567, 0x20),
+                                              _mm256_permute2x128_si256(s0123, s4567, 0x31));
+        const __m256 scale = _mm256_mul_ps(_mm256_cvtph_ps(_mm_loadu_si128((const __m128i *)(d + b))), _mm256_loadu_ps(xp->d + b));
+        acc = _mm256_fmadd_ps(_mm256_cvtepi32_ps(sums), scale, acc);
+    }
+    for (; b < nb; b++) {
+        _mm_prefetch((const char *)(ahead + b * 34), _MM_HINT_T0);
+        acc = _mm256_fmadd_ps(_mm256_cvtepi32_ps(q8_block(row + b * 32, x[b].qs)), _mm256_set1_ps(h2f(d[b]) * xp->d[b]), acc);
+    }
+    return hsum256(acc);
+}
+
+CK_AVX2 static void matvec_q8_0x(const uint8_t *w, const ck_block_q8 *x, const x_prepared *xp, float *y, int64_t nb,
+                                 int64_t r0, int64_t r1) {
+    const size_t row_bytes = (size_t)nb * 34;
+    for (int64_t r = r0; r < r1; r++) y[r] = row_q8_0x(w + (size_t)r * row_bytes, row_bytes, x, xp, nb);
+}
+
+// Fills xp for one call: scales always, the regrouped codes for Q4_1X.
+CK_AVX2 static void prepare_x(int type, const ck_block_q8 *x, int64_t nb, x_prepared *xp) {
+    for (int64_t i = 0; i < nb; i++) { xp->d[i] = x[i].d; xp->s[i] = x[i].s; }
+    if (type != CK_TYPE_Q4_1X) return;
+    for (int64_t b = 0; b + 1 < nb; b += 2) {
         const __m256i x0 = _mm256_loadu_si256((const __m256i *)x[b].qs);
         const __m256i x1 = _mm256_loadu_si256((const __m256i *)x[b + 1].qs);
-        const __m256i xlo = _mm256_permute2x128_si256(x0, x1, 0x20);
-        const __m256i xhi = _mm256_permute2x128_si256(x0, x1, 0x31);
-        // Past the matrix end the prefetch is a harmless hint: prefetches never fault.
-        _mm_prefetch((const char *)(row + PREFETCH_ROWS * row_bytes + b * 16), _MM_HINT_T0);
-        const __m256i v = _mm256_loadu_si256((const __m256i *)(row + b * 16));
-        const __m256i lo = _mm256_and_si256(v, mask);
-        const __m256i hi = _mm256_and_si256(_mm256_srli_epi16(v, 4), mask);
-        const __m256i s16 = _mm256_add_epi16(_mm256_maddubs_epi16(lo, xlo), _mm256_maddubs_epi16(hi, xhi));
-        const __m256 f = _mm256_cvtepi32_ps(_mm256_madd_epi16(s16, ones));
-        const __m256 two = _mm256_castpd_ps(_mm256_broadcast_sd((const double *)(sd + b)));
-        acc = _mm256_fmadd_ps(f, _mm256_permutevar8x32_ps(two, pair), acc);
-    }
-    return hsum256(acc);
-}
-
-CK_AVX2 static void matvec_q4_1x(const uint8_t *w, const ck_block_q8 *x, const x_scales *xs,
-                                 float *y, int64_t nb, int64_t r0, int64_t r1) {
-    const size_t row_bytes = (size_t)nb * 20;
-    float sd[512];
-    for (int64_t r = r0; r < r1; r++) {
-        const uint8_t *row = w + (size_t)r * row_bytes;
-        const float mins = row_scales(row, nb, 1, 16, xs, sd);
-        y[r] = row_q4_1x(row, row_bytes, x, nb, sd) + mins;
-    }
-}
-
-// One row of Q8_0X times x. maddubs multiplies unsigned by signed bytes, so |w| is the
-// unsigned side and x takes w's sign. (Not the other way round, though |x| could be shared
-// by the rows: a code of −128, which ggml never writes but a file may hold, has no positive
-// int8 twin; x is quantized to ±127.)
-CK_AVX2 static inline float row_q8_0x(const uint8_t *row, size_t row_bytes, const ck_block_q8 *x, int64_t nb,
-                                      const float *sd) {
-    const __m256i ones = _mm256_set1_epi16(1);
-    __m256 acc = _mm256_setzero_ps();
-    for (int64_t b = 0; b < nb; b++) {
-        const __m256i xv = _mm256_loadu_si256((const __m256i *)x[b].qs);
-        _mm_prefetch((const char *)(row + PREFETCH_ROWS * row_bytes + b * 32), _MM_HINT_T0);
-        const __m256i wv = _mm256_loadu_si256((const __m256i *)(row + b * 32));
-        const __m256i p16 = _mm256_maddubs_epi16(_mm256_sign_epi8(wv, wv), _mm256_sign_epi8(xv, wv));
-        const __m256 f = _mm256_cvtepi32_ps(_mm256_madd_epi16(p16, ones));
-        acc = _mm256_fmadd_ps(f, _mm256_broadcast_ss(sd + b), acc);
-    }
-    return hsum256(acc);
-}
-
-CK_AVX2 static void matvec_q8_0x(const uint8_t *w, const ck_block_q8 *x, const x_scales *xs,
-                                 float *y, int64_t nb, int64_t r0, int64_t r1) {
-    const size_t row_bytes = (size_t)nb * 34;
-    float sd[512];
-    for (int64_t r = r0; r < r1; r++) {
-        const uint8_t *row = w + (size_t)r * row_bytes;
-        row_scales(row, nb, 0, 32, xs, sd);
-        y[r] = row_q8_0x(row, row_bytes, x, nb, sd);
+        xp->pairs[b] = _mm256_permute2x128_si256(x0, x1, 0x20);
+        xp->pairs[b + 1] = _mm256_permute2x128_si256(x0, x1, 0x31);
     }
 }
 
@@ -228,12 +266,13 @@ void ck_matvec_repacked_q8(int type, const void *w, const ck_block_q8 *x, float 
     const int64_t nb = cols / QK;
     if (ck_matvec_repacked_q8_vnni(type, w, x, y, cols, r0, r1)) return;
 #ifdef CK_X86
-    if (ck_has_avx2() && nb <= 504) {
-        x_scales xs;
-        for (int64_t i = 0; i < nb; i++) { xs.d[i] = x[i].d; xs.s[i] = x[i].s; }
-        for (int64_t i = nb; i < nb + 8; i++) { xs.d[i] = 0; xs.s[i] = 0; }
-        if (type == CK_TYPE_Q4_1X) matvec_q4_1x(w, x, &xs, y, nb, r0, r1);
-        else matvec_q8_0x(w, x, &xs, y, nb, r0, r1);
+    if (ck_has_avx2() && nb <= 512) {
+        // 20 KB on the calling thread's stack, filled per call: a few instructions per block
+        // of x against a dispatch's share of at least sixteen rows.
+        x_prepared xp;
+        prepare_x(type, x, nb, &xp);
+        if (type == CK_TYPE_Q4_1X) matvec_q4_1x(w, &xp, y, nb, r0, r1);
+        else matvec_q8_0x(w, x, &xp, y, nb, r0, r1);
         return;
     }
 #endif

@@ -219,7 +219,9 @@ final class QuantTests: XCTestCase {
     private func checkRepackedLayouts() {
         var rng = RandomGenerator(seed: 13)
         for type in [GGMLType.q4_1, .q8_0] {
-            for (rows, cols) in [(7, 576), (5, 1536), (4, 64), (9, 128), (16, 576), (37, 1536)] {
+            // Columns: 18 and 48 blocks (the default model), 2 and 4 (no group of eight), 8, 12 and
+            // 14 (a group of eight, then one, two or three pairs: the AVX2 kernels' tail).
+            for (rows, cols) in [(7, 576), (5, 1536), (4, 64), (9, 128), (16, 576), (37, 1536), (3, 256), (5, 384), (6, 448)] {
                 let t = Int32(type.rawValue)
                 let packed = ck_repacked_type(t, Int64(cols))
                 XCTAssertNotEqual(packed, t)
