@@ -104,6 +104,8 @@ struct CacheOptions: ParsableArguments {
     var blockSize = 64
     @Option(help: "Memory: blocks recalled per layer and KV head.")
     var topBlocks = 8
+    @Option(help: "Memory: a block's representative is the mean of its this many most attended keys (0: of all its keys).")
+    var representativeKeys = MemorySettings().representativeKeys
     @Option(help: "Memory: RAM for block contents (e.g. 512M, 2G); the rest goes to a temporary file.")
     var memoryBudget = "1G"
     @Option(help: "Memory: where recalled tokens sit, 'chronological' (in stream order just beyond the window) or 'same' (all at one distance).")
@@ -114,6 +116,7 @@ struct CacheOptions: ParsableArguments {
         guard window >= 1 else { throw ValidationError("--window must be at least 1") }
         guard (1...4096).contains(blockSize) else { throw ValidationError("--block-size must be from 1 to 4096") }
         guard (0...1024).contains(topBlocks) else { throw ValidationError("--top-blocks must be from 0 to 1024") }
+        guard representativeKeys >= 0 else { throw ValidationError("--representative-keys must be 0 or more") }
         guard Self.bytes(memoryBudget) != nil else { throw ValidationError("--memory-budget takes a size like 512M or 2G (got \(memoryBudget))") }
     }
 
@@ -134,6 +137,7 @@ struct CacheOptions: ParsableArguments {
         var m = MemorySettings()
         m.blockSize = blockSize
         m.topBlocks = topBlocks
+        m.representativeKeys = representativeKeys
         m.ramBudget = Self.bytes(memoryBudget) ?? m.ramBudget
         m.positions = memoryPositions
         return m

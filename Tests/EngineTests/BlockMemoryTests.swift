@@ -8,12 +8,14 @@ import XCTest
 final class BlockMemoryTests: XCTestCase {
     let hd = 64, heads = 2
 
-    func makeMemory(blockSize: Int = 4, topBlocks: Int = 2, ramBudget: Int = 1 << 30, rope: RopeTable? = nil) -> BlockMemory {
+    func makeMemory(blockSize: Int = 4, topBlocks: Int = 2, ramBudget: Int = 1 << 30, rope: RopeTable? = nil,
+                    representativeKeys: Int = 0) -> BlockMemory {
         var s = MemorySettings()
         s.blockSize = blockSize
         s.topBlocks = topBlocks
         s.ramBudget = ramBudget
         s.positions = .same
+        s.representativeKeys = representativeKeys
         let table = rope ?? RopeTable(headDim: hd, positions: 4096, base: 10000)
         return BlockMemory(layerCount: 1, kvHeadCount: heads, headDim: hd, rope: table, ropeMode: 0, settings: s, sinks: 4, window: 16)
     }
@@ -314,6 +316,58 @@ final class BlockMemoryTests: XCTestCase {
             XCTAssertEqual(memory.recalled[0][h].map(\.block), expected, "head \(h)")
             for r in memory.recalled[0][h] {
                 XCTAssertEqual(Double(r.score), scores[r.block].score, accuracy: 1e-3, "block \(r.block) score")
+            }
+        }
+    }
+
+    /// A block's representative is the mean of the keys that the queries after them gave the
+    /// highest logits while they were in the window (InfLLM's representative tokens): checked
+    /// against those logits summed one by one, in float64.
+    func testRepresentativeIsTheMeanOfTheMostAttendedKeys() {
+        let rope = RopeTable(headDim: hd, positions: 4096, base: 10000)
+        let b = 8, keep = 3, sinks = 4, window = 16, headCount = 2 * heads
+        let memory = makeMemory(blockSize: b, rope: rope, representativeKeys: keep)
+        var rng = RandomGenerator(seed: 47)
+        func random(_ n: Int) -> [Float] { (0..<n).map { _ in Float(rng.nextUnit() * 2 - 1) } }
+        func rotated(_ raw: [Float], at p: Int) -> [Float] {
+            var k = raw, cos = [Float](repeating: 0, count: hd / 2), sin = cos
+            rope.fill(p, cos: &cos, sin: &sin)
+            k.withUnsafeMutableBufferPointer { for h in 0..<heads { ck_rope($0.baseAddress! + h * hd, Int32(hd), cos, sin, 0) } }
+            return k
+        }
+        var raws: [Int: [Float]] = [:], queries: [Int: [Float]] = [:], evictedAt: [Int: Int] = [:]
+        // As the cache does it: each token's queries are noted, then its keys stored, evicting
+        // the token a window older into the memory.
+        for p in sinks..<sinks + window + 2 * b {
+            queries[p] = random(headCount * hd)
+            memory.noteQueries(layer: 0, queries: queries[p]!, n: 1, first: p, headCount: headCount)
+            raws[p] = random(heads * hd)
+            if p >= sinks + window {
+                evictedAt[p - window] = p
+                evict(memory, position: p - window, keys: raws[p - window]!, values: raws[p - window]!, rope: rope)
+            }
+        }
+        XCTAssertEqual(memory.blocks, 2)
+        for block in 0..<2 {
+            for h in 0..<heads {
+                let rows = (0..<b).map { sinks + block * b + $0 }
+                let scores = rows.map { m -> Double in
+                    let k = rotated(raws[m]!, at: m)
+                    var s = 0.0
+                    for j in sinks...evictedAt[m]! where (j - sinks) / b > block {
+                        for head in [2 * h, 2 * h + 1] {
+                            for i in 0..<hd { s += Double(queries[j]![head * hd + i]) * Double(k[h * hd + i]) }
+                        }
+                    }
+                    return s
+                }
+                let best = rows.indices.sorted { scores[$0] > scores[$1] }.prefix(keep)
+                for i in 0..<hd {
+                    // .same turns keys back to position 0, where a key is itself.
+                    let expected = best.map { Double(raws[rows[$0]]![h * hd + i]) }.reduce(0, +) / Double(keep)
+                    XCTAssertEqual(Double(memory.representatives[0][(block * heads + h) * hd + i]), expected, accuracy: 1e-5,
+                                   "block \(block) head \(h) dim \(i)")
+                }
             }
         }
     }

@@ -63,6 +63,7 @@ final class SessionTests: XCTestCase {
         XCTAssertEqual(c.conversation.messages, conversation(g).messages)
         XCTAssertEqual(c.conversation.systemPrompt, "Be brief.")
         XCTAssertEqual(c.cache.memory!.lastRecall(), g.cache.memory!.lastRecall())
+        let blocksAtSave = c.cache.memory!.blocks
         // The generators share the model's logits buffer: the original goes on first, then
         // the resumed one, whose restore() puts the saved logits back.
         let original = g.generate(maxTokens: 24).ids
@@ -73,6 +74,10 @@ final class SessionTests: XCTestCase {
         XCTAssertEqual(again, original)
         XCTAssertTrue(Array(resumed.lastLogits!) == originalLogits, "logits bit for bit")
         XCTAssertEqual(resumed.history, g.history)
+        // Blocks finished after the resume stand for themselves as they would have: the scores
+        // of the block being filled and the ring of query sums came back too.
+        XCTAssertGreaterThan(resumed.cache.memory!.blocks, blocksAtSave)
+        XCTAssertEqual(resumed.cache.memory!.representatives, g.cache.memory!.representatives, "representative keys")
     }
 
     /// int8 (the default): as the text goes on, next-token probabilities move by less than

@@ -28,6 +28,10 @@ public struct MemorySettings: Equatable {
     public var candidateFactor = 4
     /// Contenders each ranking keeps: the next re-ranking while decoding looks at these (and newer blocks).
     var candidatesKept: Int { max(topBlocks, candidateFactor * topBlocks) }
+    /// Keys whose mean is a block's representative: the ones the queries after them in the
+    /// window scored highest (InfLLM's representative tokens; RepresentativeScorer.swift),
+    /// or 0 for all of them.
+    public var representativeKeys = 4
     /// Bytes of block contents kept in RAM; the rest goes to a temporary file.
     public var ramBudget = 1 << 30
     public var positions = MemoryPositions.chronological
@@ -38,8 +42,8 @@ public struct MemorySettings: Equatable {
 /// Memory-augmented attention, training-free (InfLLM: Xiao et al. 2024, "InfLLM: Training-Free
 /// Long-Context Extrapolation for LLMs with an Efficient Context Memory"): tokens leaving the
 /// window are grouped into blocks; each block keeps its keys and values (int8, per-32 scales)
-/// and one representative key per KV head (the mean of its keys). Before a chunk of queries
-/// attends, every block is scored per layer and KV head by (Σ queries)·representative — the
+/// and one representative key per KV head (the mean of its most attended keys, picked by
+/// RepresentativeScorer). Before a chunk of queries attends, every block is scored per layer and KV head by (Σ queries)·representative — the
 /// sum over the chunk of InfLLM's relevance — and the top blocks join the sinks, the
 /// window and the not-yet-full block of latest evictions in the same softmax.
 ///
@@ -97,6 +101,7 @@ public final class BlockMemory {
     // contenders so far, and the top blocks in stream order.
     private var best: [(block: Int, score: Float)] = []
     private var chosen: [(block: Int, score: Float)] = []
+    let scorer: RepresentativeScorer         // which keys stand for a block
     var rankedBlocks: [Int]                  // per layer: blocks that existed at the last ranking
     var sinceRanking: [Int]                  // per layer: tokens decoded since
     private let inverseRows: UnsafeMutablePointer<Float>   // [2][head_dim/2] cos, ±sin of a rotation, over mscale
@@ -148,6 +153,8 @@ public final class BlockMemory {
         sinceRanking = Array(repeating: 0, count: layerCount)
         inverseRows = .allocate(capacity: headDim)
         querySum = .allocate(capacity: kvHeadCount * headDim)
+        scorer = RepresentativeScorer(layerCount: layerCount, kvHeadCount: kvHeadCount, headDim: headDim, blockSize: b,
+                                      sinks: sinks, window: window)
     }
 
     deinit {
@@ -183,6 +190,12 @@ public final class BlockMemory {
         (base + 2 * kvHeadCount * codesPerHead).assumingMemoryBound(to: Float.self) + index * scalesPerHead
     }
 
+    /// Notes the queries of n tokens from stream position `first`, rotated at their own
+    /// positions, before they attend (they score the keys they see in the window).
+    func noteQueries(layer l: Int, queries: UnsafePointer<Float>, n: Int, first: Int, headCount: Int) {
+        scorer.note(layer: l, queries: queries, n: n, first: first, headCount: headCount)
+    }
+
     /// Takes one layer of a token leaving the window (KVCache.store calls this).
     func absorb(_ t: EvictedToken) {
         let l = t.layer, i = pendingCount[l], hd = headDim, b = settings.blockSize
@@ -191,6 +204,7 @@ public final class BlockMemory {
             let key = pendingKeys[l] + (h * b + i) * hd
             key.update(from: t.keys + h * t.stride, count: hd)
             (pendingValues[l] + (h * b + i) * hd).update(from: t.values + h * t.stride, count: hd)
+            scorer.score(layer: l, head: h, row: i, key: key, position: t.position)
         }
         if settings.positions == .same { rotate(pendingKeys[l] + i * hd, rows: kvHeadCount, stride: b * hd, from: t.position, to: 0) }
         pendingCount[l] += 1
@@ -251,11 +265,15 @@ public final class BlockMemory {
                 ck_quantize_kv_row(pendingValues[l] + (h * b + r) * hd, codes + (kvHeadCount + h) * codesPerHead + r * hd,
                                    scaleBase + (kvHeadCount + h) * scalesPerHead + r * groups, Int32(hd))
             }
-            // The representative: the mean key of the block, in f32.
+            // The representative: the mean of the keys that stand for the block, in f32.
             let mean = querySum   // free between rankings
             mean.update(repeating: 0, count: hd)
-            for r in 0..<b { ck_add(mean, pendingKeys[l] + (h * b + r) * hd, Int32(hd)) }
-            representatives[l] += UnsafeBufferPointer(start: mean, count: hd).map { $0 / Float(b) }
+            var count = 0
+            scorer.forEachRepresentative(layer: l, head: h, keep: settings.representativeKeys) { row in
+                ck_add(mean, pendingKeys[l] + (h * b + row) * hd, Int32(hd))
+                count += 1
+            }
+            representatives[l] += UnsafeBufferPointer(start: mean, count: hd).map { $0 / Float(count) }
         }
         store.write(index * layerCount + l, from: blob)
         if blockStarts.count == index { blockStarts.append(Int(pendingPositions[l][0])) }
@@ -439,5 +457,6 @@ public final class BlockMemory {
         }
         blockStarts = []
         store.reset()
+        scorer.reset()
     }
 }

@@ -13,6 +13,7 @@ extension Transformer {
         let c = config, hd = c.headDim
         let separateSinkQuery = cache.sinkQueryPosition(p) != p
         rotate(q: q, qSink: separateSinkQuery ? qSink : nil, k: k, position: p, cache: cache)
+        memory.noteQueries(layer: l, queries: q, n: 1, first: p, headCount: c.headCount)
         memory.rank(layer: l, queries: separateSinkQuery ? qSink : q, n: 1, headCount: c.headCount, full: false)
 
         let view = cache.view(layer: l), held = min(p, cache.capacity), heldSinks = min(cache.policy.sinks, held)

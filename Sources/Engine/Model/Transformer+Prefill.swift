@@ -200,6 +200,7 @@ extension Transformer {
         // Also while the memory is still empty: the window keys this chunk evicts must stay
         // visible to its later queries (the first chunk past the window lost them).
         let memory = cache.memory
+        memory?.noteQueries(layer: l, queries: rows.q, n: n, first: pos0, headCount: c.headCount)
         memory?.rank(layer: l, queries: layout.separateSinkQueries ? rows.qSink : rows.q, n: n,
                      headCount: c.headCount, full: n > 1)
         ChunkAttentionJob(cache: cache.view(layer: l), layer: l, memory: memory,

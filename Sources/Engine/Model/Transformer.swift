@@ -129,6 +129,7 @@ public final class Transformer {
         let c = config, hd = c.headDim
         let separateSinkQuery = cache.sinkQueryPosition(p) != p
         rotate(q: q, qSink: separateSinkQuery ? qSink : nil, k: k, position: p, cache: cache)
+        cache.memory?.noteQueries(layer: l, queries: q, n: 1, first: p, headCount: c.headCount)
         cache.store(layer: l, position: p, key: k, value: v)
         let held = min(p + 1, cache.capacity)
         var kv = cache.view(layer: l)

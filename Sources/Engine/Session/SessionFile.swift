@@ -2,12 +2,12 @@ import CKernels
 import Foundation
 
 /// The session file: the whole state of a conversation, so it resumes exactly where it was.
-/// This is the one file that reads and writes it. Format version 2 (version 1 is read too),
+/// This is the one file that reads and writes it. Format version 3 (versions 1 and 2 are read too),
 /// integers little-endian:
 ///
 ///     offset  size  field
 ///     0       8     magic "SCROLLSN"
-///     8       4     version, u32 = 2
+///     8       4     version, u32 = 3
 ///     12      4     header length H, u32 (at most 1 MiB)
 ///     16      H     header: JSON of `SessionHeader` — the fingerprint (model architecture and
 ///                   shapes, digests of the tensor table and the vocabulary, and every cache and
@@ -30,7 +30,10 @@ import Foundation
 ///                    BlockMemory holds them — `.chronological`: rotated at those positions;
 ///                    version 1 had them at BlockMemory's canonical positions — and its values,
 ///                    as `rows`), the representative keys of its blocks (f32
-///                    [block][kv_head][head_dim]); then each finished block, per layer: per
+///                    [block][kv_head][head_dim]), and (version 3) what RepresentativeScorer
+///                    holds: the scores of the block being filled (f32 [kv_head][its
+///                    tokens]) and the ring of query sums (f32 [ringSize][kv_head][head_dim];
+///                    which block each slot holds follows from n); then each finished block, per layer: per
 ///                    keys/values and KV head a `rows` record of its blockSize rows ("int8"),
 ///                    or its blob as BlockMemory packs it ("lossless"); then u32 length + JSON
 ///                    of `RankingState` (what each layer and KV head recalled last)
@@ -50,7 +53,7 @@ import Foundation
 /// checksum have been read: a bad file never touches the conversation in use.
 public enum SessionFile {
     public static let magic: [UInt8] = Array("SCROLLSN".utf8)
-    public static let version: UInt32 = 2
+    public static let version: UInt32 = 3
     static let maxHeaderBytes = 1 << 20
 
     /// How KV rows are stored (`--session-kv`).
@@ -143,6 +146,11 @@ public enum SessionFile {
                     try putRows(f32: memory.pendingValues[l] + h * b * hd, int8: nil, rows: pending)
                 }
                 try w.put(array: memory.representatives[l])
+                let scorer = memory.scorer
+                for h in 0..<cache.kvHeadCount {
+                    try w.put(raw: UnsafeRawBufferPointer(start: scorer.scores[l] + h * b, count: pending * 4))
+                }
+                try w.put(raw: UnsafeRawBufferPointer(start: scorer.ring[l], count: scorer.ringSize * cache.kvHeadCount * hd * 4))
             }
             for block in 0..<memory.blocks {
                 for l in 0..<cache.layerCount {
@@ -218,7 +226,7 @@ public enum SessionFile {
             let logitCount = Int(try r.get(UInt32.self))
             guard logitCount == (n == 0 ? 0 : model.config.vocabSize) else { throw Zstd.Failure(description: "logits have the wrong size") }
             let logits = try r.array(Float.self, count: logitCount)
-            try readCache(r, into: cache, tokens: n, encoding: header.kvEncoding, pendingCanonical: version == 1)
+            try readCache(r, into: cache, tokens: n, encoding: header.kvEncoding, version: version)
             guard try r.bytes(count: 4, limit: 4) == Array("END!".utf8) else { throw Zstd.Failure(description: "end marker missing") }
             try r.finish()
             return Contents(header: header, conversation: conversation, cache: cache, history: history, logits: logits)
@@ -229,7 +237,7 @@ public enum SessionFile {
         }
     }
 
-    private static func readCache(_ r: BodyReader, into cache: KVCache, tokens n: Int, encoding: KVEncoding, pendingCanonical: Bool) throws {
+    private static func readCache(_ r: BodyReader, into cache: KVCache, tokens n: Int, encoding: KVEncoding, version: UInt32) throws {
         guard cache.policy.window != nil || n <= cache.capacity else { throw Zstd.Failure(description: "more tokens than the dense cache holds") }
         let hd = cache.headDim, groups = hd / Int(CK_KV_GROUP)
         cache.restore(tokensSeen: n)
@@ -272,10 +280,17 @@ public enum SessionFile {
                 try getRows(f32: memory.pendingValues[l] + h * b * hd, int8: nil, rows: pending)
             }
             memory.pendingCount[l] = pending
-            if pendingCanonical { memory.turnPending(layer: l, keys: memory.pendingKeys[l], toCanonical: false) }
+            if version == 1 { memory.turnPending(layer: l, keys: memory.pendingKeys[l], toCanonical: false) }
             memory.representatives[l] = try r.array(Float.self, count: blocks * kvh * hd)
             memory.blockCount[l] = blocks
+            // Before version 3 there were none: the block being filled is scored from here on.
+            let scorer = memory.scorer
+            if version >= 3 {
+                for h in 0..<kvh { try r.read(into: UnsafeMutableRawBufferPointer(start: scorer.scores[l] + h * b, count: pending * 4)) }
+                try r.read(into: UnsafeMutableRawBufferPointer(start: scorer.ring[l], count: scorer.ringSize * kvh * hd * 4))
+            }
         }
+        memory.scorer.restore(tokensSeen: n)
         memory.blockStarts = (0..<blocks).map { cache.policy.sinks + $0 * b }
         for block in 0..<blocks {
             for l in 0..<cache.layerCount {
@@ -320,8 +335,8 @@ public enum SessionFile {
         guard try read(8) == magic else { throw failure(path, "not a Scroll session file (bad magic)", loading: true) }
         let fixed = try read(8)
         let version = UInt32(littleEndian: fixed.withUnsafeBytes { $0.loadUnaligned(as: UInt32.self) })
-        guard version == 1 || version == Self.version else {
-            throw failure(path, "session format version \(version), this Scroll reads versions 1 and \(Self.version)", loading: true)
+        guard (1...Self.version).contains(version) else {
+            throw failure(path, "session format version \(version), this Scroll reads versions 1 to \(Self.version)", loading: true)
         }
         let length = Int(UInt32(littleEndian: fixed.withUnsafeBytes { $0.loadUnaligned(fromByteOffset: 4, as: UInt32.self) }))
         guard length <= maxHeaderBytes else { throw failure(path, "header length \(length) is implausible (damaged)", loading: true) }
