@@ -102,98 +102,15 @@ void ck_attend_partial_ref(const float *q_sink, const float *q, int group, int64
     }
 }
 
-#ifdef CK_X86
-
-CK_AVX2 static inline __m256 load8_i8(const int8_t *p) {
-    return _mm256_cvtepi32_ps(_mm256_cvtepi8_epi32(_mm_loadl_epi64((const __m128i *)p)));
-}
-
-CK_AVX2 static inline const float *kv_row_avx2(const ck_kv_view *kv, int is_key, int64_t row, int head_dim, float *tmp) {
-    if (kv->type == CK_KV_F32) return (const float *)(is_key ? kv->keys : kv->values) + row * head_dim;
-    const int groups = head_dim / CK_KV_GROUP;
-    const int8_t *q = (const int8_t *)(is_key ? kv->keys : kv->values) + row * head_dim;
-    const float *d = (is_key ? kv->key_scales : kv->value_scales) + row * groups;
-    for (int i = 0; i < head_dim; i += 8) {
-        _mm256_storeu_ps(tmp + i, _mm256_mul_ps(load8_i8(q + i), _mm256_broadcast_ss(d + i / CK_KV_GROUP)));
-    }
-    return tmp;
-}
-
-CK_AVX2 static void attend_partial_avx2(const float *q_sink, const float *q, int group, int64_t n_sink,
-                                        const ck_kv_view *kv, int kv_head, int64_t k0, int64_t k1, int head_dim,
-                                        float scale, float *scores, float *m, float *l, float *acc) {
-    float tmp[512];
-    const int64_t n = k1 - k0, base = (int64_t)kv_head * kv->capacity;
-    for (int64_t t = 0; t < n; t++) {
-        const float *k = kv_row_avx2(kv, 1, base + k0 + t, head_dim, tmp);
-        const float *qb = k0 + t < n_sink ? q_sink : q;
-        for (int g = 0; g < group; g++) {
-            const float *qq = qb + g * head_dim;
-            __m256 a = _mm256_setzero_ps();
-            for (int i = 0; i < head_dim; i += 8) a = _mm256_fmadd_ps(_mm256_loadu_ps(qq + i), _mm256_loadu_ps(k + i), a);
-            scores[g * n + t] = hsum256(a) * scale;
-        }
-    }
-    for (int g = 0; g < group; g++) {
-        float *sg = scores + g * n, mx = -INFINITY, sum = 0;
-        for (int64_t t = 0; t < n; t++) mx = sg[t] > mx ? sg[t] : mx;
-        for (int64_t t = 0; t < n; t++) { sg[t] = expf(sg[t] - mx); sum += sg[t]; }
-        m[g] = mx;
-        l[g] = sum;
-    }
-    // Output in 32-dim slices: up to 4 queries × 4 accumulators stay in registers while
-    // each value row slice is loaded once. Int8 rows are dequantized a chunk at a time into
-    // `rows`, once per row: dequantizing them again for every slice made recalled memory
-    // blocks (int8) cost twice an f32 row, and decoding with memory ran at 0.75× of without.
-    // The sums run over t in the same order either way.
-    for (int g = 0; g < group; g++) for (int i = 0; i < head_dim; i++) acc[g * head_dim + i] = 0;
-    enum { CHUNK = 16 };
-    float rows[CHUNK * 512];
-    const int64_t chunk = kv->type == CK_KV_F32 ? (n > 0 ? n : 1) : CHUNK;   // f32 rows are read in place
-    for (int64_t t0 = 0; t0 < n; t0 += chunk) {
-        const int64_t tn = n - t0 < chunk ? n - t0 : chunk;
-        const float *v0 = (const float *)kv->values + (base + k0 + t0) * head_dim;
-        int64_t vstride = head_dim;
-        if (kv->type != CK_KV_F32) {
-            for (int64_t t = 0; t < tn; t++) kv_row_avx2(kv, 0, base + k0 + t0 + t, head_dim, rows + t * head_dim);
-            v0 = rows;
-        }
-        for (int g0 = 0; g0 < group; g0 += 4) {
-            const int gn = group - g0 < 4 ? group - g0 : 4;
-            for (int i = 0; i < head_dim; i += 32) {
-                __m256 a[4][4];
-                for (int g = 0; g < gn; g++) for (int j = 0; j < 4; j++) a[g][j] = _mm256_loadu_ps(acc + (g0 + g) * head_dim + i + 8 * j);
-                for (int64_t t = 0; t < tn; t++) {
-                    const float *v = v0 + t * vstride;
-                    const __m256 r0 = _mm256_loadu_ps(v + i), r1 = _mm256_loadu_ps(v + i + 8);
-                    const __m256 r2 = _mm256_loadu_ps(v + i + 16), r3 = _mm256_loadu_ps(v + i + 24);
-                    for (int g = 0; g < gn; g++) {
-                        const __m256 p = _mm256_set1_ps(scores[(g0 + g) * n + t0 + t]);
-                        a[g][0] = _mm256_fmadd_ps(p, r0, a[g][0]);
-                        a[g][1] = _mm256_fmadd_ps(p, r1, a[g][1]);
-                        a[g][2] = _mm256_fmadd_ps(p, r2, a[g][2]);
-                        a[g][3] = _mm256_fmadd_ps(p, r3, a[g][3]);
-                    }
-                }
-                for (int g = 0; g < gn; g++) {
-                    for (int j = 0; j < 4; j++) _mm256_storeu_ps(acc + (g0 + g) * head_dim + i + 8 * j, a[g][j]);
-                }
-            }
-        }
-    }
-}
-
-#endif
-
 void ck_attend_partial(const float *q_sink, const float *q, int group, int64_t n_sink,
                        const ck_kv_view *kv, int kv_head, int64_t k0, int64_t k1, int head_dim,
                        float scale, float *scores, float *m, float *l, float *acc) {
-    if (ck_attend_partial_avx512(q_sink, q, group, n_sink, kv, kv_head, k0, k1, head_dim, scale, scores, m, l, acc)) return;
-#ifdef CK_X86
-    if (ck_has_avx2() && head_dim % 32 == 0 && head_dim <= 512) {
-        attend_partial_avx2(q_sink, q, group, n_sink, kv, kv_head, k0, k1, head_dim, scale, scores, m, l, acc);
+    if (k1 <= k0) {   // nothing to attend: the partial that merges as nothing
+        for (int g = 0; g < group; g++) { m[g] = -INFINITY; l[g] = 0; }
+        for (int64_t i = 0; i < (int64_t)group * head_dim; i++) acc[i] = 0;
         return;
     }
-#endif
+    if (ck_attend_partial_avx512(q_sink, q, group, n_sink, kv, kv_head, k0, k1, head_dim, scale, scores, m, l, acc)) return;
+    if (ck_attend_partial_avx2(q_sink, q, group, n_sink, kv, kv_head, k0, k1, head_dim, scale, scores, m, l, acc)) return;
     ck_attend_partial_ref(q_sink, q, group, n_sink, kv, kv_head, k0, k1, head_dim, scale, scores, m, l, acc);
 }

@@ -133,11 +133,6 @@ int ck_attend_partial_avx512(const float *q_sink, const float *q, int group, int
                              const ck_kv_view *kv, int kv_head, int64_t k0, int64_t k1, int head_dim,
                              float scale, float *scores, float *m, float *l, float *acc) {
     if (!ck_has_avx512vnni() || head_dim % 64 != 0 || head_dim > MAX_HD || group > MAX_GROUP) return 0;
-    if (k1 <= k0) {   // nothing to attend: the partial that merges as nothing
-        for (int g = 0; g < group; g++) { m[g] = -INFINITY; l[g] = 0; }
-        for (int64_t i = 0; i < (int64_t)group * head_dim; i++) acc[i] = 0;
-        return 1;
-    }
     attend_any(q_sink, q, group, n_sink, kv, kv_head, k0, k1, head_dim, scale, scores, m, l, acc);
     return 1;
 }

@@ -10,4 +10,10 @@ int ck_attend_partial_avx512(const float *q_sink, const float *q, int group, int
                              const ck_kv_view *kv, int kv_head, int64_t k0, int64_t k1, int head_dim,
                              float scale, float *scores, float *m, float *l, float *acc);
 
+// The AVX2 decode kernel (attention_avx2.c), the same contract; 0 without AVX2/FMA/F16C or
+// when head_dim is not a multiple of 32 or above 512.
+int ck_attend_partial_avx2(const float *q_sink, const float *q, int group, int64_t n_sink,
+                           const ck_kv_view *kv, int kv_head, int64_t k0, int64_t k1, int head_dim,
+                           float scale, float *scores, float *m, float *l, float *acc);
+
 #endif
