@@ -14,7 +14,10 @@ final class SessionCLITests: XCTestCase {
     }
 
     func testSessionResumesListsShowsAndRemoves() throws {
-        let doc = "Notes from the meeting. The secret code word is PELICAN. Everything else was routine.\n"
+        // BANANA, not PELICAN: after "PELIC" the end of the turn came within rounding of "AN"
+        // and took it on AVX2 hosts (CI, 2026-12-04); BANANA held under every kernel set, BLAS
+        // core, KV type and thread count tried.
+        let doc = "Notes from the meeting. The secret code word is BANANA. Everything else was routine.\n"
         let first = try run(["--session", "notes", "--temp", "0", "-n", "8", "Say OK."], stdin: Data(doc.utf8), environment: env)
         XCTAssertEqual(first.status, 0, first.stderr)
         XCTAssertTrue(FileManager.default.fileExists(atPath: folder + "/notes"))
@@ -24,7 +27,7 @@ final class SessionCLITests: XCTestCase {
         let second = try run(["--session", "notes", "-n", "30", "What is the secret code word?"], environment: env)
         XCTAssertEqual(second.status, 0, second.stderr)
         XCTAssertTrue(second.stderr.contains("resumed session notes"), second.stderr)
-        XCTAssertTrue(second.stdout.uppercased().contains("PELICAN"), second.stdout)
+        XCTAssertTrue(second.stdout.uppercased().contains("BANANA"), second.stdout)
         let show = try run(["sessions", "show", "notes"], environment: env)
         XCTAssertEqual(show.status, 0, show.stderr)
         XCTAssertTrue(show.stdout.contains("[user] What is the secret code word?"), show.stdout)
