@@ -43,9 +43,23 @@ struct PasskeyCommand: ParsableCommand {
         let length: Int; let tokens: Int; let depth: Double; let key: Int; let answer: String; let correct: Bool; let seconds: Double
         /// With a memory: of the (layer, KV head) pairs, how many recalled a block holding the key.
         let needleRecalls: Int?
+        /// The two likeliest first tokens and how far apart their logits are: a small gap is
+        /// an answer that any change in rounding can tip (the 32K depth-1 misses of issue 6).
+        let firstTokens: [String]
+        let firstTokenMargin: Float
     }
     struct Cell: Codable { let tokens: Int; let depth: Double; let trials: Int; let accuracy: Double }
     struct Report: Codable { let cache: String; let cells: [Cell]; let trials: [Trial] }
+
+    /// The texts of the two highest logits and the gap between them.
+    static func topTwo(_ logits: UnsafeBufferPointer<Float>, tokenizer: Tokenizer) -> ([String], Float) {
+        var first = 0, second = 1
+        if logits[second] > logits[first] { swap(&first, &second) }
+        for i in 2..<logits.count where logits[i] > logits[second] {
+            if logits[i] > logits[first] { second = first; first = i } else { second = i }
+        }
+        return ([tokenizer.decode([first]), tokenizer.decode([second])], logits[first] - logits[second])
+    }
 
     func run() throws {
         try reportingErrors {
@@ -76,11 +90,13 @@ struct PasskeyCommand: ParsableCommand {
                                 tokenizer.decode(Array(ids[r.start..<min(ids.count, r.start + r.tokens)])).contains(String(key))
                             }.map(\.picks).reduce(0, +)
                         }
+                        let (firstTokens, margin) = Self.topTwo(generator.lastLogits!, tokenizer: tokenizer)
                         var answer = ""
                         generator.generate(maxTokens: 12) { answer += $0; return true }
                         let correct = Passkey.firstInteger(in: answer) == key
                         results.append(Trial(length: length, tokens: ids.count, depth: depth, key: key, answer: answer, correct: correct,
-                                             seconds: Date().timeIntervalSince(start), needleRecalls: needleRecalls))
+                                             seconds: Date().timeIntervalSince(start), needleRecalls: needleRecalls,
+                                             firstTokens: firstTokens, firstTokenMargin: margin))
                         if !json {
                             let recalls = needleRecalls.map { "  recalled by \($0) layer-heads" } ?? ""
                             // Time and the memory's size, for the long runs (1M tokens: issue 6).
@@ -90,7 +106,10 @@ struct PasskeyCommand: ParsableCommand {
                             } ?? ""
                             print(String(format: "tokens %6d  depth %.2f  key %5d  %@  %@", ids.count, depth, key,
                                          correct ? "ok  " : "MISS", answer.replacingOccurrences(of: "\n", with: " ")) + recalls
+                                  + String(format: "  first %@ by %.2f over %@", firstTokens[0].debugDescription, margin,
+                                           firstTokens[1].debugDescription)
                                   + String(format: "  (%.0f s, RSS %.0f MiB", results.last!.seconds, Bench.residentMiB()) + memory + ")")
+                            fflush(stdout)   // a trial can take minutes: show it now, also through a pipe
                         }
                     }
                 }

@@ -52,6 +52,25 @@ final class SessionTests: XCTestCase {
         try SessionFile.load(from: path, model: model, tokenizer: tokenizer, freshCache: makeCache(precision: cache.precision))
     }
 
+    /// A session shorter than the sinks (one short question with the memory's 64 sinks)
+    /// resumes and goes on as the original does.
+    func testSessionShorterThanTheSinksResumes() throws {
+        let cache = { self.model.makeCache(policy: CachePolicy(sinks: 64, window: 32), memory: MemorySettings()) }
+        let g = makeGenerator(cache(), temperature: 0)
+        try g.feed(tokenizer.encode("Count to three."))
+        g.generate(maxTokens: 3)
+        XCTAssertLessThan(g.history.count, 64)
+        let path = temporaryPath()
+        try SessionFile.save(to: path, generator: g, conversation: conversation(g), encoding: .lossless, modelName: "m")
+        let c = try SessionFile.load(from: path, model: model, tokenizer: tokenizer, freshCache: cache())
+        // The original goes on first: restore() puts the saved logits in the shared buffer.
+        let original = g.generate(maxTokens: 8).ids
+        let resumed = makeGenerator(cache(), temperature: 0)
+        resumed.restore(cache: c.cache, history: c.history, logits: c.logits, sampler: c.conversation.restoredSampler)
+        XCTAssertEqual(resumed.generate(maxTokens: 8).ids, original)
+        XCTAssertFalse(original.isEmpty)
+    }
+
     /// Lossless: the resumed generator samples the same tokens with the same logits, bit for bit.
     func testLosslessResumeContinuesBitForBit() throws {
         let g = try primed()

@@ -46,15 +46,19 @@ final class CLITests: XCTestCase {
     /// (stdout holds only the answer); with --no-memory the model no longer sees it.
     func testEarlyFactRecalledFromMemory() throws {
         let filler = Array(repeating: "The grass is green. The sky is blue. The sun is yellow. Here we go. There and back again.", count: 30)
-        let doc = "Notes from the meeting. The secret code word is PELICAN. Everything else was routine. " + filler.joined(separator: " ") + "\n"
+        // Four filler lines first: the fact must lie beyond the 64 tokens the memory keeps as sinks.
+        let doc = filler.prefix(4).joined(separator: " ") + " Notes from the meeting. The secret code word is PELICAN. Everything else was routine. "
+            + filler.joined(separator: " ") + "\n"
         let question = "What is the secret code word?"
         let memory = try run(["--window", "128", "--temp", "0", "-n", "20", question], stdin: Data(doc.utf8))
         XCTAssertEqual(memory.status, 0, memory.stderr)
         XCTAssertTrue(memory.stdout.contains("PELICAN"), memory.stdout)
         XCTAssertTrue(memory.stderr.contains("block memory"), memory.stderr)
+        XCTAssertTrue(memory.stderr.contains("the first 64 tokens"), memory.stderr)   // the memory's default sinks
         let forgetful = try run(["--window", "128", "--no-memory", "--temp", "0", "-n", "20", question], stdin: Data(doc.utf8))
         XCTAssertEqual(forgetful.status, 0, forgetful.stderr)
         XCTAssertFalse(forgetful.stdout.contains("PELICAN"), forgetful.stdout)
+        XCTAssertTrue(forgetful.stderr.contains("the first 4 tokens"), forgetful.stderr)
     }
 
     /// `scroll --help` lists every option of the default command (what `scroll "question"`
