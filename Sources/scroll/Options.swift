@@ -85,10 +85,8 @@ extension KVPrecision: ExpressibleByArgument {}
 extension MemoryPositions: ExpressibleByArgument {}
 
 struct CacheOptions: ParsableArguments {
-    @Option(name: .customLong("sinks"), help: "Attention-sink tokens kept forever at the start of the cache (default: \(CachePolicy.defaultSinks), or \(CachePolicy.defaultSinksWithMemory) with the block memory).")
-    var requestedSinks: Int?
-    /// The sinks in effect (KVCache.swift says why the memory keeps more).
-    var sinks: Int { requestedSinks ?? (memorySettings != nil ? CachePolicy.defaultSinksWithMemory : CachePolicy.defaultSinks) }
+    @Option(help: "Attention-sink tokens kept forever at the start of the cache.")
+    var sinks = CachePolicy.defaultSinks
     // 1024, not the 2048 that would fit the trained context: recalled blocks sit beyond the
     // window, and this 135M model uses a passage only when it is near the question. Passkey
     // at 8K tokens with the block memory (20 trials, depths 0–1): 20/20 with 1024 (and 512),
@@ -114,7 +112,7 @@ struct CacheOptions: ParsableArguments {
     var memoryPositions = MemoryPositions.chronological
 
     func validate() throws {
-        guard (requestedSinks ?? 0) >= 0 else { throw ValidationError("--sinks must be 0 or more") }
+        guard sinks >= 0 else { throw ValidationError("--sinks must be 0 or more") }
         guard window >= 1 else { throw ValidationError("--window must be at least 1") }
         guard (1...4096).contains(blockSize) else { throw ValidationError("--block-size must be from 1 to 4096") }
         guard (0...1024).contains(topBlocks) else { throw ValidationError("--top-blocks must be from 0 to 1024") }

@@ -46,7 +46,7 @@ final class CLITests: XCTestCase {
     /// (stdout holds only the answer); with --no-memory the model no longer sees it.
     func testEarlyFactRecalledFromMemory() throws {
         let filler = Array(repeating: "The grass is green. The sky is blue. The sun is yellow. Here we go. There and back again.", count: 30)
-        // Four filler lines first: the fact must lie beyond the 64 tokens the memory keeps as sinks.
+        // Four filler lines first: the fact lies beyond any sinks (up to 64) and must come from the memory.
         let doc = filler.prefix(4).joined(separator: " ") + " Notes from the meeting. The secret code word is PELICAN. Everything else was routine. "
             + filler.joined(separator: " ") + "\n"
         let question = "What is the secret code word?"
@@ -54,11 +54,9 @@ final class CLITests: XCTestCase {
         XCTAssertEqual(memory.status, 0, memory.stderr)
         XCTAssertTrue(memory.stdout.contains("PELICAN"), memory.stdout)
         XCTAssertTrue(memory.stderr.contains("block memory"), memory.stderr)
-        XCTAssertTrue(memory.stderr.contains("the first 64 tokens"), memory.stderr)   // the memory's default sinks
         let forgetful = try run(["--window", "128", "--no-memory", "--temp", "0", "-n", "20", question], stdin: Data(doc.utf8))
         XCTAssertEqual(forgetful.status, 0, forgetful.stderr)
         XCTAssertFalse(forgetful.stdout.contains("PELICAN"), forgetful.stdout)
-        XCTAssertTrue(forgetful.stderr.contains("the first 4 tokens"), forgetful.stderr)
     }
 
     /// `scroll --help` lists every option of the default command (what `scroll "question"`

@@ -18,15 +18,10 @@ public struct CachePolicy: Equatable {
     }
 
     /// StreamingLLM's four sinks: enough to hold the attention softmax dumps on the start.
+    /// Also with the block memory: keeping the first 64 (as InfLLM keeps its first 128) firmed
+    /// the passkey answers whose needle sat in the window but weakened those read from the
+    /// memory on the AVX2 kernels (32K, seed 31: 8/10 there, 10/10 with AVX-512; README).
     public static let defaultSinks = 4
-    /// With a block memory, the first 64 tokens stay (InfLLM keeps its first 128 — one of
-    /// its blocks — as "initial tokens"): the start of a stream is usually the instruction
-    /// the rest is read by (a system prompt; the passkey intro). With 4 sinks the memory
-    /// recalled it, with the stream's next blocks, for almost every query, and when the
-    /// answer sat in the window that recall tipped this model's first token: passkey 32K,
-    /// depth 1, " " against " a" by 0.16–0.31 logits either way (2 of 4 keys wrong); with
-    /// the first 64 kept, " " by 0.56–0.69 on all four, as with 36 (0.73–0.88).
-    public static let defaultSinksWithMemory = 64
 
     public static func dense(_ capacity: Int) -> CachePolicy { CachePolicy(sinks: capacity, window: nil) }
 
