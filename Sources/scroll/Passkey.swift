@@ -53,12 +53,9 @@ struct PasskeyCommand: ParsableCommand {
 
     /// The texts of the two highest logits and the gap between them.
     static func topTwo(_ logits: UnsafeBufferPointer<Float>, tokenizer: Tokenizer) -> ([String], Float) {
-        var first = 0, second = 1
-        if logits[second] > logits[first] { swap(&first, &second) }
-        for i in 2..<logits.count where logits[i] > logits[second] {
-            if logits[i] > logits[first] { second = first; first = i } else { second = i }
-        }
-        return ([tokenizer.decode([first]), tokenizer.decode([second])], logits[first] - logits[second])
+        var top = logits.enumerated().map { (id: $0.offset, logit: $0.element) }
+        Sampler.keepLargest(&top, 2)
+        return (top.map { tokenizer.decode([$0.id]) }, top[0].logit - top[1].logit)
     }
 
     func run() throws {
@@ -104,12 +101,12 @@ struct PasskeyCommand: ParsableCommand {
                                 String(format: ", memory %.0f MiB in RAM + %.0f MiB in its file", Double($0.ramBytes) / 1_048_576,
                                        Double($0.fileBytes) / 1_048_576)
                             } ?? ""
-                            print(String(format: "tokens %6d  depth %.2f  key %5d  %@  %@", ids.count, depth, key,
+                            // Terminal.write flushes: a trial can take minutes, show it now, also through a pipe.
+                            Terminal.write(String(format: "tokens %6d  depth %.2f  key %5d  %@  %@", ids.count, depth, key,
                                          correct ? "ok  " : "MISS", answer.replacingOccurrences(of: "\n", with: " ")) + recalls
                                   + String(format: "  first %@ by %.2f over %@", firstTokens[0].debugDescription, margin,
                                            firstTokens[1].debugDescription)
-                                  + String(format: "  (%.0f s, RSS %.0f MiB", results.last!.seconds, Bench.residentMiB()) + memory + ")")
-                            fflush(stdout)   // a trial can take minutes: show it now, also through a pipe
+                                  + String(format: "  (%.0f s, RSS %.0f MiB", results.last!.seconds, Bench.residentMiB()) + memory + ")\n")
                         }
                     }
                 }

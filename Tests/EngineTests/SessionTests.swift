@@ -52,8 +52,8 @@ final class SessionTests: XCTestCase {
         try SessionFile.load(from: path, model: model, tokenizer: tokenizer, freshCache: makeCache(precision: cache.precision))
     }
 
-    /// A session shorter than the sinks (one short question with the memory's 64 sinks)
-    /// resumes and goes on as the original does.
+    /// A session shorter than the sinks (one short question with 64 sinks) resumes and goes
+    /// on as the original does.
     func testSessionShorterThanTheSinksResumes() throws {
         let cache = { self.model.makeCache(policy: CachePolicy(sinks: 64, window: 32), memory: MemorySettings()) }
         let g = makeGenerator(cache(), temperature: 0)

@@ -209,8 +209,8 @@ public final class KVCache {
     func restore(tokensSeen n: Int) {
         tokensSeen = n
         for p in 0..<min(n, policy.sinks) { positions[p] = Int64(p) }
-        // A stream shorter than the sinks has no window part (a one-question session with the
-        // memory's 64 sinks: the range here once ran backwards and crashed the resume).
+        // A stream shorter than the sinks has no window part (a one-question session with
+        // `--sinks 64`: the range here once ran backwards and crashed the resume).
         for p in stride(from: max(policy.sinks, n - (policy.window ?? n)), to: n, by: 1) { positions[slot(ofPosition: p)] = Int64(p) }
     }
 

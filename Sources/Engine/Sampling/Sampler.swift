@@ -77,7 +77,7 @@ public struct Sampler {
     }
 
     /// Keeps the k largest logits, sorted descending, without sorting the whole vocabulary.
-    static func keepLargest(_ c: inout [(id: Int, logit: Float)], _ k: Int) {
+    public static func keepLargest(_ c: inout [(id: Int, logit: Float)], _ k: Int) {
         var top = Array(c.prefix(k)).sorted { $0.logit > $1.logit }
         for item in c.dropFirst(k) where item.logit > top[k - 1].logit {
             var i = k - 1
