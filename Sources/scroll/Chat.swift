@@ -46,7 +46,8 @@ struct Chat: ParsableCommand {
             let conversation = try Conversation(model: model, tokenizer: tokenizer, cache: try cacheOptions.makeCache(for: model),
                                                 sampling: sampling.settings,
                                                 systemPrompt: try prompt.systemPrompt(), raw: prompt.raw,
-                                                templateSource: model.gguf.metadata["tokenizer.chat_template"]?.string)
+                                                templateSource: model.gguf.metadata["tokenizer.chat_template"]?.string,
+                                                rereadPassages: cacheOptions.reread)
             let store = SessionStore.located()
             if let name = session {
                 let path = try store.pathForSaving(name)
@@ -65,7 +66,7 @@ struct Chat: ParsableCommand {
             }
             switch (question, document) {
             case (let q?, let doc?):
-                try oneShot(conversation, doc + "\n\n" + q, interrupt: interrupt)
+                try oneShot(conversation, q, document: doc, interrupt: interrupt)
             case (let q?, nil):
                 try oneShot(conversation, q, interrupt: interrupt)
             case (nil, let doc?) where session != nil:
@@ -89,9 +90,9 @@ struct Chat: ParsableCommand {
 
     /// One answer on stdout, nothing else; a progress bar on stderr (if a terminal) while a
     /// long input is read.
-    private func oneShot(_ conversation: Conversation, _ text: String, interrupt: InterruptFlag) throws {
+    private func oneShot(_ conversation: Conversation, _ text: String, document: String? = nil, interrupt: InterruptFlag) throws {
         let progress = readingProgress()
-        let stats = try conversation.reply(to: text, maxTokens: sampling.maxTokens, progress: progress,
+        let stats = try conversation.reply(to: text, document: document, maxTokens: sampling.maxTokens, progress: progress,
                                            shouldStop: { interrupt.isRaised }) { piece in
             Terminal.write(piece)
             return !interrupt.isRaised

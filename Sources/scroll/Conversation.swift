@@ -9,13 +9,17 @@ final class Conversation {
     private(set) var systemPrompt: String?
     private(set) var messages: [ChatMessage] = []
     let raw: Bool
+    /// Evicted text by its words, for the passages a question is about (nil without a block memory).
+    let passages: PassageIndex?
 
     init(model: Transformer, tokenizer: Tokenizer, cache: KVCache,
-         sampling: SamplerSettings, systemPrompt: String?, raw: Bool, templateSource: String?) throws {
+         sampling: SamplerSettings, systemPrompt: String?, raw: Bool, templateSource: String?,
+         rereadPassages: Bool = true) throws {
         generator = Generator(model: model, tokenizer: tokenizer, sampler: Sampler(settings: sampling), cache: cache)
         template = raw ? nil : try ChatTemplate(tokenizer: tokenizer, templateSource: templateSource)
         self.systemPrompt = systemPrompt
         self.raw = raw
+        passages = rereadPassages ? cache.memory.map { PassageIndex(unit: $0.settings.blockSize, origin: cache.policy.sinks) } : nil
     }
 
     /// What a reply cost.
@@ -30,21 +34,43 @@ final class Conversation {
     }
 
     /// Feeds the user's turn and streams the reply through `onText` (return false to stop).
+    /// A `document` (piped stdin) comes first in the turn, the question after it.
     /// `progress` sees (tokens read, tokens to read) while a long turn is read; `shouldStop`
     /// returning true while it is read ends the turn there, with no reply (`unread` > 0).
+    ///
+    /// When the block memory holds evicted text, passages the question names are read again
+    /// right before it (see `recallPassages`).
     @discardableResult
-    func reply(to text: String, maxTokens: Int, progress: ((Int, Int) -> Void)? = nil,
+    func reply(to text: String, document: String? = nil, maxTokens: Int, progress: ((Int, Int) -> Void)? = nil,
                shouldStop: (() -> Bool)? = nil, onText: (String) -> Bool) throws -> ReplyStats {
-        let user = ChatMessage(role: .user, content: text)
-        var ids = userTurn(user)
-        if template != nil { ids += [template!.imStart] + generator.tokenizer.encode("assistant\n") }
-        var stats = ReplyStats(promptTokens: ids.count)
+        let user = ChatMessage(role: .user, content: document.map { $0 + "\n\n" + text } ?? text)
+        let generation = template.map { [$0.imStart] + generator.tokenizer.encode("assistant\n") } ?? []
+        let firstTurn = messages.isEmpty
+        let whole = userTurn(user) + generation
         let t0 = Date()
-        let read = try feed(ids, progress: progress, shouldStop: shouldStop)
+        var stats = ReplyStats(promptTokens: whole.count)
+        lastPassages = []
+        lastRecallPosition = nil
+        var read: Int
+        if passages == nil || generator.cache.tokensSeen + whole.count <= generator.cache.capacity {
+            // Nothing is or will be evicted: the turn as one text.
+            read = try feed(whole, progress: progress, shouldStop: shouldStop)
+        } else {
+            // The turn up to the question (the document, if any), then the passages it asks
+            // about, then the question.
+            let head = userTurnHead(document.map { $0 + "\n\n" } ?? "", firstTurn: firstTurn)
+            let tail = generator.tokenizer.encode(text) + (template.map { [$0.imEnd] + generator.tokenizer.encode("\n") } ?? []) + generation
+            read = try feed(head, progress: progress, shouldStop: shouldStop)
+            if read == head.count {
+                let recalled = recallPassages(for: text, document: document != nil || holdsDocument)
+                stats.promptTokens = head.count + recalled.count + tail.count
+                read += try feed(recalled + tail, progress: nil, shouldStop: shouldStop)
+            }
+        }
         messages.append(user)
         stats.promptSeconds = Date().timeIntervalSince(t0)
-        guard read == ids.count else {
-            stats.unread = ids.count - read
+        guard read == stats.promptTokens else {
+            stats.unread = stats.promptTokens - read
             stats.reason = .interrupted
             try closeTurn()
             return stats
@@ -61,6 +87,43 @@ final class Conversation {
         if template != nil { messages.append(ChatMessage(role: .assistant, content: replyText)) }
         try closeTurn()
         return stats
+    }
+
+    /// The passages read again before the last question, in the order read (best last), and
+    /// the stream position where they were read (nil: the turn evicted nothing).
+    private(set) var lastPassages: [PassageIndex.Passage] = []
+    private(set) var lastRecallPosition: Int?
+
+    /// Passages of earlier text that `question` is about, as tokens to read right before it
+    /// (their own token ids, each followed by a blank line), and noted as copies so that the
+    /// index never finds them again.
+    ///
+    /// Budget. When the conversation holds a document (piped, /file, or any user turn longer
+    /// than the window), questions are about it: up to half the window, found by any shared
+    /// word, also in the older three quarters of the window (a fact 900 tokens back is as
+    /// lost to this model as an evicted one). In a plain chat recent turns matter more: up to
+    /// a quarter of the window, only evicted text, and only passages holding at least half of
+    /// the question's word weight, so a turn that names nothing from long ago reads nothing.
+    private func recallPassages(for question: String, document: Bool) -> [Int] {
+        lastPassages = []
+        guard let index = passages, let window = generator.cache.policy.window else { return [] }
+        let history = generator.history, now = generator.cache.tokensSeen
+        lastRecallPosition = now
+        index.catchUp(history: history, end: now, tokenizer: generator.tokenizer)
+        let chosen = document
+            ? index.passages(for: question, budget: window / 2, before: now - window / 4)
+            : index.passages(for: question, budget: window / 4, minCoverage: 0.5, before: now - window)
+        var ids: [Int] = []
+        let gap = generator.tokenizer.encode("\n\n")
+        for p in chosen {
+            let r = index.tokens(of: p, history: history, end: now, tokenizer: generator.tokenizer)
+            let start = generator.cache.tokensSeen + ids.count
+            ids += history[r]
+            index.noteCopy(start ..< start + r.count)
+            ids += gap
+        }
+        lastPassages = chosen
+        return ids
     }
 
     /// Ends the open turn in the cache (a reply, or a user turn whose reading was stopped)
@@ -88,6 +151,28 @@ final class Conversation {
         if template != nil && read == ids.count { messages.append(ack) }
         return (read, ids.count)
     }
+
+    /// Whether a user turn held a document (piped, /file, pasted): more bytes than three
+    /// times the window's tokens, about a window of text.
+    private var holdsDocument: Bool {
+        guard let window = generator.cache.policy.window else { return false }
+        return messages.contains { $0.role == .user && $0.content.utf8.count > 3 * window }
+    }
+
+    /// The tokens of a user turn up to and including `content`, whose turn stays open (the
+    /// turn head of `userTurn`).
+    private func userTurnHead(_ content: String, firstTurn: Bool) -> [Int] {
+        guard let template else { return generator.tokenizer.encode(content) }
+        var ids: [Int] = []
+        if firstTurn {
+            let system = systemPrompt.map { [ChatMessage(role: .system, content: $0)] } ?? []
+            ids = template.encode(system, addGenerationPrompt: false)
+        }
+        return ids + [template.imStart] + generator.tokenizer.encode("user\n" + content)
+    }
+
+    /// Tokens before a user turn's text: where a document given to `reply` starts.
+    func turnHeadTokens(firstTurn: Bool) -> Int { userTurnHead("", firstTurn: firstTurn).count }
 
     /// A user turn's tokens (the whole prompt with the system message on the first turn).
     private func userTurn(_ user: ChatMessage) -> [Int] {
@@ -123,7 +208,7 @@ final class Conversation {
     func save(to path: String, encoding: SessionFile.KVEncoding) throws {
         try SessionFile.save(to: path, generator: generator,
                              conversation: SessionConversation(messages: messages, systemPrompt: systemPrompt, raw: raw,
-                                                               sampler: generator.sampler),
+                                                               sampler: generator.sampler, rereadCopies: passages?.copies ?? []),
                              encoding: encoding, modelName: (generator.model.gguf.path as NSString).lastPathComponent)
     }
 
@@ -139,11 +224,17 @@ final class Conversation {
                           sampler: contents.conversation.restoredSampler)
         messages = contents.conversation.messages
         systemPrompt = contents.conversation.systemPrompt
+        // The index is rebuilt from the tokens when the next question needs it.
+        passages?.reset()
+        for r in contents.conversation.rereadCopies ?? [] { passages?.noteCopy(r) }
+        lastPassages = []
         return contents.header
     }
 
     func reset() {
         generator.reset()
         messages.removeAll()
+        passages?.reset()
+        lastPassages = []
     }
 }

@@ -103,6 +103,8 @@ struct CacheOptions: ParsableArguments {
     var kvPrecision: KVPrecision = .f32
     @Flag(inversion: .prefixedNo, help: "Block memory: keep tokens leaving the window and attend to the most relevant blocks again.")
     var memory = true
+    @Flag(inversion: .prefixedNo, help: "Memory: before each question, read again the evicted passages it names (by their words), right before it.")
+    var reread = true
     @Option(help: "Memory: evicted tokens per block.")
     var blockSize = 64
     @Option(help: "Memory: blocks recalled per layer and KV head.")

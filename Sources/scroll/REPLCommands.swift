@@ -68,7 +68,7 @@ extension REPL {
         Command(name: "stats", usage: "", help: "tokens, cache, memory and speed", argument: .none) { repl, _ in
             repl.showStats()
         },
-        Command(name: "recall", usage: "", help: "the earlier passages block memory recalled for the last answer", argument: .none) { repl, _ in
+        Command(name: "recall", usage: "", help: "the earlier passages the last answer used: read again, and recalled by attention", argument: .none) { repl, _ in
             repl.showRecall()
         },
         Command(name: "file", usage: "PATH", help: "read a document into the conversation", argument: .file) { repl, arg in
@@ -149,22 +149,38 @@ extension REPL {
         if let name = sessionName { Terminal.note("session: \(name)") }
     }
 
-    /// The blocks the last ranking recalled, most picked first, as text with their scores.
+    /// What the last answer used of earlier text: the passages read again before the question
+    /// (why each was chosen), then the blocks the attention ranking recalled, most picked first.
     func showRecall() {
         let g = conversation.generator
         guard let memory = g.cache.memory else { Terminal.note("block memory is off (--no-memory)"); return }
+        func snippet(_ range: Range<Int>) -> String {
+            let text = g.tokenizer.decode(Array(g.history[range.clamped(to: 0..<g.history.count)])).replacingOccurrences(of: "\n", with: " ⏎ ")
+            return Terminal.dim("  " + (text.count > 240 ? String(text.prefix(240)) + "…" : text))
+        }
+        if let index = conversation.passages, !conversation.lastPassages.isEmpty {
+            Terminal.note("read again before the question (best last):")
+            for p in conversation.lastPassages {
+                let range = index.tokens(of: p, history: g.history, end: conversation.lastRecallPosition ?? g.history.count,
+                                         tokenizer: g.tokenizer)
+                Terminal.note(String(format: "tokens %d–%d  words %@  score %.2f, %.0f%% of the question's weight", range.lowerBound,
+                                     range.upperBound, p.match.words.joined(separator: " "), p.match.score, 100 * p.match.coverage))
+                Terminal.note(snippet(range))
+            }
+        } else if conversation.passages != nil {
+            Terminal.note("nothing read again before the last question (no earlier passage shares its words)")
+        }
         let recalls = memory.lastRecall()
         guard !recalls.isEmpty else { Terminal.note("nothing recalled yet: the conversation still fits in the window"); return }
+        Terminal.note("recalled by attention:")
         let pairs = g.model.config.layerCount * g.model.config.kvHeadCount
         for r in recalls.prefix(8) {
             var scores: [Float] = []
             for layer in memory.recalled { for head in layer { for x in head where x.block == r.block { scores.append(x.score) } } }
             let mean = scores.isEmpty ? 0 : scores.reduce(0, +) / Float(scores.count)
-            let end = min(g.history.count, r.start + r.tokens)
-            let text = g.tokenizer.decode(Array(g.history[min(r.start, end)..<end]))
-                .replacingOccurrences(of: "\n", with: " ⏎ ")
-            Terminal.note(String(format: "tokens %d–%d  picked by %d of %d layer-heads  mean score %.2f", r.start, end, r.picks, pairs, mean))
-            Terminal.note(Terminal.dim("  " + (text.count > 240 ? String(text.prefix(240)) + "…" : text)))
+            Terminal.note(String(format: "tokens %d–%d  picked by %d of %d layer-heads  mean score %.2f", r.start, r.start + r.tokens,
+                                 r.picks, pairs, mean))
+            Terminal.note(snippet(r.start ..< r.start + r.tokens))
         }
         if recalls.count > 8 { Terminal.note("… and \(recalls.count - 8) more blocks") }
     }

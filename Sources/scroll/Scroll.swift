@@ -8,7 +8,7 @@ struct Scroll: ParsableCommand {
         commandName: "scroll",
         abstract: "A terminal chat with a local LLM that never runs out of context.",
         discussion: Scroll.chatOptions,
-        subcommands: [Chat.self, SessionsCommand.self, Bench.self, Ppl.self, PasskeyCommand.self],
+        subcommands: [Chat.self, SessionsCommand.self, Bench.self, Ppl.self, PasskeyCommand.self, NeedleCommand.self],
         defaultSubcommand: Chat.self)
 
     /// `scroll --help` also lists the options of the default command: they are what

@@ -61,6 +61,25 @@ final class CLITests: XCTestCase {
 
     /// `scroll --help` lists every option of the default command (what `scroll "question"`
     /// and the REPL take) and every subcommand, one entry each.
+    /// A made-up fact in real prose (the start of the GPL, ~2.3K tokens), ~1.7K tokens before
+    /// the question and so evicted from the default window: found by the question's words and
+    /// read again right before it, the answer is right; without the memory it is not.
+    func testFactInProseIsReadAgainBeforeTheQuestion() throws {
+        guard let gpl = FileManager.default.contents(atPath: "/usr/share/common-licenses/GPL-3") else {
+            throw XCTSkip("/usr/share/common-licenses/GPL-3 is missing")
+        }
+        let paragraphs = String(decoding: gpl, as: UTF8.self).components(separatedBy: "\n\n").prefix(40)
+        let fact = "The secret code of the amber gate is 58213."
+        let doc = (paragraphs.prefix(10) + [fact] + paragraphs.dropFirst(10)).joined(separator: "\n\n")
+        let question = "What is the secret code of the amber gate?"
+        let r = try run(["--temp", "0", "-n", "24", question], stdin: Data(doc.utf8))
+        XCTAssertEqual(r.status, 0, r.stderr)
+        XCTAssertTrue(r.stdout.contains("58213"), r.stdout)
+        let forgetful = try run(["--no-memory", "--temp", "0", "-n", "24", question], stdin: Data(doc.utf8))
+        XCTAssertEqual(forgetful.status, 0, forgetful.stderr)
+        XCTAssertFalse(forgetful.stdout.contains("58213"), forgetful.stdout)
+    }
+
     func testHelpListsEveryOptionAndSubcommand() throws {
         let help = try run(["--help"])
         XCTAssertEqual(help.status, 0, help.stderr)

@@ -98,13 +98,17 @@ public struct SessionConversation: Codable {
     public var raw: Bool
     public var sampler: SamplerSettings
     public var rngState: UInt64
+    /// Stream ranges that are passages read again before a question (PassageIndex.copies);
+    /// absent in sessions saved before passages were re-read.
+    public var rereadCopies: [Range<Int>]?
 
-    public init(messages: [ChatMessage], systemPrompt: String?, raw: Bool, sampler: Sampler) {
+    public init(messages: [ChatMessage], systemPrompt: String?, raw: Bool, sampler: Sampler, rereadCopies: [Range<Int>] = []) {
         self.messages = messages
         self.systemPrompt = systemPrompt
         self.raw = raw
         self.sampler = sampler.settings
         rngState = sampler.rng.state
+        self.rereadCopies = rereadCopies
     }
 
     /// The sampler as it was saved.

@@ -1,0 +1,214 @@
+import Foundation
+
+/// Finds the evicted passages a question is about, by the words they share (BM25), so that
+/// they can be read again right before the question.
+///
+/// Why words and not only attention. The block memory ranks blocks by the chunk's queries
+/// against one representative key per block; that finds the passkey, whose needle is the only
+/// sentence that differs from the filler, but in natural text every block differs and the
+/// ranking picked the blocks formed while the window filled and unrelated passages over the
+/// fact's (a 32K-token glossary with a code at depth 0.5: the fact's block was not among the
+/// most picked). A question about a document names what it asks about — the blue door, the
+/// lighthouse on Gull Island — and those rare words find the passage. And once found, a
+/// passage is read again as fresh tokens just before the question, because this 135M model
+/// uses a passage only when it is near: over the ~750 tokens around a fact it answers, over
+/// ~2K it does not, and recalled keys sit a window away (Conversation does the reading).
+///
+/// Units are the block memory's blocks: `unit` tokens from stream position `origin` (the
+/// sinks) on, so unit k is memory block k. The index is built from the token history as the
+/// stream grows (`catchUp`), so a resumed session rebuilds it from its tokens; a question
+/// asks only among the units that end before a given position (what has left the window,
+/// or what is far enough back in it). Stream ranges that are re-read copies are not indexed: a
+/// passage found once would otherwise be found twice.
+///
+/// Scoring is Okapi BM25 (Robertson & Zaragoza 2009, k1 = 1.2, b = 0.75) over lower-cased,
+/// lightly stemmed words without stop words. Cost per question: the postings of its words.
+public final class PassageIndex {
+    public let unit: Int
+    public let origin: Int
+    /// Units indexed so far.
+    public private(set) var units = 0
+    /// Stream ranges holding re-read copies of earlier passages (skipped when indexing).
+    public private(set) var copies: [Range<Int>] = []
+
+    private struct Posting { var unit: Int32; var count: Int32 }
+    private var postings: [String: [Posting]] = [:]
+    private var lengths: [Int32] = []        // [unit] words counted
+    private var totalWords = 0
+
+    public init(unit: Int, origin: Int) {
+        precondition(unit >= 1 && origin >= 0)
+        self.unit = unit
+        self.origin = origin
+    }
+
+    /// Stream range of unit k.
+    public func range(ofUnit k: Int) -> Range<Int> { origin + k * unit ..< origin + (k + 1) * unit }
+
+    /// Marks `range` of the stream as a re-read copy.
+    public func noteCopy(_ range: Range<Int>) {
+        guard !range.isEmpty else { return }
+        copies.append(range)
+    }
+
+    /// Indexes every unit of `history` that lies wholly before stream position `end`.
+    public func catchUp(history: [Int], end: Int, tokenizer: Tokenizer) {
+        while range(ofUnit: units).upperBound <= min(end, history.count) {
+            let r = range(ofUnit: units)
+            var words: [String] = []
+            if !copies.contains(where: { $0.overlaps(r) }) {
+                words = Self.terms(of: tokenizer.decode(Array(history[r])))
+            }
+            var counts: [String: Int32] = [:]
+            for w in words { counts[w, default: 0] += 1 }
+            for (w, c) in counts { postings[w, default: []].append(Posting(unit: Int32(units), count: c)) }
+            lengths.append(Int32(words.count))
+            totalWords += words.count
+            units += 1
+        }
+    }
+
+    /// A unit's score against a question, and the share of the question's weight it matched.
+    public struct Match: Equatable {
+        public let unit: Int
+        public let score: Double
+        /// Matched words' weight over all question words that occur in the index: 1 when
+        /// every such word is in the unit.
+        public let coverage: Double
+        public let words: [String]
+    }
+
+    /// The `limit` best units for `question` among those that end by stream position
+    /// `before`, best first (only units sharing a word with it).
+    public func rank(_ question: String, limit: Int, before: Int = .max) -> [Match] {
+        guard units > 0 else { return [] }
+        let n = Double(units), averageLength = max(1, Double(totalWords) / n)
+        let k1 = 1.2, b = 0.75
+        var score: [Int: Double] = [:], weight: [Int: Double] = [:], matched: [Int: [String]] = [:]
+        var totalWeight = 0.0
+        for word in Set(Self.terms(of: question)) {
+            guard let list = postings[word] else { continue }
+            let df = Double(list.count)
+            let idf = log(1 + (n - df + 0.5) / (df + 0.5))
+            totalWeight += idf
+            for p in list where range(ofUnit: Int(p.unit)).upperBound <= before {
+                let u = Int(p.unit), tf = Double(p.count)
+                let norm = tf * (k1 + 1) / (tf + k1 * (1 - b + b * Double(lengths[u]) / averageLength))
+                score[u, default: 0] += idf * norm
+                weight[u, default: 0] += idf
+                matched[u, default: []].append(word)
+            }
+        }
+        return score.map { Match(unit: $0.key, score: $0.value, coverage: weight[$0.key]! / totalWeight,
+                                 words: matched[$0.key]!.sorted()) }
+            .sorted { ($0.score, $1.unit) > ($1.score, $0.unit) }
+            .prefix(limit).map { $0 }
+    }
+
+    /// Passages to read again for `question` among the units that end by `before`: the best
+    /// units (those scoring at least half the best one's score, with at least `minCoverage`
+    /// of the question's weight), each with its neighbours on both sides (a fact may straddle
+    /// a unit's edge, and the model reads a sentence better within its paragraph), merged
+    /// where they touch, until `budget` tokens. Ordered as they are to be read: the best
+    /// last, nearest the question.
+    public func passages(for question: String, budget: Int, minCoverage: Double = 0, before: Int = .max) -> [Passage] {
+        var selected = Set<Int>(), best: [Int: Match] = [:]
+        let last = min(units, (before - origin) / unit) - 1
+        let ranked = rank(question, limit: 64, before: before)
+        // Others only when about as relevant as the best: a unit that shares one common word
+        // ("number", "open") is noise between the question and its passage.
+        for m in ranked where m.coverage >= minCoverage && m.score >= 0.5 * ranked[0].score {
+            var add = Set((max(0, m.unit - 1)...min(last, m.unit + 1))).subtracting(selected)
+            if (selected.count + add.count) * unit > budget {
+                // The best match alone, when even its neighbours do not fit.
+                guard selected.isEmpty, unit <= budget else { continue }
+                add = [m.unit]
+            }
+            selected.formUnion(add)
+            best[m.unit] = m
+        }
+        // Maximal runs of selected units, each with the best match inside it.
+        var runs: [Passage] = []
+        for u in selected.sorted() {
+            if let last = runs.last, last.units.upperBound + 1 == u {
+                runs[runs.count - 1] = Passage(units: last.units.lowerBound...u, match: last.match)
+            } else {
+                runs.append(Passage(units: u...u, match: Match(unit: u, score: 0, coverage: 0, words: [])))
+            }
+            if let m = best[u], m.score > runs[runs.count - 1].match.score {
+                runs[runs.count - 1] = Passage(units: runs[runs.count - 1].units, match: m)
+            }
+        }
+        return runs.sorted { $0.match.score < $1.match.score }
+    }
+
+    /// The tokens of `passage` to read again: its units, widened by up to `slack` tokens on
+    /// each side to the nearest sentence or line boundary, and never reaching `end`. A unit's
+    /// edge falls anywhere, also inside a word: "The secret code word is PEL" ended a unit
+    /// with "ICAN." in the next, and the model answered "PEL".
+    public func tokens(of passage: Passage, history: [Int], end: Int, tokenizer: Tokenizer, slack: Int = 16) -> Range<Int> {
+        var lo = range(ofUnit: passage.units.lowerBound).lowerBound, hi = range(ofUnit: passage.units.upperBound).upperBound
+        func endsSentence(_ i: Int) -> Bool {
+            tokenizer.decode([history[i]]).contains { ".!?\n".contains($0) }
+        }
+        for i in stride(from: lo - 1, through: max(0, lo - slack), by: -1) where endsSentence(i) { lo = i + 1; break }
+        let last = min(end, history.count) - 1
+        if hi - 1 <= last, !endsSentence(hi - 1) {
+            for i in hi..<min(last + 1, hi + slack) where endsSentence(i) { hi = i + 1; break }
+        }
+        return lo ..< min(hi, last + 1)
+    }
+
+    /// A run of units to read again, with the match that chose it.
+    public struct Passage: Equatable {
+        public let units: ClosedRange<Int>
+        public let match: Match
+    }
+
+    /// Forgets everything (a conversation reset).
+    public func reset() {
+        units = 0
+        copies = []
+        postings = [:]
+        lengths = []
+        totalWords = 0
+    }
+
+    /// The words of `text` that carry meaning: lower-cased runs of letters or digits, stop
+    /// words dropped, plural and verb endings cut ("hid"/"hidden" stay apart; "doors" → "door").
+    public static func terms(of text: String) -> [String] {
+        var out: [String] = []
+        var word = ""
+        func flush() {
+            defer { word = "" }
+            guard !word.isEmpty, !stopWords.contains(word) else { return }
+            out.append(stem(word))
+        }
+        for ch in text.lowercased() {
+            if ch.isLetter || ch.isNumber { word.append(ch) } else if ch != "'" { flush() }
+        }
+        flush()
+        return out
+    }
+
+    static func stem(_ w: String) -> String {
+        guard w.count > 3, w.allSatisfy(\.isLetter) else { return w }
+        for (suffix, replacement) in [("ies", "y"), ("ing", ""), ("ed", ""), ("es", ""), ("s", "")] where w.hasSuffix(suffix) {
+            if suffix == "s" && w.hasSuffix("ss") || suffix != "s" && w.count < 6 { return w }
+            return String(w.dropLast(suffix.count)) + replacement
+        }
+        return w
+    }
+
+    static let stopWords: Set<String> = [
+        "a", "about", "above", "after", "again", "all", "also", "am", "an", "and", "any", "are", "as", "at", "be",
+        "because", "been", "before", "being", "below", "between", "both", "but", "by", "can", "could", "did", "do",
+        "does", "doing", "down", "during", "each", "few", "for", "from", "further", "had", "has", "have", "having",
+        "he", "her", "here", "hers", "him", "his", "how", "i", "if", "in", "into", "is", "it", "its", "just", "me",
+        "more", "most", "my", "no", "nor", "not", "now", "of", "off", "on", "once", "only", "or", "other", "our",
+        "out", "over", "own", "s", "same", "she", "should", "so", "some", "such", "t", "than", "that", "the",
+        "their", "them", "then", "there", "these", "they", "this", "those", "through", "to", "too", "under",
+        "until", "up", "very", "was", "we", "were", "what", "when", "where", "which", "while", "who", "whom",
+        "why", "will", "with", "would", "you", "your", "yours",
+    ]
+}
