@@ -23,7 +23,7 @@ struct NeedleCommand: ParsableCommand {
     var questions = 1
     @Option(help: "Seed for the texts' offsets, the facts and the wordings.")
     var seed: UInt64 = 1
-    @Option(name: [.short, .long], help: "Tokens per answer.")
+    @Option(name: [.customShort("n"), .long], help: "Tokens per answer.")
     var maxTokens = 48
     @Flag(help: "Print the results as JSON.")
     var json = false
@@ -92,6 +92,7 @@ struct NeedleCommand: ParsableCommand {
                     let documentStart = conversation.turnHeadTokens(firstTurn: true)
                     for (turn, fact) in facts.enumerated() {
                         let start = Date()
+                        let historyBefore = conversation.generator.history.count
                         var reply = ""
                         let progress = ProgressLine(total: 0, minimum: 512)
                         try conversation.reply(to: fact.question, document: turn == 0 ? document : nil, maxTokens: maxTokens,
@@ -99,7 +100,11 @@ struct NeedleCommand: ParsableCommand {
                         progress.finish()
                         let position = documentStart + tokenizer.encode(String(document.prefix(offsets[turn]))).count
                             + tokenizer.encode(fact.statement).count / 2
-                        results.append(measure(conversation, fact: fact, reply: reply, position: position, length: length, file: file,
+                        // Where the question was read (also without re-reading, for the "evicted" column).
+                        let questionAt = conversation.lastRecallPosition
+                            ?? (turn == 0 ? documentStart + tokenizer.encode(document).count : historyBefore)
+                        results.append(measure(conversation, fact: fact, reply: reply, position: position, questionAt: questionAt,
+                                               length: length, file: file,
                                                depth: depths[turn], turn: turn, seconds: Date().timeIntervalSince(start)))
                         if !json { Terminal.write(Self.line(results.last!)) }
                     }
@@ -119,11 +124,12 @@ struct NeedleCommand: ParsableCommand {
         return starts.filter { !used.contains($0) }.min { abs($0 - target) < abs($1 - target) } ?? 0
     }
 
-    private func measure(_ conversation: Conversation, fact: NeedleFact, reply: String, position: Int, length: Int, file: String,
+    private func measure(_ conversation: Conversation, fact: NeedleFact, reply: String, position: Int, questionAt: Int,
+                         length: Int, file: String,
                          depth: Double, turn: Int, seconds: Double) -> Case {
         let cache = conversation.generator.cache
         let window = cache.policy.window ?? Int.max
-        let evicted = position >= cache.policy.sinks && position < (conversation.lastRecallPosition ?? 0) - window
+        let evicted = position >= cache.policy.sinks && position < questionAt - window
         var wordRank: Int?, reread = false, picks: Int?, memoryRank: Int?
         if let index = conversation.passages {
             let unit = (position - index.origin) / index.unit

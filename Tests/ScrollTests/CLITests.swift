@@ -80,6 +80,21 @@ final class CLITests: XCTestCase {
         XCTAssertFalse(forgetful.stdout.contains("58213"), forgetful.stdout)
     }
 
+    /// `scroll needle` on real prose: one case, its fact evicted from a small window, reported
+    /// as JSON with the fact, the reply and where the fact ranked by the question's words.
+    func testNeedleReportsEachCase() throws {
+        let path = "/usr/share/common-licenses/GPL-3"
+        guard FileManager.default.fileExists(atPath: path) else { throw XCTSkip("\(path) is missing") }
+        let r = try run(["needle", "--haystack", path, "--tokens", "1024", "--cases", "1", "--window", "256", "-n", "16", "--json"])
+        XCTAssertEqual(r.status, 0, r.stderr)
+        let report = try JSONSerialization.jsonObject(with: Data(r.stdout.utf8)) as? [String: Any]
+        let cases = report?["cases"] as? [[String: Any]] ?? []
+        XCTAssertEqual(cases.count, 1, r.stdout)
+        XCTAssertEqual(cases.first?["evicted"] as? Bool, true, r.stdout)
+        XCTAssertEqual(cases.first?["wordRank"] as? Int, 1, r.stdout)
+        XCTAssertNotEqual(try run(["needle", "--tokens", "1024"]).status, 0)
+    }
+
     func testHelpListsEveryOptionAndSubcommand() throws {
         let help = try run(["--help"])
         XCTAssertEqual(help.status, 0, help.stderr)
