@@ -114,3 +114,29 @@ void ck_attend_partial(const float *q_sink, const float *q, int group, int64_t n
     if (ck_attend_partial_avx2(q_sink, q, group, n_sink, kv, kv_head, k0, k1, head_dim, scale, scores, m, l, acc)) return;
     ck_attend_partial_ref(q_sink, q, group, n_sink, kv, kv_head, k0, k1, head_dim, scale, scores, m, l, acc);
 }
+
+// ---- merging partials ----
+//
+// Two partials over disjoint keys, (m, l, acc) and (m2, l2, acc2), merge exactly: with
+// M = max(m, m2), l ← e^(m−M)·l + e^(m2−M)·l2 and acc likewise (flash-decoding). An empty
+// partial (m = −inf) merges as nothing.
+void ck_partial_merge(float *m, float *l, float *acc, const float *m2, const float *l2, const float *acc2,
+                      int n, int head_dim) {
+    for (int g = 0; g < n; g++) {
+        if (m2[g] == -INFINITY) continue;
+        const float mx = m2[g] > m[g] ? m2[g] : m[g];
+        const float wa = m[g] == -INFINITY ? 0 : expf(m[g] - mx), wb = expf(m2[g] - mx);
+        float *o = acc + (int64_t)g * head_dim;
+        const float *c = acc2 + (int64_t)g * head_dim;
+        for (int i = 0; i < head_dim; i++) o[i] = o[i] * wa + c[i] * wb;
+        l[g] = l[g] * wa + l2[g] * wb;
+        m[g] = mx;
+    }
+}
+
+void ck_partial_finish(const float *l, const float *acc, int n, int head_dim, float *out) {
+    for (int g = 0; g < n; g++) {
+        const float inv = l[g] > 0 ? 1 / l[g] : 0;
+        for (int i = 0; i < head_dim; i++) out[(int64_t)g * head_dim + i] = acc[(int64_t)g * head_dim + i] * inv;
+    }
+}

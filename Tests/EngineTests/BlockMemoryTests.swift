@@ -254,17 +254,96 @@ final class BlockMemoryTests: XCTestCase {
         XCTAssertEqual(recalledRows[1], recalledRows[3], "head 1: RAM and file give the same rows")
     }
 
-    /// Decoding with a memory (ck_pool_attend_segments: the threads split every run of keys)
-    /// agrees with the prefill chunk kernel run for one query, on 1 and 3 threads (3 cuts
-    /// through the tiny model's runs and KV groups unevenly), float path: within 1e-4.
-    func testDecodingWithMemoryMatchesTheBlockKernel() throws {
+    /// The decoding driver (ck_pool_attend_segments: every run of keys split over the threads,
+    /// partials merged) equals the prefill kernel (ck_attend_block, its fast path and its
+    /// scalar twin) run for one query over the same runs — int8 recalled rows, an f32 block
+    /// being filled, sinks scored with the sink query, a window in two runs, the token itself —
+    /// on 1, 2 and 3 threads (3 cuts every run unevenly): within 1e-5.
+    func testDecodeDriverMatchesTheBlockKernel() {
+        var rng = RandomGenerator(seed: 47)
+        let heads = 9, kvHeads = 3, hd = 64, group = heads / kvHeads
+        func floats(_ n: Int, _ scale: Float = 1) -> [Float] { (0..<n).map { _ in Float(rng.nextUnit() * 2 - 1) * scale } }
+        let q = floats(heads * hd), qSink = floats(heads * hd)
+        // Per KV head, rows for each run: (count, int8, sink query).
+        let layout: [(count: Int, int8: Bool, sink: Bool)] = [(128, true, false), (37, false, false), (4, false, true),
+                                                               (300, false, false), (211, true, false), (1, false, false)]
+        var buffers: [UnsafeMutableRawPointer] = []
+        defer { buffers.forEach { $0.deallocate() } }
+        func copy<T>(_ a: [T]) -> UnsafeMutablePointer<T> {
+            let p = UnsafeMutablePointer<T>.allocate(capacity: a.count)
+            p.initialize(from: a, count: a.count)
+            buffers.append(UnsafeMutableRawPointer(p))
+            return p
+        }
+        var perHead: [[ck_kv_segment]] = Array(repeating: [], count: kvHeads)
+        for h in 0..<kvHeads {
+            for run in layout {
+                let keys = floats(run.count * hd, 3), values = floats(run.count * hd)
+                if run.int8 {
+                    var kc = [Int8](repeating: 0, count: keys.count), vc = kc
+                    var ks = [Float](repeating: 0, count: keys.count / 32), vs = ks
+                    ck_quantize_kv_row_all(keys, &kc, &ks, rows: run.count, hd: hd)
+                    ck_quantize_kv_row_all(values, &vc, &vs, rows: run.count, hd: hd)
+                    perHead[h].append(ck_kv_segment(type: Int32(CK_KV_Q8.rawValue), sink_query: 0, windowed: 0, keys: copy(kc),
+                                                    values: copy(vc), key_scales: copy(ks), value_scales: copy(vs),
+                                                    row_stride: Int64(hd), count: Int64(run.count), positions: nil))
+                } else {
+                    perHead[h].append(ck_kv_segment(type: Int32(CK_KV_F32.rawValue), sink_query: run.sink ? 1 : 0, windowed: 0,
+                                                    keys: copy(keys), values: copy(values), key_scales: nil, value_scales: nil,
+                                                    row_stride: Int64(hd), count: Int64(run.count), positions: nil))
+                }
+            }
+        }
+        let segs = perHead.flatMap { $0 }
+        let offsets = (0...kvHeads).map { Int32($0 * layout.count) }
+        // The block kernel: every key visible (positions all 0, query at 0, no window).
+        let zeros = [Int64](repeating: 0, count: 512)
+        var expected = [Float](repeating: 0, count: heads * hd), viaRef = expected
+        zeros.withUnsafeBufferPointer { z in
+            for h in 0..<kvHeads {
+                var withPositions = perHead[h].map { s -> ck_kv_segment in var s = s; s.positions = z.baseAddress; return s }
+                var scratch = [Float](repeating: 0, count: Int(ck_attend_block_scratch(1, Int32(group), Int32(hd))) + 4096)
+                let first = h * group * hd
+                var a = [Float](repeating: 0, count: group * hd), b = a
+                ck_attend_block(Array(q[first...]), Array(qSink[first...]), Int64(hd), 1, Int32(group), Int32(hd), z.baseAddress, 0, 0,
+                                &withPositions, Int32(layout.count), 0.125, &scratch, &a, Int64(hd))
+                ck_attend_block_ref(Array(q[first...]), Array(qSink[first...]), Int64(hd), 1, Int32(group), Int32(hd), z.baseAddress, 0, 0,
+                                    &withPositions, Int32(layout.count), 0.125, &scratch, &b, Int64(hd))
+                expected.replaceSubrange(first..<first + group * hd, with: a)
+                viaRef.replaceSubrange(first..<first + group * hd, with: b)
+            }
+        }
+        for i in 0..<heads * hd { XCTAssertEqual(expected[i], viaRef[i], accuracy: 1e-5, "block kernel against its twin") }
+        for threads in [1, 2, 3] {
+            let pool = ck_pool_create(Int32(threads))
+            defer { ck_pool_destroy(pool) }
+            let stride = Int(ck_pool_attend_segments_scratch(Int32(heads), Int32(kvHeads), Int32(hd), 100))
+            var scratch = [Float](repeating: 0, count: threads * stride), out = [Float](repeating: .nan, count: heads * hd)
+            ck_pool_attend_segments(pool, qSink, q, segs, offsets, Int32(heads), Int32(kvHeads), Int32(hd), 0.125,
+                                    &scratch, Int64(stride), &out)
+            for i in 0..<heads * hd { XCTAssertEqual(out[i], expected[i], accuracy: 1e-5, "\(threads) threads, row \(i / hd)") }
+        }
+    }
+
+    private func ck_quantize_kv_row_all(_ x: [Float], _ codes: inout [Int8], _ scales: inout [Float], rows: Int, hd: Int) {
+        codes.withUnsafeMutableBufferPointer { c in
+            scales.withUnsafeMutableBufferPointer { s in
+                for r in 0..<rows {
+                    ck_quantize_kv_row(Array(x[r * hd..<(r + 1) * hd]), c.baseAddress! + r * hd, s.baseAddress! + r * hd / 32, Int32(hd))
+                }
+            }
+        }
+    }
+
+    /// Decoding with a memory gives the same logits on 1 and 3 threads (3 cuts through the
+    /// tiny model's runs and KV groups unevenly), float path: within 1e-4.
+    func testDecodingWithMemoryIsTheSameOnAnyThreadCount() throws {
         var rng = RandomGenerator(seed: 47)
         let tokens = (0..<120).map { _ in Int(rng.next() % 384) }
         var results: [[Float]] = []
-        for (threads, blockKernel) in [(1, true), (1, false), (3, false), (3, true)] {
+        for threads in [1, 3] {
             let model = try Transformer(path: TestSupport.referenceURL("tiny/tiny-llama.gguf").path, threads: threads)
             model.fastPath = false
-            model.decodeMemoryThroughBlockKernel = blockKernel
             var settings = MemorySettings()
             settings.blockSize = 16
             settings.topBlocks = 2
@@ -274,10 +353,7 @@ final class BlockMemoryTests: XCTestCase {
             XCTAssertEqual(cache.memory?.blocks, 5)
             results.append(logits)
         }
-        for r in results.dropFirst() {
-            XCTAssertEqual(zip(results[0], r).map { abs($0 - $1) }.max()!, 0, accuracy: 1e-4)
-        }
-        XCTAssertEqual(results[0], results[3], "the block kernel splits KV heads: the same on any thread count")
+        XCTAssertEqual(zip(results[0], results[1]).map { abs($0 - $1) }.max()!, 0, accuracy: 1e-4)
     }
 
     /// A full ranking picks exactly the top blocks of a brute-force scorer written from the

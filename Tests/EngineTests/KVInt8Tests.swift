@@ -3,7 +3,7 @@ import CKernels
 import XCTest
 
 /// One query head over keys 0 ..< keys of KV head 0 through ck_attend_partial (or its scalar
-/// twin), normalized: what ck_pool_attention computes for a head when it does not split.
+/// twin), normalized: what ck_pool_attend_segments computes for a head over one run on one thread.
 func attendOneHead(_ view: inout ck_kv_view, q: [Float], qSink: [Float], sinks: Int, keys: Int, headDim hd: Int,
                    scale: Float, reference: Bool) -> [Float] {
     var scores = [Float](repeating: 0, count: keys), m: Float = 0, l: Float = 0
@@ -80,8 +80,8 @@ final class KVInt8Tests: XCTestCase {
         }
     }
 
-    /// ck_pool_attention (query groups sharing each key row, keys split over 2 threads,
-    /// partials merged) against ck_attend_head_ref run head by head, for f32 and int8
+    /// ck_pool_attend_segments (query groups sharing each key row, every run split over 2
+    /// threads, partials merged) against ck_attend_head_ref run head by head, for f32 and int8
     /// storage, with sink queries, short (one split) and long (split) caches; and the AVX2
     /// partial kernel against its scalar twin.
     func testSplitGroupedAttentionMatchesPerHeadReference() {
@@ -120,8 +120,15 @@ final class KVInt8Tests: XCTestCase {
                     var view = precision == .f32
                         ? ck_kv_view(type: Int32(CK_KV_F32.rawValue), keys: kp.baseAddress, values: vp.baseAddress, key_scales: nil, value_scales: nil, capacity: Int64(capacity))
                         : ck_kv_view(type: Int32(CK_KV_Q8.rawValue), keys: k8p.baseAddress, values: v8p.baseAddress, key_scales: ksp.baseAddress, value_scales: vsp.baseAddress, capacity: Int64(capacity))
-                    ck_pool_attention(pool, qSink, q, 4, &view, Int64(nKeys), Int32(heads), Int32(kvHeads), Int32(hd), 0.125,
-                                      &scratch, Int64(stride), &out)
+                    // Per KV head: the 4 sinks (sink query) and the rest, as decoding lists them.
+                    var segs: [ck_kv_segment] = []
+                    for h in 0..<kvHeads {
+                        segs.append(view.segment(head: h, first: 0, count: 4, headDim: hd, sinkQuery: true, windowed: false, positions: nil))
+                        segs.append(view.segment(head: h, first: 4, count: nKeys - 4, headDim: hd, sinkQuery: false, windowed: false, positions: nil))
+                    }
+                    let offsets: [Int32] = (0...kvHeads).map { Int32(2 * $0) }
+                    ck_pool_attend_segments(pool, qSink, q, segs, offsets, Int32(heads), Int32(kvHeads), Int32(hd), 0.125,
+                                            &scratch, Int64(stride), &out)
                     if nKeys == 130 {   // the AVX2 partial kernel against its twin, one group
                         var s1 = [Float](repeating: 0, count: group * nKeys), s2 = s1
                         var m1 = [Float](repeating: 0, count: group), l1 = m1, m2 = m1, l2 = m1

@@ -114,15 +114,6 @@ typedef struct { int type; const void *w; float *y; int64_t rows; } ck_matvec_ou
 void ck_pool_matvec_multi(ck_pool *pool, const ck_matvec_out *outs, int n, const float *x,
                           ck_block_q8 *xq_scratch, int64_t cols);
 
-// One token's attention, all heads, the keys split across the pool (ck_attend_partial per
-// KV head's query group, partials merged). q_sink, q, out: [n_heads*head_dim]; kv: one
-// layer of the cache (below), of which slots 0 … n_keys−1 are used; scores: scratch
-// [pool size][scores_stride ≥ group·n_keys + n_heads·(head_dim + 2)], group = n_heads/n_kv_heads.
-struct ck_kv_view;
-void ck_pool_attention(ck_pool *pool, const float *q_sink, const float *q, int64_t n_sink,
-                       const struct ck_kv_view *kv, int64_t n_keys,
-                       int n_heads, int n_kv_heads, int head_dim, float scale,
-                       float *scores, int64_t scores_stride, float *out);
 
 // ---- elementwise ops (ops.c) ----
 
@@ -189,6 +180,11 @@ void ck_attend_partial(const float *q_sink, const float *q, int group, int64_t n
 void ck_attend_partial_ref(const float *q_sink, const float *q, int group, int64_t n_sink,
                            const ck_kv_view *kv, int kv_head, int64_t k0, int64_t k1, int head_dim,
                            float scale, float *scores, float *m, float *l, float *acc);
+// Merges the n partials (m2, l2, acc2) into (m, l, acc), as if their keys had been one
+// range; an empty partial has m = −inf, l = 0. ck_partial_finish: out = acc / l (0 if l = 0).
+void ck_partial_merge(float *m, float *l, float *acc, const float *m2, const float *l2, const float *acc2,
+                      int n, int head_dim);
+void ck_partial_finish(const float *l, const float *acc, int n, int head_dim, float *out);
 
 // ---- a block of queries at once (attention_block.c) ----
 
@@ -221,12 +217,14 @@ void ck_attend_block_ref(const float *q, const float *q_sink, int64_t q_stride, 
                          const ck_kv_segment *segs, int n_segs, float scale, float *scratch,
                          float *out, int64_t out_stride);
 
+// ---- decoding (attention_decode.c) ----
+
 // One token's attention, all heads, over runs of keys given per KV head: segments
 // seg_offsets[kvh] ..< seg_offsets[kvh + 1] of `segs` (f32 or Q8 rows of head_dim, row_stride
 // = head_dim; keys of a sink_query run scored with q_sink, the rest with q; no masking). The
-// threads split every run; their partials merge as in ck_pool_attention. This is decoding
-// with a block memory: the cache's sinks and window, the recalled blocks, the block being
-// filled and the token itself, without ck_attend_block's two sgemm calls per tile of keys.
+// threads split every run; their partials merge (ck_partial_merge). This is all decoding:
+// the cache's sinks and window, the block memory's recalled blocks and the block being
+// filled, and the token itself, without ck_attend_block's two sgemm calls per tile of keys.
 // scratch: [pool size][scratch_stride ≥ ck_pool_attend_segments_scratch(…, a few hundred)];
 // longer runs are taken in pieces. out: [n_heads][head_dim].
 int64_t ck_pool_attend_segments_scratch(int n_heads, int n_kv_heads, int head_dim, int64_t max_keys);

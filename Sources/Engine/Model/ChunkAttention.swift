@@ -6,9 +6,8 @@ import CKernels
 /// overwrite a key an earlier query of the chunk still needs — the reason prefill used to
 /// attend token by token.
 struct ChunkAttentionJob {
-    let cache: ck_kv_view               // the layer, before this chunk is stored
+    let cache: KVCache                  // before this chunk is stored (with its memory, if any)
     let layer: Int
-    let memory: BlockMemory?            // recalled blocks to attend to as well
     let q: UnsafePointer<Float>         // [n][n_heads·head_dim], rotated at each query's position
     let qSink: UnsafePointer<Float>?    // [n][n_heads·head_dim] rotated at its sink position, or nil
     let k, v: UnsafePointer<Float>      // [n][n_kv_heads·head_dim], the chunk's keys (rotated) and values
@@ -44,27 +43,19 @@ struct ChunkAttentionJob {
     /// Queries `queries` of the chunk, the groups of KV heads `heads`.
     private func attend(queries: Range<Int>, heads: Range<Int>, scratch: UnsafeMutablePointer<Float>) {
         let hd = headDim, group = headCount / kvHeadCount, qDim = headCount * hd, kvDim = kvHeadCount * hd
-        let heldSinks = min(sinks, held)
         for h in heads {
-            func cached(_ first: Int, _ count: Int, sinkQuery: Bool, windowed: Bool) -> ck_kv_segment {
-                cache.segment(head: h, first: first, count: count, headDim: hd, sinkQuery: sinkQuery, windowed: windowed,
-                              positions: slotPositions + first)
-            }
-            // With a memory, keys evicted during this chunk stay visible to the rest of it (at
-            // their true distance, at most window + chunk): the memory only takes them after.
-            let segments = (memory?.segments(layer: layer, head: h) ?? []) + [
-                cached(0, heldSinks, sinkQuery: true, windowed: false),
-                cached(heldSinks, held - heldSinks, sinkQuery: false, windowed: memory == nil),
-                // The chunk's own keys, as far as the last query of this slice (later ones are unseen).
-                ck_kv_segment(type: Int32(CK_KV_F32.rawValue), sink_query: 0, windowed: 1,
-                              keys: k + h * hd, values: v + h * hd, key_scales: nil, value_scales: nil,
-                              row_stride: Int64(kvDim), count: Int64(queries.upperBound), positions: positions),
-            ].filter { $0.count > 0 }
+            // The chunk's own keys, as far as the last query of this slice (later ones are unseen).
+            let own = ck_kv_segment(type: Int32(CK_KV_F32.rawValue), sink_query: 0, windowed: 1,
+                                    keys: k + h * hd, values: v + h * hd, key_scales: nil, value_scales: nil,
+                                    row_stride: Int64(kvDim), count: Int64(queries.upperBound), positions: positions)
             let first = queries.lowerBound * qDim + h * group * hd
-            segments.withUnsafeBufferPointer { segs in
+            withUnsafeTemporaryAllocation(of: ck_kv_segment.self, capacity: KVCache.maxSegmentsPerHead) { segs in
+                let count = cache.writeSegments(layer: layer, head: h, held: held, slotPositions: slotPositions, token: nil,
+                                                separateSinkQuery: qSink != nil, own: own,
+                                                into: segs.baseAddress!)
                 ck_attend_block(q + first, qSink.map { $0 + first }, Int64(qDim), Int32(queries.count), Int32(group),
                                 Int32(hd), positions + queries.lowerBound, Int64(window), Int64(sinks),
-                                segs.baseAddress, Int32(segs.count), 1 / Float(hd).squareRoot(), scratch,
+                                segs.baseAddress, Int32(count), 1 / Float(hd).squareRoot(), scratch,
                                 out + first, Int64(qDim))
             }
         }

@@ -203,7 +203,7 @@ extension Transformer {
         memory?.noteQueries(layer: l, queries: rows.q, n: n, first: pos0, headCount: c.headCount)
         memory?.rank(layer: l, queries: layout.separateSinkQueries ? rows.qSink : rows.q, n: n,
                      headCount: c.headCount, full: n > 1)
-        ChunkAttentionJob(cache: cache.view(layer: l), layer: l, memory: memory,
+        ChunkAttentionJob(cache: cache, layer: l,
                           q: rows.q, qSink: layout.separateSinkQueries ? rows.qSink : nil,
                           k: rows.k, v: rows.v, positions: b.chunkPositions, slotPositions: cache.slotPositions,
                           held: layout.held, sinks: cache.policy.sinks, window: cache.policy.window ?? 0,

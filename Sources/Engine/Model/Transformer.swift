@@ -17,9 +17,6 @@ public final class Transformer {
     /// AVX-512 VNNI: pp512 ~770 against ~620 t/s through sgemm (2026-11-25). Other types,
     /// other CPUs and `fastPath` off: sgemm on dequantized weights (exact float).
     public var int8Prefill = true
-    /// Decoding with a block memory through the prefill chunk kernel instead (tests compare).
-    var decodeMemoryThroughBlockKernel = false
-
     // Scratch buffers, allocated once: the per-token path allocates nothing.
     private let x: UnsafeMutablePointer<Float>       // [d_model] residual stream
     private let xb: UnsafeMutablePointer<Float>      // [d_model] normed input of a sublayer
@@ -36,9 +33,8 @@ public final class Transformer {
     private let hb2: UnsafeMutablePointer<Float>     // [ffn] up
     let logitsBuffer: UnsafeMutablePointer<Float>    // [vocab]
     private let xq: UnsafeMutablePointer<ck_block_q8> // [max(d_model, ffn, q_dim) / 32] int8 activations
-    let segments: UnsafeMutablePointer<ck_kv_segment>  // [n_kv_heads][segmentsPerHead] runs of keys, decoding with memory
-    let segmentOffsets: UnsafeMutablePointer<Int32>     // [n_kv_heads + 1] where each KV head's runs begin
-    static let segmentsPerHead = BlockMemory.maxSegments + 3   // + sinks, window, the token itself
+    private let segments: UnsafeMutablePointer<ck_kv_segment>  // [n_kv_heads][KVCache.maxSegmentsPerHead] runs of keys a token attends to
+    private let segmentOffsets: UnsafeMutablePointer<Int32>     // [n_kv_heads + 1] where each KV head's runs begin
     public let maxPositions: Int
     var lastPrefillRow: UnsafeMutablePointer<Float>?
     var digestMemo: String?           // SessionFingerprint: the tensor table digest
@@ -78,7 +74,7 @@ public final class Transformer {
         hb2 = .allocate(capacity: c.feedForwardLength)
         logitsBuffer = .allocate(capacity: c.vocabSize)
         xq = .allocate(capacity: max(c.embeddingLength, c.feedForwardLength, c.qDim) / 32 + 1)
-        segments = .allocate(capacity: c.kvHeadCount * Transformer.segmentsPerHead)
+        segments = .allocate(capacity: c.kvHeadCount * KVCache.maxSegmentsPerHead)
         segmentOffsets = .allocate(capacity: c.kvHeadCount + 1)
     }
 
@@ -113,30 +109,39 @@ public final class Transformer {
         makeCache(policy: other.policy, precision: other.precision, memory: other.memory?.settings)
     }
 
-    /// Step 3–4 of the forward pass for one token at absolute position p, in one layer:
-    /// RoPE on q (twice: for window keys at p, for sink keys at the cache position) and k,
-    /// k/v into the cache, then attention of every head over the cache into `out`.
+    /// Step 3–4 of the forward pass for one token at absolute position p, in one layer: RoPE
+    /// on q (twice: for window keys at p, for sink keys at the cache position) and k, the
+    /// memory's re-ranking when due, attention of every head over what `writeSegments` lists
+    /// (the memory's runs, the sinks, the window, the token itself) in one softmax, then k/v
+    /// into the cache, evicting into the memory — the order a prefill chunk keeps.
     func attend(layer l: Int, q: UnsafeMutablePointer<Float>, k: UnsafeMutablePointer<Float>, v: UnsafeMutablePointer<Float>,
                 position p: Int, cache: KVCache, out: UnsafeMutablePointer<Float>) {
-        if let memory = cache.memory, !memory.isEmpty(layer: l) {
-            if decodeMemoryThroughBlockKernel, let layout = ChunkLayout(cache: cache, pos0: p, n: 1) {
-                attendChunk(layer: l, cache: cache, layout: layout, rows: AttentionRows(q: q, qSink: qSink, k: k, v: v, out: out))
-            } else {
-                attendWithMemory(layer: l, q: q, k: k, v: v, position: p, cache: cache, memory: memory, out: out)
-            }
-            return
-        }
         let c = config, hd = c.headDim
         let separateSinkQuery = cache.sinkQueryPosition(p) != p
         rotate(q: q, qSink: separateSinkQuery ? qSink : nil, k: k, position: p, cache: cache)
-        cache.memory?.noteQueries(layer: l, queries: q, n: 1, first: p, headCount: c.headCount)
+        if let memory = cache.memory {
+            memory.noteQueries(layer: l, queries: q, n: 1, first: p, headCount: c.headCount)
+            if !memory.isEmpty(layer: l) {
+                memory.rank(layer: l, queries: separateSinkQuery ? qSink : q, n: 1, headCount: c.headCount, full: false)
+            }
+        }
+        // Into the preallocated segment table (this runs per layer per token: no arrays).
+        let held = min(p, cache.capacity)
+        var n = 0
+        segmentOffsets[0] = 0
+        for h in 0..<c.kvHeadCount {
+            let own = ck_kv_segment(type: Int32(CK_KV_F32.rawValue), sink_query: 0, windowed: 0,
+                                    keys: k + h * hd, values: v + h * hd, key_scales: nil, value_scales: nil,
+                                    row_stride: Int64(hd), count: 1, positions: nil)
+            n += cache.writeSegments(layer: l, head: h, held: held, slotPositions: nil, token: p,
+                                     separateSinkQuery: separateSinkQuery, own: own, into: segments + n)
+            segmentOffsets[h + 1] = Int32(n)
+        }
+        assert(scoresStride > ck_pool_attend_segments_scratch(Int32(c.headCount), Int32(c.kvHeadCount), Int32(hd), 1))
+        ck_pool_attend_segments(pool.handle, separateSinkQuery ? qSink : q, q, segments, segmentOffsets,
+                                Int32(c.headCount), Int32(c.kvHeadCount), Int32(hd), 1 / Float(hd).squareRoot(),
+                                scores, Int64(scoresStride), out)
         cache.store(layer: l, position: p, key: k, value: v)
-        let held = min(p + 1, cache.capacity)
-        var kv = cache.view(layer: l)
-        ck_pool_attention(pool.handle, separateSinkQuery ? qSink : q, q, Int64(min(held, cache.policy.sinks)),
-                          &kv, Int64(held),
-                          Int32(c.headCount), Int32(c.kvHeadCount), Int32(hd), 1 / Float(hd).squareRoot(),
-                          scores, Int64(scoresStride), out)
     }
 
     /// RoPE for one token at position p: its query heads and KV heads at p and, when
