@@ -1,6 +1,6 @@
 // Attention of a block of queries at once: batched prefill, and later recalled memory blocks.
 //
-// Prefill used to attend token by token (ck_pool_attention per token): every cached key was
+// Prefill used to attend token by token (the decode path per token): every cached key was
 // scored by a dot product per query at ~28 GFLOP/s, and a chunk of a 16K-token window
 // prefilled at 25 t/s. Here a block of queries meets a tile of keys in one sgemm (S = Q·Kᵀ)
 // and the values in another (acc += P·V), the softmax kept online across tiles as in

@@ -141,7 +141,7 @@ void ck_rope(float *x, int head_dim, const float *cos_t, const float *sin_t, int
 // query rotated to two positions (see KVCache.swift). One softmax over all keys.
 // keys/values: n_keys rows of stride key_stride/value_stride floats; scores: scratch
 // [n_keys]; out: [head_dim]. scale multiplies q·k before the softmax. The decode path
-// (ck_pool_attention → ck_attend_partial) is held to it by tests.
+// (ck_pool_attend_segments → ck_attend_partial) is held to it by tests.
 void ck_attend_head_ref(const float *q_sink, const float *q, int64_t n_sink,
                         const float *keys, const float *values,
                         int64_t n_keys, int head_dim, int64_t key_stride, int64_t value_stride,

@@ -60,6 +60,13 @@ public struct MemorySettings: Equatable {
 /// key is turned back to position 0 when it is evicted and attended with the sink query,
 /// so all look as far away as the sinks, however old.
 ///
+/// Two recalls work together. This one, by attention, runs for every chunk and every decoded
+/// token and keeps evicted keys in reach of the queries. The other runs once per question:
+/// PassageIndex finds the evicted passages that share the question's words and Conversation
+/// reads them again as fresh tokens right before it — in natural text the representatives
+/// rank the fact's block anywhere from 1st to 90th, and this model uses a passage only when
+/// it is near the question (PassageIndex.swift says what was measured).
+///
 /// Cost. A full ranking (each prefill chunk) reads one representative per block; while
 /// decoding, re-rankings every `refreshEvery` tokens look only at the last full ranking's
 /// `candidateFactor·topBlocks` candidates and at blocks finished since, so the cost per

@@ -2,24 +2,23 @@ import CKernels
 
 extension KVCache {
     /// Segments `writeSegments` writes at most for one KV head: the memory's, the sinks, the
-    /// window in up to two runs, and the new keys.
-    static let maxSegmentsPerHead = BlockMemory.maxSegments + 4
+    /// window and the new keys.
+    static let maxSegmentsPerHead = BlockMemory.maxSegments + 3
 
     /// What KV head h of layer l attends to, as runs of keys written to `out` (room for
     /// `maxSegmentsPerHead`); returns how many. The one place this list is made, for a prefill
-    /// chunk (ChunkAttention) and for one decoded token (Transformer.attend), both of which
-    /// attend before their keys are stored:
+    /// chunk (ChunkAttention) and for one decoded token (Transformer.attend):
     /// - the block memory's runs: the recalled blocks and the block being filled, never masked;
     /// - the sinks, scored with the sink-rotated query when `separateSinkQuery` (else they are
     ///   one run with the window: the same arithmetic as a dense cache's, while a stream fits);
-    /// - the window's slots `sinks ..< held`. Without a memory only the last `window`
-    ///   positions are visible: a chunk masks older keys by position (`slotPositions`, the
-    ///   stream position of each slot); one token (at stream position `token`) skips the
-    ///   slot it is about to overwrite.
-    ///   With a memory, keys that leave the window during a chunk stay visible, at their true
-    ///   distance: the memory takes them only afterwards;
-    /// - `own`: the new keys themselves.
-    func writeSegments(layer l: Int, head h: Int, held: Int, slotPositions: UnsafePointer<Int64>?, token: Int?,
+    /// - the window's slots `sinks ..< held`. A chunk attends before its keys are stored;
+    ///   without a memory it sees only the last `window` positions, older keys masked by
+    ///   position (`slotPositions`, the stream position of each slot), and with a memory the
+    ///   keys that leave the window during the chunk stay visible, at their true distance
+    ///   (the memory takes them only afterwards). One token does the same with a memory; without
+    ///   one it is stored first, so its window already holds it and no longer the key that left;
+    /// - `own`: the new keys not in the cache (none for a token stored first).
+    func writeSegments(layer l: Int, head h: Int, held: Int, slotPositions: UnsafePointer<Int64>?,
                        separateSinkQuery: Bool, own: ck_kv_segment, into out: UnsafeMutablePointer<ck_kv_segment>) -> Int {
         let view = self.view(layer: l), heldSinks = separateSinkQuery ? min(policy.sinks, held) : 0
         var n = memory?.writeSegments(layer: l, head: h, into: out) ?? 0
@@ -30,14 +29,7 @@ extension KVCache {
             n += 1
         }
         append(first: 0, count: heldSinks, sinkQuery: true, windowed: false)
-        if memory == nil, let p = token, held == capacity, policy.window != nil {
-            // One token over a full window: the slot it overwrites holds the key that leaves.
-            let leaving = slot(ofPosition: p)
-            append(first: heldSinks, count: leaving - heldSinks, sinkQuery: false, windowed: false)
-            append(first: leaving + 1, count: held - leaving - 1, sinkQuery: false, windowed: false)
-        } else {
-            append(first: heldSinks, count: held - heldSinks, sinkQuery: false, windowed: memory == nil && slotPositions != nil)
-        }
+        append(first: heldSinks, count: held - heldSinks, sinkQuery: false, windowed: memory == nil && slotPositions != nil)
         if own.count > 0 { out[n] = own; n += 1 }
         return n
     }

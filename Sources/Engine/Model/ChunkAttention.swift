@@ -50,7 +50,7 @@ struct ChunkAttentionJob {
                                     row_stride: Int64(kvDim), count: Int64(queries.upperBound), positions: positions)
             let first = queries.lowerBound * qDim + h * group * hd
             withUnsafeTemporaryAllocation(of: ck_kv_segment.self, capacity: KVCache.maxSegmentsPerHead) { segs in
-                let count = cache.writeSegments(layer: layer, head: h, held: held, slotPositions: slotPositions, token: nil,
+                let count = cache.writeSegments(layer: layer, head: h, held: held, slotPositions: slotPositions,
                                                 separateSinkQuery: qSink != nil, own: own,
                                                 into: segs.baseAddress!)
                 ck_attend_block(q + first, qSink.map { $0 + first }, Int64(qDim), Int32(queries.count), Int32(group),

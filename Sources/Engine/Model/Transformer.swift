@@ -111,37 +111,41 @@ public final class Transformer {
 
     /// Step 3–4 of the forward pass for one token at absolute position p, in one layer: RoPE
     /// on q (twice: for window keys at p, for sink keys at the cache position) and k, the
-    /// memory's re-ranking when due, attention of every head over what `writeSegments` lists
-    /// (the memory's runs, the sinks, the window, the token itself) in one softmax, then k/v
-    /// into the cache, evicting into the memory — the order a prefill chunk keeps.
+    /// memory's re-ranking when due, then attention of every head over what `writeSegments`
+    /// lists in one softmax (ck_pool_attend_segments). With a memory the token attends first
+    /// and its k/v go into the cache afterwards, evicting into the memory — the order a
+    /// prefill chunk keeps; without one it is stored first, and attends to the cache alone.
     func attend(layer l: Int, q: UnsafeMutablePointer<Float>, k: UnsafeMutablePointer<Float>, v: UnsafeMutablePointer<Float>,
                 position p: Int, cache: KVCache, out: UnsafeMutablePointer<Float>) {
         let c = config, hd = c.headDim
         let separateSinkQuery = cache.sinkQueryPosition(p) != p
         rotate(q: q, qSink: separateSinkQuery ? qSink : nil, k: k, position: p, cache: cache)
-        if let memory = cache.memory {
+        let memory = cache.memory
+        if let memory {
             memory.noteQueries(layer: l, queries: q, n: 1, first: p, headCount: c.headCount)
             if !memory.isEmpty(layer: l) {
                 memory.rank(layer: l, queries: separateSinkQuery ? qSink : q, n: 1, headCount: c.headCount, full: false)
             }
+        } else {
+            cache.store(layer: l, position: p, key: k, value: v)
         }
         // Into the preallocated segment table (this runs per layer per token: no arrays).
-        let held = min(p, cache.capacity)
+        let held = min(memory == nil ? p + 1 : p, cache.capacity)
         var n = 0
         segmentOffsets[0] = 0
         for h in 0..<c.kvHeadCount {
             let own = ck_kv_segment(type: Int32(CK_KV_F32.rawValue), sink_query: 0, windowed: 0,
                                     keys: k + h * hd, values: v + h * hd, key_scales: nil, value_scales: nil,
-                                    row_stride: Int64(hd), count: 1, positions: nil)
-            n += cache.writeSegments(layer: l, head: h, held: held, slotPositions: nil, token: p,
-                                     separateSinkQuery: separateSinkQuery, own: own, into: segments + n)
+                                    row_stride: Int64(hd), count: memory == nil ? 0 : 1, positions: nil)
+            n += cache.writeSegments(layer: l, head: h, held: held, slotPositions: nil, separateSinkQuery: separateSinkQuery,
+                                     own: own, into: segments + n)
             segmentOffsets[h + 1] = Int32(n)
         }
         assert(scoresStride > ck_pool_attend_segments_scratch(Int32(c.headCount), Int32(c.kvHeadCount), Int32(hd), 1))
         ck_pool_attend_segments(pool.handle, separateSinkQuery ? qSink : q, q, segments, segmentOffsets,
                                 Int32(c.headCount), Int32(c.kvHeadCount), Int32(hd), 1 / Float(hd).squareRoot(),
                                 scores, Int64(scoresStride), out)
-        cache.store(layer: l, position: p, key: k, value: v)
+        if memory != nil { cache.store(layer: l, position: p, key: k, value: v) }
     }
 
     /// RoPE for one token at position p: its query heads and KV heads at p and, when
