@@ -115,6 +115,10 @@ final class Conversation {
             : index.passages(for: question, budget: window / 4, minCoverage: 0.5, before: now - window)
         var ids: [Int] = []
         let gap = generator.tokenizer.encode("\n\n")
+        // As they were, control tokens included: with <|im_start|>/<|im_end|> dropped, a chat
+        // asking about its first message ~5K tokens back answered the passage instead of the
+        // question, or went on with "user\n…" after the answer (scripts/chat-recall.sh, three
+        // texts: 3/3 as they were, 1/3 as a "User: …" transcript).
         for p in chosen {
             let r = index.tokens(of: p, history: history, end: now, tokenizer: generator.tokenizer)
             let start = generator.cache.tokensSeen + ids.count

@@ -86,5 +86,7 @@ final class PassageIndexTests: XCTestCase {
     func testTermsAndStems() {
         XCTAssertEqual(PassageIndex.terms(of: "The Doors of the 3 cities, 48213 keys!"), ["door", "3", "city", "48213", "key"])
         XCTAssertEqual(PassageIndex.terms(of: "It's hidden; kept, keeping"), ["hidden", "kept", "keep"])
+        // A question's "live" finds a text's "lives" (a chat asking where someone lives missed it).
+        XCTAssertEqual(PassageIndex.terms(of: "She lives with boxes of glass, and a virus"), ["live", "box", "glass", "virus"])
     }
 }

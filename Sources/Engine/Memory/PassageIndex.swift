@@ -193,10 +193,11 @@ public final class PassageIndex {
 
     static func stem(_ w: String) -> String {
         guard w.count > 3, w.allSatisfy(\.isLetter) else { return w }
-        for (suffix, replacement) in [("ies", "y"), ("ing", ""), ("ed", ""), ("es", ""), ("s", "")] where w.hasSuffix(suffix) {
-            if suffix == "s" && w.hasSuffix("ss") || suffix != "s" && w.count < 6 { return w }
-            return String(w.dropLast(suffix.count)) + replacement
-        }
+        if w.hasSuffix("ies"), w.count > 4 { return String(w.dropLast(3)) + "y" }          // cities → city
+        if w.hasSuffix("ing"), w.count > 5 { return String(w.dropLast(3)) }                 // keeping → keep
+        if w.hasSuffix("ed"), w.count > 5 { return String(w.dropLast(2)) }                  // called → call
+        for end in ["sses", "shes", "ches", "xes", "zes"] where w.hasSuffix(end) { return String(w.dropLast(2)) }  // boxes → box
+        if w.hasSuffix("s"), !w.hasSuffix("ss"), !w.hasSuffix("us") { return String(w.dropLast()) }              // lives → live
         return w
     }
 
