@@ -57,8 +57,8 @@ void ck_pool_attend_segments(ck_pool *pool, const float *q_sink, const float *q,
                              int n_heads, int n_kv_heads, int head_dim, float scale,
                              float *scratch, int64_t scratch_stride, float *out) {
     // Below 16 keys per KV head and thread the calling thread does it all: a dispatch and a
-    // merge cost more than the split saves (tg128, from an empty cache, ran ~4% slower
-    // when every token's 30 attention calls went through the pool).
+    // merge cost more than the split saves (the bound the cache-only driver had; the first
+    // tokens of every reply start below it, 30 attention calls a token).
     int64_t keys = 0;
     for (int i = 0; i < seg_offsets[n_kv_heads]; i++) keys += segs[i].count;
     const int threads = keys >= (int64_t)16 * ck_pool_size(pool) * n_kv_heads ? ck_pool_size(pool) : 1;
