@@ -118,7 +118,7 @@ struct Bench: ParsableCommand {
     }
 
     /// Generation speed and resident memory as a stream grows: with a sliding window both
-    /// must stay flat (issue 4). Random tokens are streamed through batched prefill; at
+    /// must stay flat. Random tokens are streamed through batched prefill; at
     /// each checkpoint `repetitions` runs of `genTokens` tokens are generated one at a time
     /// (they join the stream) and the median speed is kept, since this host's speed swings.
     private func runStream(_ total: Int) throws {

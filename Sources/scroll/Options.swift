@@ -94,7 +94,7 @@ struct CacheOptions: ParsableArguments {
     // reproduced). Decoding also reads half the keys. Not 512, though retrieval is surer there
     // (32K: 20/20 on both kernel sets, where 1024 left a needle right before the question a
     // coin toss): 1024 predicts text better (ppl with the memory 11.56 against 11.90), and
-    // saved sessions name their window, so a new default would refuse the old ones. README.
+    // saved sessions name their window, so a new default would refuse the old ones. docs/benchmarks.md.
     @Option(help: "Most recent tokens kept in the sliding window.")
     var window = 1024
     @Flag(help: "Plain dense attention up to the model's trained (or RoPE-scaled) context (no eviction; a full context is an error).")

@@ -44,7 +44,7 @@ struct PasskeyCommand: ParsableCommand {
         /// With a memory: of the (layer, KV head) pairs, how many recalled a block holding the key.
         let needleRecalls: Int?
         /// The two likeliest first tokens and how far apart their logits are: a small gap is
-        /// an answer that any change in rounding can tip (the 32K depth-1 misses of issue 6).
+        /// an answer that any change in rounding can tip (the 32K depth-1 misses at a 1024 window).
         let firstTokens: [String]
         let firstTokenMargin: Float
     }
@@ -96,7 +96,7 @@ struct PasskeyCommand: ParsableCommand {
                                              firstTokens: firstTokens, firstTokenMargin: margin))
                         if !json {
                             let recalls = needleRecalls.map { "  recalled by \($0) layer-heads" } ?? ""
-                            // Time and the memory's size, for the long runs (1M tokens: issue 6).
+                            // Time and the memory's size, for the long runs (1M tokens take ~46 minutes).
                             let memory = generator.cache.memory.map {
                                 String(format: ", memory %.0f MiB in RAM + %.0f MiB in its file", Double($0.ramBytes) / 1_048_576,
                                        Double($0.fileBytes) / 1_048_576)

@@ -1,7 +1,7 @@
 import Engine
 import Foundation
 
-/// `scroll bench --session-text FILE`: what a session costs and saves (issue 7). Reads
+/// `scroll bench --session-text FILE`: what a session costs and saves. Reads
 /// --session-tokens tokens of the text into the cache, saves the session int8 and lossless,
 /// loads each back, and compares: file size against llama.cpp's f16 state for the same
 /// tokens (2 · layers · kv_dim · 2 bytes per token plus its logits), load time against

@@ -20,7 +20,7 @@ public struct CachePolicy: Equatable {
     /// StreamingLLM's four sinks: enough to hold the attention softmax dumps on the start.
     /// Also with the block memory: keeping the first 64 (as InfLLM keeps its first 128) firmed
     /// the passkey answers whose needle sat in the window but weakened those read from the
-    /// memory on the AVX2 kernels (32K, seed 31: 8/10 there, 10/10 with AVX-512; README).
+    /// memory on the AVX2 kernels (32K, seed 31: 8/10 there, 10/10 with AVX-512; docs/benchmarks.md).
     public static let defaultSinks = 4
 
     public static func dense(_ capacity: Int) -> CachePolicy { CachePolicy(sinks: capacity, window: nil) }
@@ -31,7 +31,7 @@ public struct CachePolicy: Equatable {
 
 /// How cached keys and values are stored. `.int8`: each row of head_dim values as int8
 /// with one f32 scale per 32 (attention.c): 3.6× smaller than f32; logits move by a few
-/// hundredths (CacheTests) and streaming perplexity by well under 1% (README).
+/// hundredths (CacheTests) and streaming perplexity by well under 1% (docs/benchmarks.md).
 public enum KVPrecision: String, CaseIterable {
     case f32, int8
 
@@ -45,7 +45,7 @@ public enum KVPrecision: String, CaseIterable {
 }
 
 /// One token's keys and values leaving the window, handed to the eviction hook (the block
-/// memory of #6) before its slot is reused. Keys are as stored: rotated by `position`.
+/// memory) before its slot is reused. Keys are as stored: rotated by `position`.
 public struct EvictedToken {
     public let layer: Int
     public let position: Int                 // absolute position in the stream
@@ -76,7 +76,7 @@ public final class KVCache {
     public internal(set) var tokensSeen = 0
     /// Called for each layer of a token about to be overwritten.
     public var onEvict: ((EvictedToken) -> Void)?
-    /// Where evicted tokens go to be recalled (issue 6); nil: they are dropped.
+    /// Where evicted tokens go to be recalled; nil: they are dropped.
     public internal(set) var memory: BlockMemory?
     private let storage: UnsafeMutableRawPointer  // every layer's keys, then values
     var keys: [UnsafeMutableRawPointer]        // per layer: [kv_head][capacity][head_dim] f32 or int8
