@@ -134,7 +134,7 @@ struct NeedleCommand: ParsableCommand {
         if let index = conversation.passages {
             let unit = (position - index.origin) / index.unit
             wordRank = index.rank(fact.question, limit: Int.max).firstIndex { $0.unit == unit }.map { $0 + 1 }
-            reread = conversation.lastPassages.contains { $0.units.contains(unit) }
+            reread = conversation.lastPassages.contains { $0.source.contains(position) }
         }
         if let memory = cache.memory, evicted {
             let block = (position - cache.policy.sinks) / memory.settings.blockSize

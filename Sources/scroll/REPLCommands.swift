@@ -158,11 +158,10 @@ extension REPL {
             let text = g.tokenizer.decode(Array(g.history[range.clamped(to: 0..<g.history.count)])).replacingOccurrences(of: "\n", with: " ⏎ ")
             return Terminal.dim("  " + (text.count > 240 ? String(text.prefix(240)) + "…" : text))
         }
-        if let index = conversation.passages, !conversation.lastPassages.isEmpty {
+        if !conversation.lastPassages.isEmpty {
             Terminal.note("read again before the question (best last):")
-            for p in conversation.lastPassages {
-                let range = index.tokens(of: p, history: g.history, end: conversation.lastRecallPosition ?? g.history.count,
-                                         tokenizer: g.tokenizer)
+            for read in conversation.lastPassages {
+                let p = read.passage, range = read.source
                 Terminal.note(String(format: "tokens %d–%d  words %@  score %.2f, %.0f%% of the question's weight", range.lowerBound,
                                      range.upperBound, p.match.words.joined(separator: " "), p.match.score, 100 * p.match.coverage))
                 Terminal.note(snippet(range))

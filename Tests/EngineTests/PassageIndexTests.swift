@@ -83,6 +83,33 @@ final class PassageIndexTests: XCTestCase {
         XCTAssertTrue(index.passages(for: "What is your favourite zebra?", budget: 256, minCoverage: 0.5).isEmpty)
     }
 
+    /// A passage about one fact is cut to end at the fact's sentence, whole sentences before
+    /// it within the budget, also when the fact sits at a unit's edge.
+    func testFocusEndsAtTheFactsSentence() throws {
+        let (text, _) = try prose()
+        let tokenizer = TestSupport.shared.tokenizer
+        for fraction in [0.3, 0.5, 0.7] {
+            let cut = text.index(text.startIndex, offsetBy: Int(Double(text.count) * fraction))
+            let paragraph = text[cut...].range(of: "\n\n")!.upperBound
+            let fact = "The lighthouse on Gull Island is kept by a woman named Saskia Halloran."
+            let ids = tokenizer.encode(String(text[..<paragraph]) + fact + " She came in 1962.\n\n" + String(text[paragraph...]))
+            let index = PassageIndex(unit: 64, origin: 4)
+            index.catchUp(history: ids, end: ids.count, tokenizer: tokenizer)
+            let question = "Who keeps the lighthouse on Gull Island?"
+            let passage = try XCTUnwrap(index.passages(for: question, budget: 512).last)
+            for budget in [4, 16, 32, 128] {
+                let r = index.focus(passage, question: question, history: ids, end: ids.count, tokenizer: tokenizer, budget: budget)
+                let read = tokenizer.decode(Array(ids[r]))
+                // The sentence after it goes on in its paragraph: read too when it fits the budget (9 tokens).
+                XCTAssertTrue(read.hasSuffix(budget < 9 ? "Saskia Halloran." : "Saskia Halloran. She came in 1962."), "\(fraction) \(budget): \(read)")
+                XCTAssertTrue(read.contains("The lighthouse on Gull Island"), read)
+                XCTAssertTrue(r.count <= max(budget, tokenizer.encode(fact + " She came in 1962.").count + 1), "\(r.count) > \(budget)")
+                // It starts where a sentence or line starts.
+                XCTAssertTrue(tokenizer.decode([ids[r.lowerBound - 1]]).contains { ".!?\n".contains($0) }, read)
+            }
+        }
+    }
+
     func testTermsAndStems() {
         XCTAssertEqual(PassageIndex.terms(of: "The Doors of the 3 cities, 48213 keys!"), ["door", "3", "city", "48213", "key"])
         XCTAssertEqual(PassageIndex.terms(of: "It's hidden; kept, keeping"), ["hidden", "kept", "keep"])

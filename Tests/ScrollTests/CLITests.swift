@@ -59,8 +59,6 @@ final class CLITests: XCTestCase {
         XCTAssertFalse(forgetful.stdout.contains("PELICAN"), forgetful.stdout)
     }
 
-    /// `scroll --help` lists every option of the default command (what `scroll "question"`
-    /// and the REPL take) and every subcommand, one entry each.
     /// A made-up fact in real prose (the start of the GPL, ~2.3K tokens), ~1.7K tokens before
     /// the question and so evicted from the default window: found by the question's words and
     /// read again right before it, the answer is right; without the memory it is not.
@@ -95,6 +93,8 @@ final class CLITests: XCTestCase {
         XCTAssertNotEqual(try run(["needle", "--tokens", "1024"]).status, 0)
     }
 
+    /// `scroll --help` lists every option of the default command (what `scroll "question"`
+    /// and the REPL take) and every subcommand, one entry each.
     func testHelpListsEveryOptionAndSubcommand() throws {
         let help = try run(["--help"])
         XCTAssertEqual(help.status, 0, help.stderr)

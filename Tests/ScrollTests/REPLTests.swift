@@ -153,4 +153,36 @@ final class REPLTests: XCTestCase {
         XCTAssertTrue(history.contains("What was the story about?"), "history file: \(history)")
         XCTAssertTrue(history.contains("Tell me a long story \nabout a dragon and a knight."), "history file: \(history)")
     }
+    /// /file reads a document; a question about a fact that has left the window is answered
+    /// from the passage read again before it, and /recall shows that passage: the fact's
+    /// sentence, where in the stream it came from, and the words that chose it.
+    func testRecallShowsThePassageReadAgain() throws {
+        guard let gpl = FileManager.default.contents(atPath: "/usr/share/common-licenses/GPL-3") else {
+            throw XCTSkip("/usr/share/common-licenses/GPL-3 is missing")
+        }
+        let folder = FileManager.default.temporaryDirectory.appendingPathComponent("scroll-recall-\(UUID().uuidString)").path
+        try FileManager.default.createDirectory(atPath: folder, withIntermediateDirectories: true)
+        addTeardownBlock { try? FileManager.default.removeItem(atPath: folder) }
+        let paragraphs = String(decoding: gpl, as: UTF8.self).components(separatedBy: "\n\n").prefix(40)
+        let fact = "The secret code of the amber gate is 58213."
+        try (paragraphs.prefix(10) + [fact] + paragraphs.dropFirst(10)).joined(separator: "\n\n")
+            .write(toFile: folder + "/doc.txt", atomically: true, encoding: .utf8)
+        let term = TerminalSession()
+        defer { term.stop() }
+        try term.start("cd '\(folder)' && SCROLL_SESSIONS='\(folder)' SCROLL_HISTORY='\(folder)/history' '\(ScrollProcess.executable.path)'"
+                       + " -m '\(ScrollProcess.repoRoot.path)/models/SmolLM2-135M-Instruct.Q4_1.gguf' --temp 0 -n 24")
+        try term.wait { $0.contains("/help lists commands") }
+        try term.send("/file doc.txt", "Enter")
+        try term.wait(timeout: 120) { self.lines($0).last == ">" && $0.contains("doc.txt") }
+        try term.send("What is the secret code of the amber gate?", "Enter")
+        var screen = try term.wait(timeout: 120) { $0.contains(" t/s · cache ") && self.lines($0).last == ">" }
+        XCTAssertTrue(screen.contains("58213"), screen)
+        try term.send("/recall", "Enter")
+        screen = try term.wait { $0.contains("recalled by attention") || $0.contains("nothing recalled") }
+        let shown = lines(screen)
+        let heading = try XCTUnwrap(shown.firstIndex { $0.contains("read again before the question") }, screen)
+        let passage = shown[heading...].firstIndex { $0.hasPrefix("tokens ") && $0.contains("amber") && $0.contains("gate") }
+        XCTAssertNotNil(passage, screen)
+        XCTAssertTrue(shown[(passage ?? heading)...].dropFirst().first?.hasSuffix("The secret code of the amber gate is 58213.") == true, screen)
+    }
 }

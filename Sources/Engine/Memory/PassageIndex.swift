@@ -86,10 +86,8 @@ public final class PassageIndex {
         let k1 = 1.2, b = 0.75
         var score: [Int: Double] = [:], weight: [Int: Double] = [:], matched: [Int: [String]] = [:]
         var totalWeight = 0.0
-        for word in Set(Self.terms(of: question)) {
-            guard let list = postings[word] else { continue }
-            let df = Double(list.count)
-            let idf = log(1 + (n - df + 0.5) / (df + 0.5))
+        for (word, idf) in idf(of: question) {
+            let list = postings[word]!
             totalWeight += idf
             for p in list where range(ofUnit: Int(p.unit)).upperBound <= before {
                 let u = Int(p.unit), tf = Double(p.count)
@@ -157,6 +155,57 @@ public final class PassageIndex {
             for i in hi..<min(last + 1, hi + slack) where endsSentence(i) { hi = i + 1; break }
         }
         return lo ..< min(hi, last + 1)
+    }
+
+    /// The part of `passage` to read when a question asks for one fact: at most `budget`
+    /// tokens ending where the sentence sharing most of the question's word weight ends (with
+    /// the next sentence when it goes on in the same paragraph), searched over the passage and
+    /// one unit on each side. Why end there: this model goes on from whatever it read last.
+    /// With whole units and their neighbours before the question, "In which town did Captain
+    /// Rookwood hide the copper chess set?" was answered with the paragraph that followed the
+    /// fact in the passage ("The package and archive description can trace…"); ended at the
+    /// fact's sentence, the question follows its answer.
+    public func focus(_ passage: Passage, question: String, history: [Int], end: Int, tokenizer: Tokenizer,
+                      budget: Int) -> Range<Int> {
+        let limit = min(end, history.count)
+        let lo = range(ofUnit: max(0, passage.units.lowerBound - 1)).lowerBound
+        let hi = min(limit, range(ofUnit: passage.units.upperBound + 1).upperBound)
+        let whole = tokens(of: passage, history: history, end: end, tokenizer: tokenizer)
+        guard lo < hi else { return whole }
+        // Sentences: token runs ending at a token that holds . ! ? or a line break.
+        var sentences: [Range<Int>] = [], breaks: [Bool] = [], start = lo
+        for i in lo..<hi {
+            let piece = tokenizer.decode([history[i]])
+            if piece.contains(where: { ".!?\n".contains($0) }) || i == hi - 1 {
+                sentences.append(start ..< i + 1)
+                breaks.append(piece.contains("\n"))
+                start = i + 1
+            }
+        }
+        let weights = idf(of: question)
+        let scores = sentences.map { s in Set(Self.terms(of: tokenizer.decode(Array(history[s])))).reduce(0.0) { $0 + (weights[$1] ?? 0) } }
+        guard let best = scores.indices.max(by: { scores[$0] < scores[$1] }), scores[best] > 0 else { return whole }
+        var upper = sentences[best].upperBound
+        if !breaks[best], best + 1 < sentences.count, sentences[best + 1].count <= budget,
+           !tokenizer.decode([history[sentences[best + 1].lowerBound]]).contains("\n") {
+            upper = sentences[best + 1].upperBound
+        }
+        // Whole sentences before it, as many as the budget holds.
+        var lower = sentences[best].lowerBound
+        for s in sentences[..<best].reversed() where upper - s.lowerBound <= budget { lower = s.lowerBound }
+        return lower ..< upper
+    }
+
+    /// Inverse document frequency of each of the question's words found in the index.
+    private func idf(of question: String) -> [String: Double] {
+        let n = Double(units)
+        var out: [String: Double] = [:]
+        for word in Set(Self.terms(of: question)) {
+            guard let list = postings[word] else { continue }
+            let df = Double(list.count)
+            out[word] = log(1 + (n - df + 0.5) / (df + 0.5))
+        }
+        return out
     }
 
     /// A run of units to read again, with the match that chose it.
