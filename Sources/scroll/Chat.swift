@@ -31,6 +31,9 @@ struct Chat: ParsableCommand {
             // reading of a document or a reply; the REPL also clears the line with it.
             let interrupt = InterruptFlag()
             interrupt.install()
+            let store = SessionStore.located()
+            // The session is locked before anything is read: a second writer is refused at once.
+            let lock = try session.map { try SessionLock($0, in: store) }
             var document: String?
             if !Terminal.stdinIsTTY {
                 let data = FileHandle.standardInput.readDataToEndOfFile()
@@ -48,7 +51,6 @@ struct Chat: ParsableCommand {
                                                 systemPrompt: try prompt.systemPrompt(), raw: prompt.raw,
                                                 templateSource: model.gguf.metadata["tokenizer.chat_template"]?.string,
                                                 rereadPassages: cacheOptions.reread)
-            let store = SessionStore.located()
             if let name = session {
                 let path = try store.pathForSaving(name)
                 if FileManager.default.fileExists(atPath: path) {
@@ -64,6 +66,8 @@ struct Chat: ParsableCommand {
                     Terminal.note("scroll: new session \(name)")
                 }
             }
+            // From here a SIGHUP or SIGTERM stops the work in progress, which is then saved.
+            interrupt.catchTermination()
             switch (question, document) {
             case (let q?, let doc?):
                 try oneShot(conversation, q, document: doc, interrupt: interrupt)
@@ -73,18 +77,20 @@ struct Chat: ParsableCommand {
                 // Read and keep: the document waits in the session for questions.
                 let (read, total) = try conversation.addDocument(doc, name: "a document", progress: readingProgress(),
                                                                  shouldStop: { interrupt.isRaised })
-                if read < total { throw Chat.stoppedReading(read, of: total, session: session) }
+                if read < total { throw Chat.stoppedReading(read, of: total, session: session, interrupt: interrupt) }
                 Terminal.note("scroll: read \(total) tokens into session \(session!); ask with: scroll --session \(session!) \"QUESTION\"")
             case (nil, let doc?):
                 try oneShot(conversation, doc, interrupt: interrupt)
             case (nil, nil):
                 guard Terminal.stdinIsTTY else { throw EngineError.invalidArgument("no question given and stdin is empty") }
                 try REPL(conversation: conversation, maxTokens: sampling.maxTokens, store: store, encoding: sessionKV,
-                         sessionName: session, interrupt: interrupt).run()
+                         attached: lock, interrupt: interrupt).run()
+                interrupt.exitIfTerminating()
                 return
             }
             // One answer: a named session keeps it (and the document) for later.
             if let name = session { try conversation.save(to: try store.pathForSaving(name), encoding: sessionKV) }
+            withExtendedLifetime(lock) { interrupt.exitIfTerminating() }
         }
     }
 
@@ -97,14 +103,16 @@ struct Chat: ParsableCommand {
             Terminal.write(piece)
             return !interrupt.isRaised
         }
-        if stats.unread > 0 { throw Chat.stoppedReading(stats.promptTokens - stats.unread, of: stats.promptTokens, session: session) }
+        if stats.unread > 0 { throw Chat.stoppedReading(stats.promptTokens - stats.unread, of: stats.promptTokens, session: session, interrupt: interrupt) }
         Terminal.write("\n")
     }
 
-    /// Ctrl-C while the input was read: no answer, a named session is not saved (its last
-    /// save stays as it was), exit status 130 as for any program stopped by SIGINT.
-    static func stoppedReading(_ read: Int, of total: Int, session: String?) -> ExitCode {
+    /// Ctrl-C (or SIGHUP, SIGTERM) while the input was read: no answer, a named session is
+    /// not saved (its last save stays as it was), exit status 130 as for any program stopped
+    /// by SIGINT (or the end by the other signal).
+    static func stoppedReading(_ read: Int, of total: Int, session: String?, interrupt: InterruptFlag) -> ExitCode {
         Terminal.note("scroll: stopped after reading \(read) of \(total) tokens" + (session.map { "; session \($0) was not saved" } ?? ""))
+        interrupt.exitIfTerminating()
         return ExitCode(130)
     }
 

@@ -51,8 +51,8 @@ enum LineEditor {
     }
     nonisolated(unsafe) private static var nextCandidate = 0
 
-    /// Reads one line with `prompt`; nil at end of input (Ctrl-D on an empty line). A Ctrl-C
-    /// while typing clears the line and shows a fresh prompt.
+    /// Reads one line with `prompt`; nil at end of input (Ctrl-D on an empty line) or on a
+    /// SIGHUP or SIGTERM. A Ctrl-C while typing clears the line and shows a fresh prompt.
     static func readLine(prompt: String, interrupt: InterruptFlag) -> String? {
         received = nil
         interrupt.clear()
@@ -71,6 +71,7 @@ enum LineEditor {
         while received == nil {
             var fds = pollfd(fd: STDIN_FILENO, events: Int16(POLLIN), revents: 0)
             let ready = poll(&fds, 1, 50)
+            if interrupt.terminatingSignal != nil { rl_callback_handler_remove(); return nil }
             if interrupt.isRaised {
                 interrupt.clear()
                 rl_replace_line("", 0)

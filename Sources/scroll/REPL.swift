@@ -2,27 +2,32 @@ import Engine
 import Foundation
 
 /// The interactive loop: each message is a user turn or a /command; /quit or Ctrl-D leaves;
-/// Ctrl-C stops a reply (what was generated stays) or clears the line being typed. A named
-/// session is saved after each reply and on the way out. Slash commands live in one table
-/// (REPLCommands.swift) that drives dispatch, /help and tab completion.
+/// Ctrl-C stops a reply (what was generated stays) or clears the line being typed. An
+/// attached session (--session, /save NAME, /load NAME) is saved after each reply and on
+/// the way out, and its name is the prompt; /reset and /system leave it as last saved and go
+/// on unattached. SIGHUP and SIGTERM stop a reply like Ctrl-C, then save and leave. Slash
+/// commands live in one table (REPLCommands.swift) that drives dispatch, /help and tab
+/// completion.
 final class REPL {
     let conversation: Conversation
     var maxTokens: Int
     let store: SessionStore
     let encoding: SessionFile.KVEncoding
-    /// The session replies are saved to (--session, /save NAME or /load NAME).
-    var sessionName: String?
+    /// The session replies are saved to (--session, /save NAME or /load NAME), locked
+    /// while attached.
+    var attached: SessionLock?
+    var sessionName: String? { attached?.name }
     var lastReply: Conversation.ReplyStats?
     var done = false
     let interrupt: InterruptFlag
 
-    init(conversation: Conversation, maxTokens: Int, store: SessionStore, encoding: SessionFile.KVEncoding, sessionName: String?, interrupt: InterruptFlag) {
+    init(conversation: Conversation, maxTokens: Int, store: SessionStore, encoding: SessionFile.KVEncoding, attached: SessionLock?, interrupt: InterruptFlag) {
         self.interrupt = interrupt
         self.conversation = conversation
         self.maxTokens = maxTokens
         self.store = store
         self.encoding = encoding
-        self.sessionName = sessionName
+        self.attached = attached
     }
 
     /// The history file: $SCROLL_HISTORY, else ~/.scroll_history.
@@ -53,8 +58,14 @@ final class REPL {
 
     /// One message: a line; lines ending in \ continue; a line of """ opens a block that a
     /// line ending in """ closes. Pasted text arrives whole (readline's bracketed paste).
+    /// Nil at the end of input, or after a SIGHUP or SIGTERM (a half-typed message is not sent).
     private func readMessage() -> String? {
-        guard var line = LineEditor.readLine(prompt: "> ", interrupt: interrupt) else { return nil }
+        let message = readLines()
+        return interrupt.terminatingSignal == nil ? message : nil
+    }
+
+    private func readLines() -> String? {
+        guard var line = LineEditor.readLine(prompt: (sessionName ?? "") + "> ", interrupt: interrupt) else { return nil }
         if line.trimmingCharacters(in: .whitespaces).hasPrefix("\"\"\"") {
             var lines = [String(line.trimmingCharacters(in: .whitespaces).dropFirst(3))]
             if lines[0].hasSuffix("\"\"\"") { return String(lines[0].dropLast(3)) }
@@ -151,7 +162,17 @@ final class REPL {
         }
     }
 
-    /// Saves the named session, if there is one; a failure is reported and the chat goes on.
+    /// Starts a new conversation that no session holds (/reset, /system): the attached one
+    /// keeps the conversation as last saved. Before, the next reply's autosave wrote the new
+    /// conversation over the saved one without a word.
+    func detach() -> String {
+        guard let name = sessionName else { return "" }
+        autosave()
+        attached = nil
+        return "; session \(name) keeps the earlier one (/save NAME keeps this one)"
+    }
+
+    /// Saves the attached session, if there is one; a failure is reported and the chat goes on.
     func autosave() {
         guard let name = sessionName else { return }
         do {

@@ -25,26 +25,36 @@ extension REPL {
             }
             Terminal.note("A line ending in \\ continues on the next; \"\"\" opens and closes a block of lines. Ctrl-C stops a reply; Ctrl-D leaves.")
         },
-        Command(name: "save", usage: "[NAME]", help: "save the conversation (as NAME, which becomes the session)", argument: .session) { repl, arg in
-            guard let name = arg.isEmpty ? repl.sessionName : arg else { throw EngineError.invalidArgument("usage: /save NAME (no session is open yet)") }
+        Command(name: "save", usage: "[NAME]", help: "save the conversation (as NAME, which it is then attached to)", argument: .session) { repl, arg in
+            guard let name = arg.isEmpty ? repl.sessionName : arg else { throw EngineError.invalidArgument("usage: /save NAME (no session is attached yet)") }
+            // Another name: locked first, and never written over a conversation it does not hold.
+            let lock = name == repl.sessionName ? repl.attached : try SessionLock(name, in: repl.store)
+            if name != repl.sessionName, repl.store.exists(name) {
+                throw EngineError.invalidArgument("session \(name) holds another conversation: choose a new name (or /load \(name))")
+            }
             let path = try repl.store.pathForSaving(name)
             try repl.conversation.save(to: path, encoding: repl.encoding)
-            repl.sessionName = name
+            repl.attached = lock
             let bytes = ((try? FileManager.default.attributesOfItem(atPath: path))?[.size] as? Int) ?? 0
             Terminal.note("saved session \(name): \(repl.conversation.generator.cache.tokensSeen) tokens, \(SessionStore.size(bytes))")
         },
-        Command(name: "load", usage: "NAME", help: "resume a saved session (the current one is kept if it cannot be read)", argument: .session) { repl, arg in
+        Command(name: "load", usage: "NAME", help: "resume a saved session and attach to it (the current one is kept if it cannot be read)", argument: .session) { repl, arg in
             guard !arg.isEmpty else { throw EngineError.invalidArgument("usage: /load NAME (/sessions lists them)") }
-            let header = try repl.conversation.load(from: try repl.store.path(arg))
-            repl.sessionName = arg
+            let lock = arg == repl.sessionName ? repl.attached : try SessionLock(arg, in: repl.store)
+            let path = try repl.store.path(arg)
+            guard repl.store.exists(arg) else { throw EngineError.invalidArgument("no session \(arg) (/sessions lists them)") }
+            repl.autosave()
+            let header = try repl.conversation.load(from: path)
+            repl.attached = lock
             Terminal.note("loaded session \(arg): \(header.tokens) tokens, \(header.messages) messages")
         },
         Command(name: "sessions", usage: "", help: "list saved sessions: name, tokens, size, last used, model", argument: .none) { repl, _ in
             Terminal.note(repl.store.table())
         },
         Command(name: "reset", usage: "", help: "clear the conversation and the cache", argument: .none) { repl, _ in
+            let left = repl.detach()
             repl.conversation.reset()
-            Terminal.note("conversation cleared")
+            Terminal.note("conversation cleared" + left)
         },
         Command(name: "system", usage: "[TEXT|@NAME]", help: "show the system prompt, or set it (from prompts/NAME.txt with @) and start over", argument: .prompt) { repl, arg in
             guard !arg.isEmpty else {
@@ -52,8 +62,9 @@ extension REPL {
                 return
             }
             let prompt = arg.hasPrefix("@") ? try PromptLibrary.load(String(arg.dropFirst())) : arg
+            let left = repl.detach()
             repl.conversation.setSystemPrompt(prompt)
-            Terminal.note("system prompt set; conversation cleared")
+            Terminal.note("system prompt set; conversation cleared" + left)
         },
         Command(name: "set", usage: "[NAME VALUE]", help: "show or change a setting: " + settings.map(\.name).joined(separator: ", "), argument: .setting) { repl, arg in
             let words = arg.split(separator: " ").map(String.init)

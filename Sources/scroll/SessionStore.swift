@@ -34,13 +34,24 @@ struct SessionStore {
     /// The path to save `name` to, creating the folder if needed.
     func pathForSaving(_ name: String) throws -> String {
         let p = try path(name)
+        try createDirectory(for: name)
+        removeStaleSaves(of: name)
+        return p
+    }
+
+    /// The lock file of `name` (SessionLock), creating the folder if needed.
+    func lockPath(_ name: String) throws -> String {
+        try Self.validate(name)
+        try createDirectory(for: name)
+        return (directory as NSString).appendingPathComponent(".\(name).lock")
+    }
+
+    private func createDirectory(for name: String) throws {
         do {
             try FileManager.default.createDirectory(atPath: directory, withIntermediateDirectories: true)
         } catch {
             throw EngineError.invalidArgument("cannot save session \(name): cannot create \(directory)")
         }
-        removeStaleSaves(of: name)
-        return p
     }
 
     /// Temporary files of saves whose process died (kill -9, power loss) before the rename.

@@ -42,6 +42,10 @@ struct SessionsCommand: ParsableCommand {
                 let store = SessionStore.located()
                 for name in names {
                     let path = try store.path(name)
+                    // Not while another scroll has it attached: its next save would bring it back.
+                    let lock = try SessionLock(name, in: store)
+                    defer { withExtendedLifetime(lock) { if let file = try? store.lockPath(name) { unlink(file) } } }
+                    guard store.exists(name) else { throw EngineError.invalidArgument("no session \(name)") }
                     guard unlink(path) == 0 else {
                         throw EngineError.invalidArgument("cannot remove session \(name): \(String(cString: strerror(errno)))")
                     }

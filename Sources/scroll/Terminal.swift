@@ -26,22 +26,53 @@ enum Terminal {
 
 /// Set by SIGINT while a reply is streaming; the generation loop polls it. A dispatch
 /// source turns the signal into an ordinary callback, so no Swift code runs in a handler.
+///
+/// SIGHUP (the terminal closed) and SIGTERM raise it too, for good: once the conversation
+/// exists (`catchTermination`) they stop the reply or reading in progress like a Ctrl-C, the
+/// attached session is saved with what was said, and `exitIfTerminating` then ends the
+/// process by the same signal (status 129 or 143 to a shell). Before that there is nothing
+/// to save and they act as they always do. They used to kill Scroll mid-reply: the reply was
+/// lost, a new session's first exchange with it, and a half-written save could stay behind.
 final class InterruptFlag {
     private let lock = NSLock()
     private var raised = false
-    private var source: DispatchSourceSignal?
+    private var terminating: Int32?
+    private var sources: [DispatchSourceSignal] = []
 
-    func install() {
-        signal(SIGINT, SIG_IGN)
-        let s = DispatchSource.makeSignalSource(signal: SIGINT, queue: .global())
-        s.setEventHandler { [weak self] in self?.raise() }
+    func install() { listen(SIGINT) { $0.raised = true } }
+
+    func catchTermination() {
+        for sig in [SIGHUP, SIGTERM] { listen(sig) { if $0.terminating == nil { $0.terminating = sig } } }
+    }
+
+    private func listen(_ sig: Int32, _ effect: @escaping (InterruptFlag) -> Void) {
+        signal(sig, SIG_IGN)
+        let s = DispatchSource.makeSignalSource(signal: sig, queue: .global())
+        s.setEventHandler { [weak self] in
+            guard let self else { return }
+            self.lock.lock(); effect(self); self.lock.unlock()
+        }
         s.resume()
-        source = s
+        sources.append(s)
     }
 
     func raise() { lock.lock(); raised = true; lock.unlock() }
+    /// Forgets a Ctrl-C; a SIGHUP or SIGTERM stays.
     func clear() { lock.lock(); raised = false; lock.unlock() }
-    var isRaised: Bool { lock.lock(); defer { lock.unlock() }; return raised }
+    var isRaised: Bool { lock.lock(); defer { lock.unlock() }; return raised || terminating != nil }
+    /// The SIGHUP or SIGTERM received, if any.
+    var terminatingSignal: Int32? { lock.lock(); defer { lock.unlock() }; return terminating }
+
+    /// Ends the process by the signal that asked for it, if one did (call once the work is saved).
+    func exitIfTerminating() {
+        guard let sig = terminatingSignal else { return }
+        fflush(stdout)
+        sources.forEach { $0.cancel() }
+        signal(sig, SIG_DFL)
+        kill(getpid(), sig)
+        // Blocked on this thread by the runtime: leave with the status a shell would show.
+        exit(128 + sig)
+    }
 }
 
 /// A one-line progress bar on stderr (tokens, tokens/s, ETA), only when stderr is a terminal.

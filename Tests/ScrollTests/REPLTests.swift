@@ -185,4 +185,60 @@ final class REPLTests: XCTestCase {
         XCTAssertNotNil(passage, screen)
         XCTAssertTrue(shown[(passage ?? heading)...].dropFirst().first?.hasSuffix("The secret code of the amber gate is 58213.") == true, screen)
     }
+    /// A session attached with /save is never written over by another conversation: /reset
+    /// leaves it as saved and goes on unattached; /load attaches again (the prompt names
+    /// the session); a SIGHUP mid-reply saves it with the partial reply and ends Scroll with
+    /// status 129, leaving no temporary file.
+    func testAttachedSessionSurvivesResetAndHangup() throws {
+        let folder = FileManager.default.temporaryDirectory.appendingPathComponent("scroll-attach-\(UUID().uuidString)").path
+        try FileManager.default.createDirectory(atPath: folder, withIntermediateDirectories: true)
+        addTeardownBlock { try? FileManager.default.removeItem(atPath: folder) }
+        let env = ["SCROLL_SESSIONS": folder]
+        let term = TerminalSession()
+        defer { term.stop() }
+        try term.start("cd '\(ScrollProcess.repoRoot.path)' && SCROLL_SESSIONS='\(folder)' SCROLL_HISTORY='\(folder)/history' '\(ScrollProcess.executable.path)' --temp 0 -n 300")
+        try term.wait { $0.contains("/help lists commands") }
+        try term.send("My cat is called Tiberius. Say OK.", "Enter")
+        try term.wait { $0.contains(" t/s · cache ") && self.lines($0).last == ">" }
+        try term.send("/save pets", "Enter")
+        var screen = try term.wait { $0.contains("saved session pets") && self.lines($0).last == "pets>" }
+        XCTAssertEqual(lines(screen).last, "pets>", screen)
+        try term.send("/reset", "Enter")
+        screen = try term.wait { $0.contains("session pets keeps the earlier one") && self.lines($0).last == ">" }
+        try term.send("Name three colours.", "Enter")
+        try term.wait { $0.components(separatedBy: " t/s · cache ").count == 3 && self.lines($0).last == ">" }
+        var show = try run(["sessions", "show", "pets"], environment: env)
+        XCTAssertTrue(show.stdout.contains("Tiberius") && !show.stdout.contains("colours"), show.stdout)
+
+        try term.send("/load pets", "Enter")
+        try term.wait { $0.contains("loaded session pets") && self.lines($0).last == "pets>" }
+        try term.send("Tell me a long story about my cat.", "Enter")
+        screen = try term.wait { s in
+            guard let i = s.range(of: "about my cat.") else { return false }
+            return s[i.upperBound...].split(separator: " ").count > 8
+        }
+        let pid = try term.tmux(["display", "-p", "-t", "main", "#{pane_pid}"]).trimmingCharacters(in: .whitespacesAndNewlines)
+        let scroll = try XCTUnwrap(Int32(shell("pgrep -x scroll -P \(pid)").trimmingCharacters(in: .whitespacesAndNewlines)))
+        kill(scroll, SIGHUP)
+        screen = try term.wait { $0.contains("SCROLL-EXITED") }
+        XCTAssertTrue(screen.contains("SCROLL-EXITED 129"), screen)
+        show = try run(["sessions", "show", "pets"], environment: env)
+        XCTAssertTrue(show.stdout.contains("[user] Tell me a long story about my cat.\n\n[assistant] "), show.stdout)
+        XCTAssertTrue(show.stdout.contains("Tiberius"), show.stdout)
+        let temporary = try FileManager.default.contentsOfDirectory(atPath: folder).filter { $0.contains(".saving-") }
+        XCTAssertTrue(temporary.isEmpty, "\(temporary)")
+    }
+
+    /// The output of a shell command.
+    private func shell(_ command: String) throws -> String {
+        let p = Process()
+        p.executableURL = URL(fileURLWithPath: "/bin/sh")
+        p.arguments = ["-c", command]
+        let out = Pipe()
+        p.standardOutput = out
+        try p.run()
+        let data = out.fileHandleForReading.readDataToEndOfFile()
+        p.waitUntilExit()
+        return String(decoding: data, as: UTF8.self)
+    }
 }

@@ -100,7 +100,70 @@ final class SessionCLITests: XCTestCase {
         XCTAssertEqual(show.status, 0, show.stderr)
         let resumed = try run(["--session", "drill", "--temp", "0", "-n", "2", "Go on."], environment: env)
         XCTAssertEqual(resumed.status, 0, resumed.stderr)
-        let leftovers = try FileManager.default.contentsOfDirectory(atPath: folder).filter { $0.hasPrefix(".") }
+        let leftovers = try FileManager.default.contentsOfDirectory(atPath: folder).filter { $0.contains(".saving-") }
         XCTAssertTrue(leftovers.isEmpty, "stale temporary files are cleaned up by the next save: \(leftovers)")
+    }
+    /// A scroll writing a long reply into `name`, started and streaming (its first bytes of
+    /// reply read); the pipe it writes to is returned to be drained.
+    private func streamingReply(_ name: String) throws -> (Process, FileHandle, Data) {
+        let p = Process()
+        p.executableURL = ScrollProcess.executable
+        p.arguments = ["--session", name, "--temp", "0", "-n", "400", "Tell me a long story about a dragon and a knight."]
+        p.environment = ProcessInfo.processInfo.environment.merging(env) { $1 }
+        p.currentDirectoryURL = ScrollProcess.repoRoot
+        let out = Pipe()
+        p.standardOutput = out
+        p.standardError = FileHandle.nullDevice
+        p.standardInput = FileHandle.nullDevice
+        try p.run()
+        var streamed = Data()
+        while streamed.count < 60 {
+            let more = out.fileHandleForReading.availableData
+            if more.isEmpty { break }
+            streamed += more
+        }
+        return (p, out.fileHandleForReading, streamed)
+    }
+
+    /// Two writers: while one scroll holds a session, a second is refused with one line
+    /// naming the holder, before it reads its document, and `sessions rm` is refused too;
+    /// the holder's exchange is saved whole, and the session is free again afterwards.
+    func testASessionInUseIsRefusedToOthers() throws {
+        let (holder, out, _) = try streamingReply("busy")
+        let second = try run(["--session", "busy", "-n", "4", "Say OK."], stdin: Data("Another document.\n".utf8), environment: env)
+        XCTAssertEqual(second.status, 1, second.stderr)
+        XCTAssertEqual(second.stderr.trimmingCharacters(in: .newlines),
+                       "scroll: error: session busy is in use by another scroll (process \(holder.processIdentifier)); wait for it to finish, or use another name")
+        let rm = try run(["sessions", "rm", "busy"], environment: env)
+        XCTAssertEqual(rm.status, 1, rm.stderr)
+        XCTAssertTrue(rm.stderr.contains("in use"), rm.stderr)
+        _ = out.readDataToEndOfFile()
+        holder.waitUntilExit()
+        XCTAssertEqual(holder.terminationStatus, 0)
+        let show = try run(["sessions", "show", "busy"], environment: env)
+        XCTAssertTrue(show.stdout.contains("[user] Tell me a long story") && !show.stdout.contains("Another document"), show.stdout)
+        let after = try run(["--session", "busy", "-n", "4", "Say OK."], environment: env)
+        XCTAssertEqual(after.status, 0, after.stderr)
+    }
+
+    /// SIGTERM and SIGHUP mid-reply in a new session's first exchange: the reply stops, the
+    /// session is saved with the part that was streamed, no temporary file stays, and the
+    /// process ends by the signal (status 143 or 129 to a shell).
+    func testTerminationMidReplySavesThePartialReply() throws {
+        for (sig, name) in [(SIGTERM, "term"), (SIGHUP, "hup")] {
+            let (p, out, streamed) = try streamingReply(name)
+            kill(p.processIdentifier, sig)
+            let rest = out.readDataToEndOfFile()
+            p.waitUntilExit()
+            XCTAssertEqual(p.terminationReason, .uncaughtSignal, name)
+            XCTAssertEqual(p.terminationStatus, sig, name)
+            let show = try run(["sessions", "show", name], environment: env)
+            XCTAssertEqual(show.status, 0, show.stderr)
+            let reply = String(decoding: streamed + rest, as: UTF8.self).trimmingCharacters(in: .whitespacesAndNewlines)
+            XCTAssertTrue(show.stdout.contains("[assistant] " + reply.prefix(40)), "\(name): \(show.stdout)")
+            XCTAssertLessThan(reply.count, 1000, "the reply was stopped: \(reply)")
+            let temporary = try FileManager.default.contentsOfDirectory(atPath: folder).filter { $0.contains(".saving-") }
+            XCTAssertTrue(temporary.isEmpty, "\(temporary)")
+        }
     }
 }
