@@ -196,12 +196,7 @@ struct SamplingOptions: ParsableArguments {
 
     func validate() throws {
         guard maxTokens >= 0 else { throw ValidationError("--max-tokens must be 0 or more") }
-        if let t = temperature { guard t >= 0, t.isFinite else { throw ValidationError("--temp must be 0 or more") } }
-        if let k = topK { guard k >= 0 else { throw ValidationError("--top-k must be 0 or more") } }
-        if let p = topP { guard p > 0 && p <= 1 else { throw ValidationError("--top-p must be in (0, 1]") } }
-        if let p = minP { guard p >= 0 && p < 1 else { throw ValidationError("--min-p must be in [0, 1)") } }
-        if let r = repeatPenalty { guard r > 0, r.isFinite else { throw ValidationError("--repeat-penalty must be positive") } }
-        if let n = repeatLastN { guard n >= 0 else { throw ValidationError("--repeat-last-n must be 0 or more") } }
+        if let problem = settings.problem { throw ValidationError("--" + problem) }
     }
 
     /// The settings for a new conversation: the flags given, defaults for the rest.

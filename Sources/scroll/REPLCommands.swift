@@ -114,12 +114,12 @@ extension REPL {
     }
 
     static let settings: [Setting] = [
-        sampler("temp", \.temperature) { $0 >= 0 },
-        sampler("top-p", \.topP) { $0 > 0 && $0 <= 1 },
-        sampler("top-k", \.topK) { $0 >= 0 },
-        sampler("min-p", \.minP) { $0 >= 0 && $0 < 1 },
-        sampler("repeat-penalty", \.repeatPenalty) { $0 > 0 },
-        sampler("repeat-last-n", \.repeatLastN) { $0 >= 0 },
+        sampler("temp", \.temperature),
+        sampler("top-p", \.topP),
+        sampler("top-k", \.topK),
+        sampler("min-p", \.minP),
+        sampler("repeat-penalty", \.repeatPenalty),
+        sampler("repeat-last-n", \.repeatLastN),
         Setting(name: "seed", show: { "\($0.conversation.generator.sampler.settings.seed)" }) { repl, text in
             guard let seed = UInt64(text) else { throw EngineError.invalidArgument("seed takes a whole number") }
             repl.conversation.generator.sampler.settings.seed = seed
@@ -131,11 +131,13 @@ extension REPL {
         },
     ]
 
-    private static func sampler<T: LosslessStringConvertible>(_ name: String, _ key: WritableKeyPath<SamplerSettings, T>,
-                                                               valid: @escaping (T) -> Bool) -> Setting {
+    private static func sampler<T: LosslessStringConvertible>(_ name: String, _ key: WritableKeyPath<SamplerSettings, T>) -> Setting {
         Setting(name: name, show: { "\($0.conversation.generator.sampler.settings[keyPath: key])" }) { repl, text in
-            guard let v = T(text), valid(v) else { throw EngineError.invalidArgument("invalid value for \(name): \(text)") }
-            repl.conversation.generator.sampler.settings[keyPath: key] = v
+            var settings = repl.conversation.generator.sampler.settings
+            guard let v = T(text) else { throw EngineError.invalidArgument("invalid value for \(name): \(text)") }
+            settings[keyPath: key] = v
+            if let problem = settings.problem { throw EngineError.invalidArgument("invalid value for \(name): \(problem)") }
+            repl.conversation.generator.sampler.settings = settings
         }
     }
 

@@ -173,6 +173,17 @@ final class SessionTests: XCTestCase {
             XCTAssertTrue("\(error)".contains("--window 64"), "\(error)")
         }
         XCTAssertThrowsError(try load(path + ".missing", like: g.cache)) { XCTAssertTrue("\($0)".contains("no such session")) }
+        // Sampler values no flag accepts (a negative repeat-last-n crashed the resumed sampler).
+        for spoil in [{ (s: inout SamplerSettings) in s.repeatLastN = -1 }, { $0.topP = 2 }, { $0.temperature = -1 }] {
+            var sampler = g.sampler
+            spoil(&sampler.settings)
+            XCTAssertNotNil(sampler.settings.problem)
+            try SessionFile.save(to: path + ".sampler", generator: g, conversation: SessionConversation(messages: [], systemPrompt: nil, raw: false, sampler: sampler),
+                                 modelName: "m")
+            XCTAssertThrowsError(try load(path + ".sampler", like: g.cache)) { error in
+                XCTAssertTrue("\(error)".contains("damaged: sampler: " + sampler.settings.problem!), "\(error)")
+            }
+        }
         XCTAssertEqual(g.history, before)
         XCTAssertEqual(Array(g.lastLogits!), logitsBefore)
         XCTAssertEqual(g.generate(maxTokens: 3).ids.count, 3, "the conversation in use goes on")

@@ -10,6 +10,19 @@ public struct SamplerSettings: Equatable, Codable {
     public var repeatLastN: Int = 64
     public var seed: UInt64 = 0
     public init() {}
+
+    /// Why these settings cannot sample, named as the flags and /set name them (nil when
+    /// they can). Flags, /set and saved sessions are all checked with it: a session holding
+    /// repeat-last-n -1 crashed on resume.
+    public var problem: String? {
+        if !(temperature >= 0 && temperature.isFinite) { return "temp must be 0 or more" }
+        if topK < 0 { return "top-k must be 0 or more" }
+        if !(topP > 0 && topP <= 1) { return "top-p must be in (0, 1]" }
+        if !(minP >= 0 && minP < 1) { return "min-p must be in [0, 1)" }
+        if !(repeatPenalty > 0 && repeatPenalty.isFinite) { return "repeat-penalty must be positive" }
+        if repeatLastN < 0 { return "repeat-last-n must be 0 or more" }
+        return nil
+    }
 }
 
 /// Picks the next token from logits. The chain is llama.cpp's: repetition penalty, top-k,

@@ -219,6 +219,7 @@ public enum SessionFile {
         do {
             let r = try BodyReader(fd: fd)
             let conversation = try JSONDecoder().decode(SessionConversation.self, from: Data(try r.bytes(count: Int(try r.get(UInt32.self)), limit: 1 << 30)))
+            if let problem = conversation.sampler.problem { throw Zstd.Failure(description: "sampler: \(problem)") }
             let n = Int(try r.get(UInt64.self))
             guard n == header.tokens else { throw Zstd.Failure(description: "history holds \(n) tokens, header says \(header.tokens)") }
             let history = try r.array(Int32.self, count: n).map { Int($0) }
