@@ -45,6 +45,7 @@ struct Chat: ParsableCommand {
                 }
                 if !text.trimmingCharacters(in: .whitespacesAndNewlines).isEmpty { document = text }
             }
+            let (modelOptions, cacheOptions) = try adoptingSession(in: store)
             let (model, tokenizer) = try modelOptions.load(cacheCapacity: cacheOptions.requestedCapacity)
             let conversation = try Conversation(model: model, tokenizer: tokenizer, cache: try cacheOptions.makeCache(for: model),
                                                 sampling: sampling.settings,
@@ -92,6 +93,20 @@ struct Chat: ParsableCommand {
             if let name = session { try conversation.save(to: try store.pathForSaving(name), encoding: sessionKV) }
             withExtendedLifetime(lock) { interrupt.exitIfTerminating() }
         }
+    }
+
+    /// The model and cache options for this run: a session being resumed brings the flags it
+    /// was saved with, and those given now come after them and win (a conflicting one is then
+    /// refused by the load, naming the flag). Resuming used to need them repeated: "it was
+    /// saved with --sinks 4 --window 512, this run has --sinks 4 --window 1024".
+    private func adoptingSession(in store: SessionStore) throws -> (ModelOptions, CacheOptions) {
+        guard let name = session, store.exists(name), let saved = (try? SessionFile.header(at: try store.path(name)))?.flags else {
+            return (modelOptions, cacheOptions)
+        }
+        var given = Array(CommandLine.arguments.dropFirst())
+        if given.first == Self.configuration.commandName { given.removeFirst() }
+        let adopted = try Chat.parse(saved + given)
+        return (adopted.modelOptions, adopted.cacheOptions)
     }
 
     /// One answer on stdout, nothing else; a progress bar on stderr (if a terminal) while a

@@ -236,7 +236,8 @@ final class Conversation {
         try SessionFile.save(to: path, generator: generator,
                              conversation: SessionConversation(messages: messages, systemPrompt: systemPrompt, raw: raw,
                                                                sampler: generator.sampler, rereadCopies: passages?.copies ?? []),
-                             encoding: encoding, modelName: (generator.model.gguf.path as NSString).lastPathComponent)
+                             encoding: encoding, modelName: (generator.model.gguf.path as NSString).lastPathComponent,
+                             flags: CacheOptions.flags(for: generator.cache, rope: generator.model.rope.scaling))
     }
 
     /// Replaces the state with the session at `path`; on any error the conversation is as it was.

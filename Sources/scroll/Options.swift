@@ -165,6 +165,22 @@ struct CacheOptions: ParsableArguments {
         return CachePolicy(sinks: sinks, window: window)
     }
 
+    /// The flags that rebuild `cache` and `rope` (saved with a session, taken on resume).
+    static func flags(for cache: KVCache, rope: RopeScaling) -> [String] {
+        var f = cache.policy.window.map { ["--sinks", "\(cache.policy.sinks)", "--window", "\($0)"] } ?? ["--dense"]
+        f += ["--kv", cache.precision.rawValue]
+        if let m = cache.memory?.settings {
+            f += ["--memory", "--block-size", "\(m.blockSize)", "--top-blocks", "\(m.topBlocks)",
+                  "--representative-keys", "\(m.representativeKeys)", "--memory-positions", m.positions.rawValue]
+        } else {
+            f += ["--no-memory"]
+        }
+        f += ["--rope-scaling", rope.kind.rawValue, "--rope-scale", "\(rope.factor)", "--yarn-orig-ctx", "\(rope.originalContext)",
+              "--yarn-beta-fast", "\(rope.betaFast)", "--yarn-beta-slow", "\(rope.betaSlow)", "--yarn-attn-factor", "\(rope.attnFactor)"]
+        if let e = rope.extFactor { f += ["--yarn-ext-factor", "\(e)"] }
+        return f
+    }
+
     /// The cache these flags describe, e.g. "sinks 4 + window 2048, KV int8 (12.7 KiB/token)".
     func describe(_ cache: KVCache) -> String {
         let policy = cache.policy.window.map { "sinks \(cache.policy.sinks) + window \($0)" } ?? "dense \(cache.capacity)"

@@ -166,4 +166,24 @@ final class SessionCLITests: XCTestCase {
             XCTAssertTrue(temporary.isEmpty, "\(temporary)")
         }
     }
+    /// A resume without flags takes the session's own cache, RoPE and memory settings; a flag
+    /// that contradicts them is refused with a line naming it, and the session is kept.
+    func testResumeTakesTheSessionsSettings() throws {
+        let first = try run(["--session", "small", "--window", "256", "--sinks", "8", "--no-memory", "--temp", "0", "-n", "4", "Say OK."], environment: env)
+        XCTAssertEqual(first.status, 0, first.stderr)
+        let saved = try Data(contentsOf: URL(fileURLWithPath: folder + "/small"))
+        let plain = try run(["--session", "small", "-n", "4", "Say OK again."], environment: env)
+        XCTAssertEqual(plain.status, 0, plain.stderr)
+        XCTAssertTrue(plain.stderr.contains("resumed session small"), plain.stderr)
+        let show = try run(["sessions", "show", "small"], environment: env)
+        XCTAssertTrue(show.stdout.contains("sinks 8 + window 256") && show.stdout.contains("memory off"), show.stdout)
+        XCTAssertTrue(show.stdout.contains("[user] Say OK again."), show.stdout)
+        let resumedBytes = try Data(contentsOf: URL(fileURLWithPath: folder + "/small"))
+        let conflicting = try run(["--session", "small", "--window", "512", "-n", "4", "And again."], environment: env)
+        XCTAssertEqual(conflicting.status, 1, conflicting.stderr)
+        XCTAssertTrue(conflicting.stderr.contains("--window 256") && conflicting.stderr.contains("--window 512"), conflicting.stderr)
+        XCTAssertEqual(conflicting.stderr.split(separator: "\n").count, 1, conflicting.stderr)
+        XCTAssertEqual(try Data(contentsOf: URL(fileURLWithPath: folder + "/small")), resumedBytes)
+        XCTAssertNotEqual(saved, resumedBytes)
+    }
 }

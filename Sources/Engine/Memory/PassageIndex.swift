@@ -157,14 +157,16 @@ public final class PassageIndex {
         return lo ..< min(hi, last + 1)
     }
 
-    /// The part of `passage` to read when a question asks for one fact: at most `budget`
-    /// tokens ending where the sentence sharing most of the question's word weight ends (with
-    /// the next sentence when it goes on in the same paragraph), searched over the passage and
-    /// one unit on each side. Why end there: this model goes on from whatever it read last.
-    /// With whole units and their neighbours before the question, "In which town did Captain
-    /// Rookwood hide the copper chess set?" was answered with the paragraph that followed the
-    /// fact in the passage ("The package and archive description can trace…"); ended at the
-    /// fact's sentence, the question follows its answer.
+    /// The part of `passage` to read when a question asks for one fact: the sentence sharing
+    /// most of the question's word weight, searched over the passage and one unit on each
+    /// side, with the sentences after it in its paragraph while the whole stays within
+    /// `budget` tokens (the one sentence alone may be longer). Why so little: this model
+    /// goes on from whatever it read last, and answers from any sentence near the question.
+    /// With whole units before the question, "In which town did Captain Rookwood hide the
+    /// copper chess set?" was answered with the paragraph after the fact ("The package and
+    /// archive description can trace…"); with 32 tokens ending at the fact, "What name did
+    /// Tobias give the hound?" with the quotation before it ("The name of the song is called
+    /// 'Haddocks' Eyes'").
     public func focus(_ passage: Passage, question: String, history: [Int], end: Int, tokenizer: Tokenizer,
                       budget: Int) -> Range<Int> {
         let limit = min(end, history.count)
@@ -185,15 +187,12 @@ public final class PassageIndex {
         let weights = idf(of: question)
         let scores = sentences.map { s in Set(Self.terms(of: tokenizer.decode(Array(history[s])))).reduce(0.0) { $0 + (weights[$1] ?? 0) } }
         guard let best = scores.indices.max(by: { scores[$0] < scores[$1] }), scores[best] > 0 else { return whole }
-        var upper = sentences[best].upperBound
-        if !breaks[best], best + 1 < sentences.count, sentences[best + 1].count <= budget,
-           !tokenizer.decode([history[sentences[best + 1].lowerBound]]).contains("\n") {
-            upper = sentences[best + 1].upperBound
+        var next = best
+        while !breaks[next], next + 1 < sentences.count, sentences[next + 1].upperBound - sentences[best].lowerBound <= budget,
+              !tokenizer.decode([history[sentences[next + 1].lowerBound]]).contains("\n") {
+            next += 1
         }
-        // Whole sentences before it, as many as the budget holds.
-        var lower = sentences[best].lowerBound
-        for s in sentences[..<best].reversed() where upper - s.lowerBound <= budget { lower = s.lowerBound }
-        return lower ..< upper
+        return sentences[best].lowerBound ..< sentences[next].upperBound
     }
 
     /// Inverse document frequency of each of the question's words found in the index.

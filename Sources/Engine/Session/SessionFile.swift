@@ -63,13 +63,13 @@ public enum SessionFile {
 
     /// Saves the generator's whole state and the chat to `path`, atomically.
     public static func save(to path: String, generator: Generator, conversation: SessionConversation,
-                            encoding requested: KVEncoding = .int8, modelName: String) throws {
+                            encoding requested: KVEncoding = .int8, modelName: String, flags: [String] = []) throws {
         let cache = generator.cache
         let encoding: KVEncoding = cache.precision == .int8 ? .int8 : requested
         let header = SessionHeader(fingerprint: SessionFingerprint(model: generator.model, tokenizer: generator.tokenizer, cache: cache),
                                    model: modelName, savedAt: Date().timeIntervalSince1970, tokens: cache.tokensSeen,
                                    memoryTokens: cache.memory?.tokens ?? 0, messages: conversation.messages.count,
-                                   kvEncoding: encoding, title: conversation.title)
+                                   kvEncoding: encoding, title: conversation.title, flags: flags)
         let directory = (path as NSString).deletingLastPathComponent
         let temporary = (directory.isEmpty ? "." : directory) + "/.\((path as NSString).lastPathComponent).saving-\(getpid())"
         let fd = open(temporary, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0o644)

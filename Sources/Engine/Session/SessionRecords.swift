@@ -42,12 +42,12 @@ public struct SessionFingerprint: Codable, Equatable {
         }
         func cacheText(_ f: SessionFingerprint) -> String { f.window.map { "--sinks \(f.sinks) --window \($0)" } ?? "--dense (\(f.capacity))" }
         if sinks != now.sinks || window != now.window || capacity != now.capacity {
-            return "it was saved with \(cacheText(self)), this run has \(cacheText(now)): pass the same flags"
+            return "it was saved with \(cacheText(self)), this run has \(cacheText(now)): leave those flags out to resume with its own"
         }
         if kv != now.kv { return "it was saved with --kv \(kv), this run has --kv \(now.kv)" }
-        if rope != now.rope { return "it was saved with RoPE \(rope), this run has \(now.rope): pass the same --rope-* flags" }
+        if rope != now.rope { return "it was saved with RoPE \(rope), this run has \(now.rope): leave the --rope-* flags out to resume with its own" }
         if memory != now.memory {
-            return "it was saved with memory \(memory ?? "off"), this run has \(now.memory ?? "off"): pass the same memory flags"
+            return "it was saved with memory \(memory ?? "off"), this run has \(now.memory ?? "off"): leave the memory flags out to resume with its own"
         }
         return nil
     }
@@ -88,6 +88,9 @@ public struct SessionHeader: Codable {
     public var messages: Int
     public var kvEncoding: SessionFile.KVEncoding
     public var title: String           // the first user message, shortened
+    /// Command-line flags that rebuild this cache, RoPE and memory, so that a resume without
+    /// flags takes them (absent in sessions saved before).
+    public var flags: [String]?
 }
 
 /// The conversation around the cache: what the chat template needs to continue, and the
