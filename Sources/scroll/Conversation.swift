@@ -108,9 +108,10 @@ final class Conversation {
     private(set) var lastPassages: [ReadAgain] = []
     private(set) var lastRecallPosition: Int?
 
-    /// How much of a passage about a document is read again: about a sentence. The shorter,
-    /// the better this model used it (`scroll needle`, 20 facts in 8K-token documents: 14/20
-    /// with 128 tokens ending at the fact's sentence, 18/20 with 32).
+    /// How much of a passage about a document is read again: its best sentence and the rest
+    /// of its paragraph within this many tokens. The less, the better this model used it
+    /// (`scroll needle`, 20 facts in 8K-token documents: 14/20 with 128 tokens ending at the
+    /// fact's sentence, 16–18/20 with 32, 18–19/20 with the sentence alone; docs/recall.md).
     static let focusedPassageTokens = 32
 
     /// Passages of earlier text that `question` is about, as tokens to read right before it
@@ -118,13 +119,14 @@ final class Conversation {
     /// index never finds them again.
     ///
     /// Budget. When the conversation holds a document (piped, /file, or any user turn longer
-    /// than the window), questions are about it: passages found by any shared word, also in
-    /// the older three quarters of the window (a fact 900 tokens back is as lost to this model
-    /// as an evicted one), each cut to its best sentence and what precedes it within
-    /// `focusedPassageTokens` (`PassageIndex.focus`), up to half the window in all. In a plain chat recent turns
-    /// matter more: up to a quarter of the window, only evicted text, and only passages
-    /// holding at least half of the question's word weight, so a turn that names nothing from
-    /// long ago reads nothing; they are read whole (a turn is its own context).
+    /// than the window), questions are about it: passages found by any shared word anywhere
+    /// before the question, in the window too (a fact 900 tokens back is as lost to this model
+    /// as an evicted one, and one 200 tokens back was still missed when asked in other
+    /// words), each cut to its best sentence (`PassageIndex.focus`), up to half the window in
+    /// all. In a plain chat recent turns matter more: up to a quarter of the window, only
+    /// evicted text, and only passages holding at least half of the question's word weight,
+    /// so a turn that names nothing from long ago reads nothing; they are read whole (a turn
+    /// is its own context).
     private func recallPassages(for question: String, document: Bool) -> [Int] {
         lastPassages = []
         guard let index = passages, let window = generator.cache.policy.window else { return [] }
@@ -132,7 +134,7 @@ final class Conversation {
         lastRecallPosition = now
         index.catchUp(history: history, end: now, tokenizer: generator.tokenizer)
         let chosen = document
-            ? index.passages(for: question, budget: window / 2, before: now - window / 4)
+            ? index.passages(for: question, budget: window / 2, before: now)
             : index.passages(for: question, budget: window / 4, minCoverage: 0.5, before: now - window)
         var ids: [Int] = []
         let gap = generator.tokenizer.encode("\n\n")
