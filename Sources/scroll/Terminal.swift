@@ -56,7 +56,6 @@ final class InterruptFlag {
         sources.append(s)
     }
 
-    func raise() { lock.lock(); raised = true; lock.unlock() }
     /// Forgets a Ctrl-C; a SIGHUP or SIGTERM stays.
     func clear() { lock.lock(); raised = false; lock.unlock() }
     var isRaised: Bool { lock.lock(); defer { lock.unlock() }; return raised || terminating != nil }
