@@ -43,6 +43,11 @@ extension REPL {
             let lock = arg == repl.sessionName ? repl.attached : try SessionLock(arg, in: repl.store)
             let path = try repl.store.path(arg)
             guard repl.store.exists(arg) else { throw EngineError.invalidArgument("no session \(arg) (/sessions lists them)") }
+            // This process's cache is built; a session with other settings resumes in its own run.
+            let g = repl.conversation.generator
+            if let saved = try SessionFile.header(at: path).flags, saved != CacheOptions.flags(for: g.cache, rope: g.model.rope.scaling) {
+                throw EngineError.invalidArgument("session \(arg) was saved with other cache settings: resume it with scroll --session \(arg)")
+            }
             repl.autosave()
             let header = try repl.conversation.load(from: path)
             repl.attached = lock

@@ -210,6 +210,10 @@ final class REPLTests: XCTestCase {
         var show = try run(["sessions", "show", "pets"], environment: env)
         XCTAssertTrue(show.stdout.contains("Tiberius") && !show.stdout.contains("colours"), show.stdout)
 
+        // A session saved with other cache settings cannot be loaded into this cache: one line says how to resume it.
+        XCTAssertEqual(try run(["--session", "small", "--window", "256", "-n", "2", "Hi."], environment: env).status, 0)
+        try term.send("/load small", "Enter")
+        try term.wait { $0.contains("session small was saved with other cache settings: resume it with scroll --session small") }
         try term.send("/load pets", "Enter")
         try term.wait { $0.contains("loaded session pets") && self.lines($0).last == "pets>" }
         try term.send("Tell me a long story about my cat.", "Enter")
