@@ -90,6 +90,7 @@ final class Conversation {
             return onText(piece)
         }
         stats.seconds = Date().timeIntervalSince(t1)
+        noteMemoryFailure()
         stats.tokens = out.count
         stats.reason = reason
         if template != nil { messages.append(ChatMessage(role: .assistant, content: replyText)) }
@@ -217,6 +218,7 @@ final class Conversation {
 
     private func feed(_ ids: [Int], progress: ((Int, Int) -> Void)?, shouldStop: (() -> Bool)?) throws -> Int {
         let cache = generator.cache
+        defer { noteMemoryFailure() }
         if let window = cache.policy.window, ids.count > cache.capacity {
             // No silent truncation: say once how a long input is held.
             let held = cache.memory != nil
@@ -224,7 +226,16 @@ final class Conversation {
                 : "the rest is dropped (block memory is off)"
             Terminal.note("scroll: the input (\(ids.count) tokens) is longer than the window: the model attends to the first \(cache.policy.sinks) tokens and the last \(window); \(held)")
         }
-        return try generator.feed(ids, progress: { progress?($0, ids.count) }, shouldStop: shouldStop)
+        return try generator.feed(ids, progress: { progress?($0, ids.count); self.noteMemoryFailure() }, shouldStop: shouldStop)
+    }
+
+    /// A failure of the block memory's file (a missing or full temporary folder), said once
+    /// when it happens; before, it showed only in /stats, and a long document read on.
+    private var memoryFailureNoted = false
+    private func noteMemoryFailure() {
+        guard !memoryFailureNoted, let failure = generator.cache.memory?.failure else { return }
+        memoryFailureNoted = true
+        Terminal.note("scroll: block memory: \(failure); older text beyond --memory-budget is dropped (set TMPDIR to a writable folder)")
     }
 
     /// Starts over with a new system prompt (nil: the model's default).
@@ -262,6 +273,7 @@ final class Conversation {
     }
 
     func reset() {
+        memoryFailureNoted = false
         generator.reset()
         messages.removeAll()
         passages?.reset()

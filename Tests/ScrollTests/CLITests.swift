@@ -59,6 +59,20 @@ final class CLITests: XCTestCase {
         XCTAssertFalse(forgetful.stdout.contains("PELICAN"), forgetful.stdout)
     }
 
+    /// The block memory's file cannot be made (TMPDIR names no folder) and its RAM budget is
+    /// small: one line says so while the document is read; the answer still comes.
+    func testMemoryFileFailureIsSaidOnce() throws {
+        guard let gpl = FileManager.default.contents(atPath: "/usr/share/common-licenses/GPL-3") else {
+            throw XCTSkip("/usr/share/common-licenses/GPL-3 is missing")
+        }
+        let r = try run(["--memory-budget", "1M", "--window", "256", "--temp", "0", "-n", "4", "What is this?"], stdin: gpl.prefix(8000),
+                        environment: ["TMPDIR": "/nonexistent-scroll-folder"])
+        XCTAssertEqual(r.status, 0, r.stderr)
+        XCTAssertFalse(r.stdout.isEmpty)
+        let lines = r.stderr.split(separator: "\n").filter { $0.contains("block memory: cannot create /nonexistent-scroll-folder/") }
+        XCTAssertEqual(lines.count, 1, r.stderr)
+    }
+
     /// A made-up fact in real prose (the start of the GPL, ~2.3K tokens), ~1.7K tokens before
     /// the question and so evicted from the default window: found by the question's words and
     /// read again right before it, the answer is right; without the memory it is not.
