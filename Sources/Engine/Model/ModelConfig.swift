@@ -20,7 +20,7 @@ public struct ModelConfig: Equatable {
     public var ropeBase: Double
     public var ropeMode: RopeMode
     public var rmsEpsilon: Float
-    /// RoPE scaling as the file states it ("none", "linear", "yarn"), for #5.
+    /// RoPE scaling as the file states it ("none", "linear", "yarn"), read by RopeScaling(config:).
     public var ropeScalingType: String?
     public var ropeScalingFactor: Double?
     public var ropeOriginalContext: Int?
