@@ -162,6 +162,12 @@ final class REPL {
         }
     }
 
+    /// The lock to attach `name` with: the one held if it is attached already, else a new one
+    /// (refused while another process holds it).
+    func lock(_ name: String) throws -> SessionLock? {
+        name == sessionName ? attached : try SessionLock(name, in: store)
+    }
+
     /// Starts a new conversation that no session holds (/reset, /system): the attached one
     /// keeps the conversation as last saved. Before, the next reply's autosave wrote the new
     /// conversation over the saved one without a word.

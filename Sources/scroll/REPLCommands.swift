@@ -28,7 +28,7 @@ extension REPL {
         Command(name: "save", usage: "[NAME]", help: "save the conversation (as NAME, which it is then attached to)", argument: .session) { repl, arg in
             guard let name = arg.isEmpty ? repl.sessionName : arg else { throw EngineError.invalidArgument("usage: /save NAME (no session is attached yet)") }
             // Another name: locked first, and never written over a conversation it does not hold.
-            let lock = name == repl.sessionName ? repl.attached : try SessionLock(name, in: repl.store)
+            let lock = try repl.lock(name)
             if name != repl.sessionName, repl.store.exists(name) {
                 throw EngineError.invalidArgument("session \(name) holds another conversation: choose a new name (or /load \(name))")
             }
@@ -40,7 +40,7 @@ extension REPL {
         },
         Command(name: "load", usage: "NAME", help: "resume a saved session and attach to it (the current one is kept if it cannot be read)", argument: .session) { repl, arg in
             guard !arg.isEmpty else { throw EngineError.invalidArgument("usage: /load NAME (/sessions lists them)") }
-            let lock = arg == repl.sessionName ? repl.attached : try SessionLock(arg, in: repl.store)
+            let lock = try repl.lock(arg)
             let path = try repl.store.path(arg)
             guard repl.store.exists(arg) else { throw EngineError.invalidArgument("no session \(arg) (/sessions lists them)") }
             // This process's cache is built; a session with other settings resumes in its own run.

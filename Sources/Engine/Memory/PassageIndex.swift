@@ -146,9 +146,7 @@ public final class PassageIndex {
     /// with "ICAN." in the next, and the model answered "PEL".
     public func tokens(of passage: Passage, history: [Int], end: Int, tokenizer: Tokenizer, slack: Int = 16) -> Range<Int> {
         var lo = range(ofUnit: passage.units.lowerBound).lowerBound, hi = range(ofUnit: passage.units.upperBound).upperBound
-        func endsSentence(_ i: Int) -> Bool {
-            tokenizer.decode([history[i]]).contains { ".!?\n".contains($0) }
-        }
+        func endsSentence(_ i: Int) -> Bool { Self.endsSentence(tokenizer.decode([history[i]])) }
         for i in stride(from: lo - 1, through: max(0, lo - slack), by: -1) where endsSentence(i) { lo = i + 1; break }
         let last = min(end, history.count) - 1
         if hi - 1 <= last, !endsSentence(hi - 1) {
@@ -172,13 +170,11 @@ public final class PassageIndex {
         let limit = min(end, history.count)
         let lo = range(ofUnit: max(0, passage.units.lowerBound - 1)).lowerBound
         let hi = min(limit, range(ofUnit: passage.units.upperBound + 1).upperBound)
-        let whole = tokens(of: passage, history: history, end: end, tokenizer: tokenizer)
-        guard lo < hi else { return whole }
         // Sentences: token runs ending at a token that holds . ! ? or a line break.
         var sentences: [Range<Int>] = [], breaks: [Bool] = [], start = lo
         for i in lo..<hi {
             let piece = tokenizer.decode([history[i]])
-            if piece.contains(where: { ".!?\n".contains($0) }) || i == hi - 1 {
+            if Self.endsSentence(piece) || i == hi - 1 {
                 sentences.append(start ..< i + 1)
                 breaks.append(piece.contains("\n"))
                 start = i + 1
@@ -186,7 +182,9 @@ public final class PassageIndex {
         }
         let weights = idf(of: question)
         let scores = sentences.map { s in Set(Self.terms(of: tokenizer.decode(Array(history[s])))).reduce(0.0) { $0 + (weights[$1] ?? 0) } }
-        guard let best = scores.indices.max(by: { scores[$0] < scores[$1] }), scores[best] > 0 else { return whole }
+        guard let best = scores.indices.max(by: { scores[$0] < scores[$1] }), scores[best] > 0 else {
+            return tokens(of: passage, history: history, end: end, tokenizer: tokenizer)
+        }
         var next = best
         while !breaks[next], next + 1 < sentences.count, sentences[next + 1].upperBound - sentences[best].lowerBound <= budget,
               !tokenizer.decode([history[sentences[next + 1].lowerBound]]).contains("\n") {
@@ -194,6 +192,9 @@ public final class PassageIndex {
         }
         return sentences[best].lowerBound ..< sentences[next].upperBound
     }
+
+    /// Whether a token's text ends a sentence or a line (where passages may start and end).
+    private static func endsSentence(_ piece: String) -> Bool { piece.contains { ".!?\n".contains($0) } }
 
     /// Inverse document frequency of each of the question's words found in the index.
     private func idf(of question: String) -> [String: Double] {
