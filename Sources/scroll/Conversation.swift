@@ -20,6 +20,8 @@ final class Conversation {
         self.systemPrompt = systemPrompt
         self.raw = raw
         passages = rereadPassages ? cache.memory.map { PassageIndex(unit: $0.settings.blockSize, origin: cache.policy.sinks) } : nil
+        cache.memory?.prepareFile()
+        noteMemoryFailure()
     }
 
     /// What a reply cost.

@@ -35,6 +35,12 @@ final class SessionLock {
             throw EngineError.invalidArgument("session \(name) is in use by another scroll" + (holder.map { " (process \($0))" } ?? "")
                                               + "; wait for it to finish, or use another name")
         }
+        // A folder that cannot take the save is said now, not after a long document was read.
+        guard access(store.directory, W_OK) == 0 else {
+            let why = String(cString: strerror(errno))
+            close(fd)
+            throw EngineError.invalidArgument("cannot save session \(name): \(store.directory): \(why)")
+        }
         let pid = Array("\(getpid())\n".utf8)
         if ftruncate(fd, 0) == 0 { _ = pwrite(fd, pid, pid.count, 0) }
         self.name = name

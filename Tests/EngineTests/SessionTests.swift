@@ -189,6 +189,44 @@ final class SessionTests: XCTestCase {
         XCTAssertEqual(g.generate(maxTokens: 3).ids.count, 3, "the conversation in use goes on")
     }
 
+    /// Files crafted to make loading grow or to poison the conversation: a few KB of zstd
+    /// claiming 2^28 tokens (it took 3.5 GB before), and NaN in the logits or a KV row (one
+    /// loaded, then every save failed). Each is refused in one line naming the problem.
+    func testCraftedSessionsAreRefusedBeforeTheyGrow() throws {
+        let g = try primed()
+        let path = temporaryPath()
+        try SessionFile.save(to: path, generator: g, conversation: conversation(g), encoding: .lossless, modelName: "m")
+        let file = [UInt8](try Data(contentsOf: URL(fileURLWithPath: path)))
+        let headerEnd = 20 + Int(file[12..<16].withUnsafeBytes { UInt32(littleEndian: $0.loadUnaligned(as: UInt32.self)) })
+        let body = try Zstd.decompress(Array(file[headerEnd...]), limit: 1 << 30)
+        func bytes<T: FixedWidthInteger>(_ v: T) -> [UInt8] { withUnsafeBytes(of: v.littleEndian) { Array($0) } }
+        func expectRefusal(header: SessionHeader? = nil, body: [UInt8], _ fragment: String, line: UInt = #line) throws {
+            var prefix = Array(file[..<headerEnd])
+            if let header {
+                let json = Array(try JSONEncoder().encode(header))
+                prefix = SessionFile.magic + bytes(SessionFile.version) + bytes(UInt32(json.count)) + json + bytes(SessionFile.crc32(json))
+            }
+            let bad = path + ".crafted"
+            try Data(prefix + (try Zstd.compress(body))).write(to: URL(fileURLWithPath: bad))
+            XCTAssertThrowsError(try load(bad, like: g.cache), line: line) { error in
+                XCTAssertTrue("\(error)".contains(fragment) && !"\(error)".contains("\n"), "\(error)", line: line)
+            }
+        }
+        let conversationBytes = 4 + Int(body[0..<4].withUnsafeBytes { UInt32(littleEndian: $0.loadUnaligned(as: UInt32.self)) })
+        var header = try SessionFile.header(at: path)
+        header.tokens = 1 << 28
+        try expectRefusal(header: header, body: Array(body[..<conversationBytes]) + bytes(UInt64(1 << 28)) + [UInt8](repeating: 0, count: 96 << 20),
+                          "expands")
+        let logitsAt = conversationBytes + 8 + 4 * g.history.count + 4
+        let rowsAt = logitsAt + 4 * model.config.vocabSize
+        let nan = bytes(Float.nan.bitPattern)
+        for (at, fragment) in [(logitsAt + 400, "non-finite logits"), (rowsAt + 4 * 70, "non-finite KV row")] {
+            var poisoned = body
+            poisoned.replaceSubrange(at..<(at + 4), with: nan)
+            try expectRefusal(body: poisoned, fragment)
+        }
+    }
+
     /// A thousand randomly damaged files: each loads or throws, never crashes or hangs.
     func testMutatedFilesNeverCrash() throws {
         let g = makeGenerator(makeCache(window: 24))

@@ -60,7 +60,7 @@ final class CLITests: XCTestCase {
     }
 
     /// The block memory's file cannot be made (TMPDIR names no folder) and its RAM budget is
-    /// small: one line says so while the document is read; the answer still comes.
+    /// small: one line says so before the document is read; the answer still comes.
     func testMemoryFileFailureIsSaidOnce() throws {
         guard let gpl = FileManager.default.contents(atPath: "/usr/share/common-licenses/GPL-3") else {
             throw XCTSkip("/usr/share/common-licenses/GPL-3 is missing")
@@ -71,6 +71,8 @@ final class CLITests: XCTestCase {
         XCTAssertFalse(r.stdout.isEmpty)
         let lines = r.stderr.split(separator: "\n").filter { $0.contains("block memory: cannot create /nonexistent-scroll-folder/") }
         XCTAssertEqual(lines.count, 1, r.stderr)
+        // Said before the document is read, not once the budget has filled.
+        XCTAssertTrue(r.stderr.hasPrefix("scroll: block memory: cannot create"), r.stderr)
     }
 
     /// A made-up fact in real prose (the start of the GPL, ~2.3K tokens), ~1.7K tokens before

@@ -182,6 +182,9 @@ public final class BlockMemory {
     public var fileBytes: Int { store.fileBytes }
     /// Why blocks are being dropped (the memory file could not be written), if they are.
     public var failure: String? { store.failure }
+    /// Opens the memory file now, so that a temporary folder it cannot be created in is
+    /// known (`failure`) before a long read rather than once the RAM budget has filled.
+    public func prepareFile() { store.openFile() }
 
     // Blob layout of one block in one layer: key codes, value codes [kv_head][block][head_dim]
     // int8, then key scales, value scales [kv_head][block][head_dim/32] f32.
@@ -196,6 +199,14 @@ public final class BlockMemory {
     private func scales(_ base: UnsafeRawPointer, _ index: Int) -> UnsafePointer<Float> {
         (base + 2 * kvHeadCount * codesPerHead).assumingMemoryBound(to: Float.self) + index * scalesPerHead
     }
+    /// In the blob at `base`: the codes and the scales of keys (part 0) or values (part 1) of KV head h.
+    func blobRows(_ base: UnsafeRawPointer, part: Int, head h: Int) -> (codes: UnsafeMutablePointer<Int8>, scales: UnsafeMutablePointer<Float>) {
+        let index = part * kvHeadCount + h
+        return (UnsafeMutablePointer(mutating: (base + index * codesPerHead).assumingMemoryBound(to: Int8.self)),
+                UnsafeMutablePointer(mutating: scales(base, index)))
+    }
+    /// Every scale in `blob`.
+    var blobScales: UnsafeBufferPointer<Float> { UnsafeBufferPointer(start: scales(blob, 0), count: 2 * kvHeadCount * scalesPerHead) }
 
     /// Notes the queries of n tokens from stream position `first`, rotated at their own
     /// positions, before they attend (they score the keys they see in the window).

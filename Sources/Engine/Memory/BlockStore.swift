@@ -41,13 +41,7 @@ final class BlockStore {
             ram[index].copyMemory(from: bytes, byteCount: blobBytes)
             return
         }
-        guard failure == nil else { return }
-        if fileDescriptor < 0 {
-            let path = (directory as NSString).appendingPathComponent("scroll-memory-\(getpid())-\(UInt32.random(in: 0...UInt32.max))")
-            fileDescriptor = open(path, O_RDWR | O_CREAT | O_EXCL, 0o600)
-            guard fileDescriptor >= 0 else { failure = "cannot create \(path): \(String(cString: strerror(errno)))"; return }
-            unlink(path)   // the file goes away with the process, however it ends
-        }
+        guard failure == nil, openFile() else { return }
         let offset = off_t((index - ramBlobLimit) * blobBytes)
         var written = 0
         while written < blobBytes {
@@ -56,6 +50,19 @@ final class BlockStore {
             written += r
         }
         fileBlobs = max(fileBlobs, index - ramBlobLimit + 1)
+    }
+
+    /// Creates the file now rather than when the RAM budget fills, so that a missing or
+    /// read-only temporary folder is said before a long document is read, not after.
+    @discardableResult
+    func openFile() -> Bool {
+        if fileDescriptor >= 0 { return true }
+        guard failure == nil else { return false }
+        let path = (directory as NSString).appendingPathComponent("scroll-memory-\(getpid())-\(UInt32.random(in: 0...UInt32.max))")
+        fileDescriptor = open(path, O_RDWR | O_CREAT | O_EXCL | O_CLOEXEC, 0o600)
+        guard fileDescriptor >= 0 else { failure = "cannot create \(path): \(String(cString: strerror(errno)))"; return false }
+        unlink(path)   // the file goes away with the process, however it ends
+        return true
     }
 
     /// Blob `index`, either in place (RAM) or read into `buffer`; nil if it was never stored.

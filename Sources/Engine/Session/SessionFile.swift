@@ -89,6 +89,8 @@ public enum SessionFile {
             guard fsync(fd) == 0 else { throw Zstd.Failure(description: "fsync failed: \(String(cString: strerror(errno)))") }
         } catch let e as Zstd.Failure {
             throw failure(path, e.description)
+        } catch is EncodingError {
+            throw failure(path, "a record holds a value JSON cannot store (NaN or infinity)")
         }
         close(fd)
         done = true
@@ -227,6 +229,7 @@ public enum SessionFile {
             let logitCount = Int(try r.get(UInt32.self))
             guard logitCount == (n == 0 ? 0 : model.config.vocabSize) else { throw Zstd.Failure(description: "logits have the wrong size") }
             let logits = try r.array(Float.self, count: logitCount)
+            try logits.withUnsafeBufferPointer { try requireFinite($0, "logits") }
             try readCache(r, into: cache, tokens: n, encoding: header.kvEncoding, version: version)
             guard try r.bytes(count: 4, limit: 4) == Array("END!".utf8) else { throw Zstd.Failure(description: "end marker missing") }
             try r.finish()
@@ -254,8 +257,10 @@ public enum SessionFile {
                 }
             } else if encoding == .lossless {
                 try r.read(into: UnsafeMutableRawBufferPointer(start: f!, count: rows * hd * 4))
+                try requireFinite(UnsafeBufferPointer(start: f!, count: rows * hd), "KV row")
             } else {
                 try codec.decode(from: r, rows: rows, into: f!)
+                try requireFinite(UnsafeBufferPointer(start: f!, count: rows * hd), "KV row")
             }
         }
         for l in 0..<cache.layerCount {
@@ -283,12 +288,17 @@ public enum SessionFile {
             memory.pendingCount[l] = pending
             if version == 1 { memory.turnPending(layer: l, keys: memory.pendingKeys[l], toCanonical: false) }
             memory.representatives[l] = try r.array(Float.self, count: blocks * kvh * hd)
+            try memory.representatives[l].withUnsafeBufferPointer { try requireFinite($0, "representative key") }
             memory.blockCount[l] = blocks
             // Before version 3 there were none: the block being filled is scored from here on.
             let scorer = memory.scorer
             if version >= 3 {
-                for h in 0..<kvh { try r.read(into: UnsafeMutableRawBufferPointer(start: scorer.scores[l] + h * b, count: pending * 4)) }
+                for h in 0..<kvh {
+                    try r.read(into: UnsafeMutableRawBufferPointer(start: scorer.scores[l] + h * b, count: pending * 4))
+                    try requireFinite(UnsafeBufferPointer(start: scorer.scores[l] + h * b, count: pending), "block score")
+                }
                 try r.read(into: UnsafeMutableRawBufferPointer(start: scorer.ring[l], count: scorer.ringSize * kvh * hd * 4))
+                try requireFinite(UnsafeBufferPointer(start: scorer.ring[l], count: scorer.ringSize * kvh * hd), "query sum")
             }
         }
         memory.scorer.restore(tokensSeen: n)
@@ -297,6 +307,7 @@ public enum SessionFile {
             for l in 0..<cache.layerCount {
                 if encoding == .lossless {
                     try r.read(into: UnsafeMutableRawBufferPointer(start: memory.blob, count: memory.store.blobBytes))
+                    try requireFinite(memory.blobScales, "memory scale")
                 } else {
                     try codec.decodeBlob(from: r, memory: memory)
                 }
@@ -312,6 +323,12 @@ public enum SessionFile {
     }
 
     // MARK: Pieces
+
+    /// A NaN or infinity in a loaded cache spreads through every later attention, and one in a
+    /// saved score made every later save fail; refused here with the record's name.
+    static func requireFinite(_ values: UnsafeBufferPointer<Float>, _ what: String) throws {
+        guard values.allSatisfy({ $0.isFinite }) else { throw Zstd.Failure(description: "non-finite \(what) (NaN or infinity)") }
+    }
 
     private static func openForReading(_ path: String) throws -> Int32 {
         let fd = open(path, O_RDONLY | O_CLOEXEC)

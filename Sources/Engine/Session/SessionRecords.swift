@@ -211,19 +211,28 @@ final class BodyWriter {
 }
 
 /// The body's reader. Arrays are read in pieces, so a damaged count fails at the end of the
-/// data instead of asking for an absurd allocation up front.
+/// data instead of asking for an absurd allocation up front; and the data may not expand
+/// beyond what a real session compresses to, so a small crafted file cannot make loading
+/// allocate or write gigabytes (a 35 KB file whose zstd frame was zeros claimed 268M tokens
+/// and took 3.5 GB). Real bodies are KV rows that compress ~1.1–1.6×; text and token ids,
+/// which compress far better, are a few MB at most, within the slack.
 final class BodyReader {
     private let zstd: Zstd.Reader
+    static let maxExpansion = 64, expansionSlack = 32 << 20
 
     init(fd: Int32) throws { zstd = try Zstd.Reader(fd: fd) }
 
     func get<T: FixedWidthInteger>(_: T.Type) throws -> T {
         var v = T.zero
-        try withUnsafeMutableBytes(of: &v) { try zstd.read(into: $0) }
+        try withUnsafeMutableBytes(of: &v) { try read(into: $0) }
         return T(littleEndian: v)
     }
     func read(into buffer: UnsafeMutableRawBufferPointer) throws {
-        if buffer.count > 0 { try zstd.read(into: buffer) }
+        guard buffer.count > 0 else { return }
+        try zstd.read(into: buffer)
+        guard zstd.decompressedBytes <= Self.expansionSlack + Self.maxExpansion * zstd.compressedBytes else {
+            throw Zstd.Failure(description: "the data expands \(zstd.decompressedBytes / max(1, zstd.compressedBytes))-fold, more than any session (crafted?)")
+        }
     }
     func bytes(count: Int, limit: Int) throws -> [UInt8] {
         guard count <= limit else { throw Zstd.Failure(description: "record of \(count) bytes is implausible") }
@@ -235,7 +244,7 @@ final class BodyReader {
         while out.count < count {
             let n = min(piece, count - out.count)
             let part = try [T](unsafeUninitializedCapacity: n) { buf, initialized in
-                try zstd.read(into: UnsafeMutableRawBufferPointer(buf))
+                try read(into: UnsafeMutableRawBufferPointer(buf))
                 initialized = n
             }
             out += part
@@ -288,21 +297,13 @@ final class RowCodec {
         }
     }
 
-    // A memory blob (BlockMemory): key codes, value codes [kv_head][block][head_dim] int8, then
-    // key scales, value scales [kv_head][block][head_dim/32] f32. Re-coded per (keys or values,
-    // KV head): dequantized, then encoded like cache rows; loading quantizes them back.
-    private func blobRows(_ memory: BlockMemory, part: Int, head h: Int) -> (codes: Int, scales: Int) {
-        let b = memory.settings.blockSize, hd = headDim, kvh = memory.kvHeadCount
-        let index = part * kvh + h
-        return (index * b * hd, 2 * kvh * b * hd + index * b * (hd / Int(CK_KV_GROUP)) * 4)
-    }
-
+    // A memory blob (BlockMemory.blobRows) is re-coded per (keys or values, KV head):
+    // dequantized, then encoded like cache rows; loading quantizes them back.
     func encodeBlob(_ blob: UnsafeRawPointer, memory: BlockMemory, to w: BodyWriter) throws {
         let b = memory.settings.blockSize, hd = headDim, groups = hd / Int(CK_KV_GROUP)
         for part in 0..<2 {
             for h in 0..<memory.kvHeadCount {
-                let at = blobRows(memory, part: part, head: h)
-                let c = (blob + at.codes).assumingMemoryBound(to: Int8.self), s = (blob + at.scales).assumingMemoryBound(to: Float.self)
+                let (c, s) = memory.blobRows(blob, part: part, head: h)
                 try floats.withUnsafeMutableBufferPointer { f in
                     for row in 0..<b { ck_dequantize_kv_row(c + row * hd, s + row * groups, f.baseAddress! + row * hd, Int32(hd)) }
                     try encode(f.baseAddress!, rows: b, to: w)
@@ -315,11 +316,10 @@ final class RowCodec {
         let b = memory.settings.blockSize, hd = headDim, groups = hd / Int(CK_KV_GROUP)
         for part in 0..<2 {
             for h in 0..<memory.kvHeadCount {
-                let at = blobRows(memory, part: part, head: h)
-                let c = (memory.blob + at.codes).assumingMemoryBound(to: Int8.self)
-                let s = (memory.blob + at.scales).assumingMemoryBound(to: Float.self)
+                let (c, s) = memory.blobRows(memory.blob, part: part, head: h)
                 try floats.withUnsafeMutableBufferPointer { f in
                     try decode(from: r, rows: b, into: f.baseAddress!)
+                    try SessionFile.requireFinite(UnsafeBufferPointer(start: f.baseAddress!, count: b * hd), "memory row")
                     for row in 0..<b { ck_quantize_kv_row(f.baseAddress! + row * hd, c + row * hd, s + row * groups, Int32(hd)) }
                 }
             }

@@ -95,6 +95,8 @@ public enum Zstd {
         private var input: [UInt8]
         private var inPos = 0, inSize = 0
         private var frameDone = false
+        /// Bytes read from the file, and bytes of data they gave so far.
+        public private(set) var compressedBytes = 0, decompressedBytes = 0
 
         public init(fd: Int32) throws {
             guard let ctx = ZSTD_createDCtx() else { throw Failure(description: "zstd: out of memory") }
@@ -112,6 +114,7 @@ public enum Zstd {
                 if frameDone { throw Failure(description: "data ends early") }
                 try pump(&output)
             }
+            decompressedBytes += buffer.count
         }
 
         /// Checks that the frame ends here, its checksum holds and nothing follows it.
@@ -142,6 +145,7 @@ public enum Zstd {
             guard n >= 0 else { throw Failure(description: "read failed: \(String(cString: strerror(errno)))") }
             inPos = 0
             inSize = n
+            compressedBytes += n
             return n
         }
     }
