@@ -30,8 +30,13 @@ enum LineEditor {
         history_comment_char = CChar(UInt8(ascii: "#"))
         history_write_timestamps = 1
         history_multiline_entries = 1
-        historyPath = path
-        if let path { read_history(path) }
+        if let path, let problem = historyProblem(path) {
+            Terminal.note("scroll: history: \(Terminal.escaped(path)) \(problem); this session's lines are not saved")
+            historyPath = nil
+        } else {
+            historyPath = path
+        }
+        if let historyPath { read_history(historyPath) }
         stifle_history(1000)
         rl_attempted_completion_function = { text, start, _ in
             let line = rl_line_buffer.map { String(cString: $0) } ?? ""
@@ -50,6 +55,28 @@ enum LineEditor {
         }
     }
     nonisolated(unsafe) private static var nextCandidate = 0
+
+    /// The history file is read and rewritten (cut to 1,000 entries) only when it is absent or
+    /// Scroll's own: a regular file of at most 4 MB starting with readline's "#<time>" mark.
+    /// Why: a FIFO named by $SCROLL_HISTORY hung in open() beyond Ctrl-C's reach, a 100 MB file
+    /// took 161 s before the first prompt, and any other file it named was cut and chmod 600.
+    static func historyProblem(_ path: String) -> String? {
+        var st = stat()
+        guard stat(path, &st) == 0 else { return errno == ENOENT ? nil : "cannot be read (\(String(cString: strerror(errno))))" }
+        guard st.st_mode & S_IFMT == S_IFREG else { return "is not a regular file" }
+        guard st.st_size <= 4 << 20 else { return "is \(st.st_size / (1 << 20)) MB, more than a history holds" }
+        guard st.st_size > 0 else { return nil }
+        let fd = open(path, O_RDONLY | O_NONBLOCK | O_CLOEXEC)
+        guard fd >= 0 else { return "cannot be read (\(String(cString: strerror(errno))))" }
+        defer { close(fd) }
+        var head = [UInt8](repeating: 0, count: 16)
+        let n = read(fd, &head, head.count)
+        let mark = head.prefix(max(0, n)).dropFirst()
+        guard head.first == UInt8(ascii: "#"), let digit = mark.first, (UInt8(ascii: "0")...UInt8(ascii: "9")).contains(digit) else {
+            return "is not a Scroll history file"
+        }
+        return nil
+    }
 
     /// Reads one line with `prompt`; nil at end of input (Ctrl-D on an empty line) or on a
     /// SIGHUP or SIGTERM. A Ctrl-C while typing clears the line and shows a fresh prompt.

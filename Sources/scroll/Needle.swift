@@ -70,7 +70,14 @@ struct NeedleCommand: ParsableCommand {
                     let depths = (0..<questions).map { q -> Double in
                         let slot = Double(c * questions + q) / Double(max(1, cases * questions - 1))
                         return questions == 1 ? slot : (Double(q) + slot) / Double(questions) }
-                    let facts = depths.indices.map { Needle.fact(&rng, paraphrased: (c + $0) % 2 == 1) }
+                    // Drawn again when a subject repeats: seed 302 put two keepers on one
+                    // lighthouse, and the second question had two right answers.
+                    var facts: [NeedleFact] = []
+                    for q in depths.indices {
+                        var fact = Needle.fact(&rng, paraphrased: (c + q) % 2 == 1)
+                        while facts.contains(where: { $0.subject == fact.subject }) { fact = Needle.fact(&rng, paraphrased: (c + q) % 2 == 1) }
+                        facts.append(fact)
+                    }
                     var document = ""
                     var offsets: [Int] = []
                     // The first fact is placed in the text; the others in turn into what came before.

@@ -7,7 +7,7 @@ struct ModelOptions: ParsableArguments {
     @Option(name: [.short, .long], help: "Path to a GGUF model (default: models/\(ModelLocator.defaultFileName)).")
     var model: String?
 
-    @Option(name: .long, help: "Worker threads for the matrix kernels (default: number of cores).")
+    @Option(name: .long, parsing: .unconditional, help: "Worker threads for the matrix kernels (default: number of cores).")
     var threads: Int?
 
     @Flag(name: .long, help: "Exact float arithmetic: weights dequantized on the fly, activations never quantized to 8 bits (slower; the reference the fast path is tested against).")
@@ -15,23 +15,23 @@ struct ModelOptions: ParsableArguments {
 
     @Option(name: .customLong("rope-scaling"), help: "RoPE scaling: none, linear or yarn (default: the model file's; yarn is chosen by itself when --sinks + --window exceed the trained context).")
     var ropeScaling: RopeScaling.Kind?
-    @Option(name: .customLong("rope-scale"), help: "RoPE scaling factor s (default: the file's, or window over trained context). Alone it means yarn.")
+    @Option(name: .customLong("rope-scale"), parsing: .unconditional, help: "RoPE scaling factor s (default: the file's, or window over trained context). Alone it means yarn.")
     var ropeScale: Double?
-    @Option(name: .customLong("yarn-orig-ctx"), help: "YaRN/linear: the original context (default: the file's, else its trained context).")
+    @Option(name: .customLong("yarn-orig-ctx"), parsing: .unconditional, help: "YaRN/linear: the original context (default: the file's, else its trained context).")
     var yarnOrigCtx: Int?
-    @Option(name: .customLong("yarn-beta-fast"), help: "YaRN: dimensions turning at least this often keep their frequency.")
+    @Option(name: .customLong("yarn-beta-fast"), parsing: .unconditional, help: "YaRN: dimensions turning at least this often keep their frequency.")
     var yarnBetaFast: Double = 32
-    @Option(name: .customLong("yarn-beta-slow"), help: "YaRN: dimensions turning at most this often are interpolated.")
+    @Option(name: .customLong("yarn-beta-slow"), parsing: .unconditional, help: "YaRN: dimensions turning at most this often are interpolated.")
     var yarnBetaSlow: Double = 1
-    @Option(name: .customLong("yarn-ext-factor"), help: "YaRN: weight of the extrapolation ramp (default: 1 with yarn, 0 otherwise).")
+    @Option(name: .customLong("yarn-ext-factor"), parsing: .unconditional, help: "YaRN: weight of the extrapolation ramp (default: 1 with yarn, 0 otherwise).")
     var yarnExtFactor: Double?
-    @Option(name: .customLong("yarn-attn-factor"), help: "YaRN: factor on mscale.")
+    @Option(name: .customLong("yarn-attn-factor"), parsing: .unconditional, help: "YaRN: factor on mscale.")
     var yarnAttnFactor: Double = 1
 
     func validate() throws {
         if let t = threads, t < 1 || t > 256 { throw ValidationError("--threads must be between 1 and 256") }
         if let s = ropeScale, !(s >= 1 && s <= 1024) { throw ValidationError("--rope-scale must be between 1 and 1024") }
-        if let n = yarnOrigCtx, n < 1 { throw ValidationError("--yarn-orig-ctx must be at least 1") }
+        if let n = yarnOrigCtx, !(1...ModelConfig.maxContext).contains(n) { throw ValidationError("--yarn-orig-ctx must be from 1 to \(ModelConfig.maxContext)") }
         guard yarnBetaFast > 0, yarnBetaSlow > 0, yarnBetaFast > yarnBetaSlow else {
             throw ValidationError("--yarn-beta-fast must be greater than --yarn-beta-slow, both above 0")
         }
@@ -49,6 +49,9 @@ struct ModelOptions: ParsableArguments {
         let config = try ModelConfig(gguf: gguf)
         let scaling = ropeScaling(config: config, cacheCapacity: cacheCapacity)
         let positions = max(config.contextLength, scaling.scaledContext, cacheCapacity ?? 0)
+        var plan = MemoryPlan()
+        Transformer.plan(config: config, positions: positions, threads: threadCount, fileBytes: gguf.fileBytes, into: &plan)
+        try plan.check()
         let transformer = try Transformer(gguf: gguf, threads: threadCount, maxPositions: positions, ropeScaling: scaling)
         transformer.fastPath = !exact
         let tokenizer = try Tokenizer(gguf: gguf)
@@ -85,7 +88,7 @@ extension KVPrecision: ExpressibleByArgument {}
 extension MemoryPositions: ExpressibleByArgument {}
 
 struct CacheOptions: ParsableArguments {
-    @Option(help: "Attention-sink tokens kept forever at the start of the cache.")
+    @Option(parsing: .unconditional, help: "Attention-sink tokens kept forever at the start of the cache.")
     var sinks = CachePolicy.defaultSinks
     // 1024, not the 2048 that would fit the trained context: recalled blocks sit beyond the
     // window, and this 135M model uses a passage only when it is near the question. Passkey
@@ -95,7 +98,7 @@ struct CacheOptions: ParsableArguments {
     // (32K: 20/20 on both kernel sets, where 1024 left a needle right before the question a
     // coin toss): 1024 predicts text better (ppl with the memory 11.56 against 11.90), and
     // saved sessions name their window, so a new default would refuse the old ones. docs/benchmarks.md.
-    @Option(help: "Most recent tokens kept in the sliding window.")
+    @Option(parsing: .unconditional, help: "Most recent tokens kept in the sliding window.")
     var window = 1024
     @Flag(help: "Plain dense attention up to the model's trained (or RoPE-scaled) context (no eviction; a full context is an error).")
     var dense = false
@@ -105,11 +108,11 @@ struct CacheOptions: ParsableArguments {
     var memory = true
     @Flag(inversion: .prefixedNo, help: "Memory: before each question, read again the evicted passages it names (by their words), right before it.")
     var reread = true
-    @Option(help: "Memory: evicted tokens per block.")
+    @Option(parsing: .unconditional, help: "Memory: evicted tokens per block.")
     var blockSize = 64
-    @Option(help: "Memory: blocks recalled per layer and KV head.")
+    @Option(parsing: .unconditional, help: "Memory: blocks recalled per layer and KV head.")
     var topBlocks = 8
-    @Option(help: "Memory: a block's representative is the mean of its this many most attended keys (0: of all its keys).")
+    @Option(parsing: .unconditional, help: "Memory: a block's representative is the mean of its this many most attended keys (0: of all its keys).")
     var representativeKeys = MemorySettings().representativeKeys
     @Option(help: "Memory: RAM for block contents (e.g. 512M, 2G); the rest goes to a temporary file.")
     var memoryBudget = "1G"
@@ -117,8 +120,10 @@ struct CacheOptions: ParsableArguments {
     var memoryPositions = MemoryPositions.chronological
 
     func validate() throws {
-        guard sinks >= 0 else { throw ValidationError("--sinks must be 0 or more") }
-        guard window >= 1 else { throw ValidationError("--window must be at least 1") }
+        // Bounded so that sums and products of them cannot overflow; what the machine can
+        // hold is checked against memory when the cache is made (MemoryPlan).
+        guard (0...ModelConfig.maxContext).contains(sinks) else { throw ValidationError("--sinks must be from 0 to \(ModelConfig.maxContext)") }
+        guard (1...ModelConfig.maxContext).contains(window) else { throw ValidationError("--window must be from 1 to \(ModelConfig.maxContext)") }
         guard (1...4096).contains(blockSize) else { throw ValidationError("--block-size must be from 1 to 4096") }
         guard (0...1024).contains(topBlocks) else { throw ValidationError("--top-blocks must be from 0 to 1024") }
         guard representativeKeys >= 0 else { throw ValidationError("--representative-keys must be 0 or more") }
@@ -150,7 +155,12 @@ struct CacheOptions: ParsableArguments {
 
     /// A cache for `model` as these flags describe it.
     func makeCache(for model: Transformer) throws -> KVCache {
-        model.makeCache(policy: try policy(for: model), precision: kvPrecision, memory: memorySettings)
+        let policy = try policy(for: model)
+        var plan = MemoryPlan()
+        model.plan(into: &plan)
+        KVCache.plan(config: model.config, policy: policy, precision: kvPrecision, memory: memorySettings, into: &plan)
+        try plan.check()
+        return model.makeCache(policy: policy, precision: kvPrecision, memory: memorySettings)
     }
 
     /// The capacity RoPE must cover: sinks + window, or nil for dense.
@@ -193,19 +203,19 @@ struct CacheOptions: ParsableArguments {
 /// Sampling flags (llama.cpp's names and defaults). Each is optional so that a resumed
 /// session keeps its own settings except those given on the command line.
 struct SamplingOptions: ParsableArguments {
-    @Option(name: [.customShort("n"), .customLong("max-tokens")], help: "Most tokens to generate per reply.")
+    @Option(name: [.customShort("n"), .customLong("max-tokens")], parsing: .unconditional, help: "Most tokens to generate per reply.")
     var maxTokens: Int = 512
-    @Option(name: .customLong("temp"), help: "Temperature; 0 is greedy (default 0.8).")
+    @Option(name: .customLong("temp"), parsing: .unconditional, help: "Temperature; 0 is greedy (default 0.8).")
     var temperature: Float?
-    @Option(name: .customLong("top-k"), help: "Keep the k most likely tokens; 0: off (default 40).")
+    @Option(name: .customLong("top-k"), parsing: .unconditional, help: "Keep the k most likely tokens; 0: off (default 40).")
     var topK: Int?
-    @Option(name: .customLong("top-p"), help: "Keep the smallest set with this much probability; 1: off (default 0.95).")
+    @Option(name: .customLong("top-p"), parsing: .unconditional, help: "Keep the smallest set with this much probability; 1: off (default 0.95).")
     var topP: Float?
-    @Option(name: .customLong("min-p"), help: "Drop tokens below this fraction of the top probability; 0: off (default 0.05).")
+    @Option(name: .customLong("min-p"), parsing: .unconditional, help: "Drop tokens below this fraction of the top probability; 0: off (default 0.05).")
     var minP: Float?
-    @Option(name: .customLong("repeat-penalty"), help: "Penalty for tokens among the last --repeat-last-n; 1: off (default 1).")
+    @Option(name: .customLong("repeat-penalty"), parsing: .unconditional, help: "Penalty for tokens among the last --repeat-last-n; 1: off (default 1).")
     var repeatPenalty: Float?
-    @Option(name: .customLong("repeat-last-n"), help: "How many recent tokens the repeat penalty looks at (default 64).")
+    @Option(name: .customLong("repeat-last-n"), parsing: .unconditional, help: "How many recent tokens the repeat penalty looks at (default 64).")
     var repeatLastN: Int?
     @Option(name: .long, help: "Random seed; the same seed reproduces a reply (default: random).")
     var seed: UInt64?

@@ -25,10 +25,10 @@ func reportingErrors(_ body: () throws -> Void) throws {
     do {
         try body()
     } catch let e as EngineError {
-        Terminal.note("scroll: error: \(e.description)")
+        Terminal.note("scroll: error: \(Terminal.escaped(e.description))")
         throw ExitCode(1)
     } catch let e as Zstd.Failure {
-        Terminal.note("scroll: error: \(e.description)")
+        Terminal.note("scroll: error: \(Terminal.escaped(e.description))")
         throw ExitCode(1)
     }
 }

@@ -95,7 +95,7 @@ struct SessionStore {
         for e in entries {
             let tokens = e.header.map { String($0.tokens) } ?? "?"
             let model = e.header.map { $0.model + ($0.title.isEmpty ? "" : "  \"\($0.title)\"") } ?? "unreadable: \(e.error ?? "")"
-            lines.append(pad(e.name, 20) + pad(tokens, 10) + pad(Self.size(e.bytes), 10) + pad(formatter.string(from: e.modified), 18) + model)
+            lines.append(pad(e.name, 20) + pad(tokens, 10) + pad(Self.size(e.bytes), 10) + pad(formatter.string(from: e.modified), 18) + Terminal.escaped(model))
         }
         return lines.joined(separator: "\n")
     }

@@ -24,12 +24,12 @@ struct SessionsCommand: ParsableCommand {
                 let (h, c) = try SessionFile.conversation(at: path)
                 let f = h.fingerprint
                 print("session \(name): \(h.tokens) tokens (\(h.memoryTokens) in block memory), \(h.messages) messages")
-                print("model: \(h.model) (\(f.architecture), \(f.layers) layers, vocabulary \(f.vocab))")
+                print("model: \(Terminal.escaped(h.model)) (\(f.architecture), \(f.layers) layers, vocabulary \(f.vocab))")
                 print("cache: \(f.window.map { "sinks \(f.sinks) + window \($0)" } ?? "dense \(f.capacity)"), KV \(f.kv), stored \(h.kvEncoding.rawValue); RoPE \(f.rope); memory \(f.memory ?? "off")")
                 print("sampler: temp \(c.sampler.temperature), top-k \(c.sampler.topK), top-p \(c.sampler.topP), min-p \(c.sampler.minP), repeat-penalty \(c.sampler.repeatPenalty), seed \(c.sampler.seed)")
                 print("saved: \(Date(timeIntervalSince1970: h.savedAt))")
-                if let system = c.systemPrompt { print("\n[system] \(system)") }
-                for m in c.messages { print("\n[\(m.role.rawValue)] \(m.content)") }
+                if let system = c.systemPrompt { print("\n[system] \(Terminal.escaped(system, lines: true))") }
+                for m in c.messages { print("\n[\(m.role.rawValue)] \(Terminal.escaped(m.content, lines: true))") }
             }
         }
     }

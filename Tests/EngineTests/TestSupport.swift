@@ -58,6 +58,44 @@ struct GGUFBuilder {
 
     var version: UInt32 = 3
     var metadata: [(String, Value)] = []
+
+    init() {}
+
+    /// A copy of a real file's metadata and tensors, to be altered one value at a time.
+    init(copying file: GGUFFile) throws {
+        func value(_ v: GGUFValue) -> Value {
+            switch v {
+            case .uint8(let x): return .u8(x)
+            case .int8(let x): return .i8(x)
+            case .uint16(let x): return .u16(x)
+            case .int16(let x): return .i16(x)
+            case .uint32(let x): return .u32(x)
+            case .int32(let x): return .i32(x)
+            case .uint64(let x): return .u64(x)
+            case .int64(let x): return .i64(x)
+            case .float32(let x): return .f32(x)
+            case .float64(let x): return .f64(x)
+            case .bool(let x): return .bool(x)
+            case .string(let x): return .str(x)
+            case .array(let items):
+                let converted = items.map(value)
+                return .array(typeCode: converted.first?.typeCode ?? 0, converted)
+            }
+        }
+        metadata = file.metadata.keys.sorted().map { ($0, value(file.metadata[$0]!)) }
+        tensors = try file.tensorNames.map { name in
+            let info = file.tensors[name]!
+            let type = GGMLType(rawValue: info.type)!
+            let bytes = type.byteCount(elements: info.elementCount)
+            let data = try file.data(of: info)
+            return (name, info.dims.map(UInt64.init), info.type, Array(UnsafeRawBufferPointer(start: data, count: bytes)))
+        }
+    }
+
+    /// Sets (or adds) metadata `key`.
+    mutating func set(_ key: String, _ v: Value) {
+        if let i = metadata.firstIndex(where: { $0.0 == key }) { metadata[i].1 = v } else { metadata.append((key, v)) }
+    }
     var tensors: [(name: String, dims: [UInt64], type: UInt32, data: [UInt8])] = []
 
     private static func le<T: FixedWidthInteger>(_ v: T, _ out: inout [UInt8]) {

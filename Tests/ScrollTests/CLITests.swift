@@ -219,6 +219,45 @@ final class CLITests: XCTestCase {
         XCTAssertTrue(bad.stderr.contains("--top-p"), bad.stderr)
     }
 
+    /// The adversarial pass's reproducers through the binary: flags that overflowed, trapped
+    /// or ran the machine out of memory, a FIFO as the model or the session, and a model
+    /// whose metadata holds escape sequences and a NUL. Each ends in one line (flag errors keep
+    /// ArgumentParser's usage line) with a status below 128, and nothing reaches the terminal raw.
+    func testHostileFlagsAndFilesEndInOneLine() throws {
+        let scratch = FileManager.default.temporaryDirectory.appendingPathComponent("scroll-hostile-\(UUID().uuidString)")
+        try FileManager.default.createDirectory(at: scratch, withIntermediateDirectories: true)
+        addTeardownBlock { try? FileManager.default.removeItem(at: scratch) }
+        let fifo = scratch.appendingPathComponent("model.fifo").path
+        XCTAssertEqual(mkfifo(fifo, 0o600), 0)
+        XCTAssertEqual(mkfifo(scratch.appendingPathComponent("s").path, 0o600), 0)
+        // A GGUF whose architecture is "\e[31mred\0tail": it was printed with live colour and cut at the NUL.
+        func le<T: FixedWidthInteger>(_ v: T) -> [UInt8] { withUnsafeBytes(of: v.littleEndian) { Array($0) } }
+        let key = Array("general.architecture".utf8), arch: [UInt8] = [0x1B] + Array("[31mred".utf8) + [0] + Array("tail".utf8)
+        let gguf = Array("GGUF".utf8) + le(UInt32(3)) + le(UInt64(0)) + le(UInt64(1))
+            + le(UInt64(key.count)) + key + le(UInt32(8)) + le(UInt64(arch.count)) + arch
+        let escaping = scratch.appendingPathComponent("escape.gguf")
+        try Data(gguf).write(to: escaping)
+        for (args, expected, flagError) in [
+            (["--window", "9223372036854775807", "hi"], "--window must be from 1 to", true),
+            (["--sinks", "9223372036854775807", "hi"], "--sinks must be from 0 to", true),
+            (["--window", "-1", "hi"], "--window must be from 1 to", true),
+            (["--yarn-orig-ctx", "9223372036854775807", "hi"], "--yarn-orig-ctx must be from 1 to", true),
+            (["--window", "10000000", "hi"], "the KV cache of 10000004 tokens alone takes", false),
+            (["--dense", "--rope-scale", "1024", "hi"], "use a sliding window instead of --dense", false),
+            (["-m", fifo, "hi"], "not a regular file", false),
+            (["--session", "s", "hi"], "is not a regular file", false),
+            (["-m", escaping.path, "hi"], "'\\u{1B}[31mred\\u{0}tail'", false),
+        ] {
+            let r = try run(args, environment: ["SCROLL_SESSIONS": scratch.path])
+            XCTAssertTrue((1..<128).contains(r.status), "\(args): status \(r.status)")
+            XCTAssertTrue(r.stderr.contains(expected), "\(args): \(r.stderr)")
+            XCTAssertFalse(r.stderr.contains("\u{1B}") || r.stderr.contains("\u{0}"), "\(args): raw control characters")
+            let errorLines = r.stderr.split(separator: "\n").filter { $0.contains("rror") }
+            XCTAssertEqual(errorLines.count, 1, "\(args): \(r.stderr)")
+            if !flagError { XCTAssertTrue(r.stderr.split(separator: "\n").last!.hasPrefix("scroll: error: "), r.stderr) }
+        }
+    }
+
     func testSystemPromptFromPromptsFolder() throws {
         let r = try run(["--system", "@default", "--exact", "--temp", "0", "What is the capital of France?"])
         XCTAssertEqual(r.status, 0, r.stderr)

@@ -185,6 +185,35 @@ final class REPLTests: XCTestCase {
         XCTAssertNotNil(passage, screen)
         XCTAssertTrue(shown[(passage ?? heading)...].dropFirst().first?.hasSuffix("The secret code of the amber gate is 58213.") == true, screen)
     }
+    /// $SCROLL_HISTORY naming a FIFO or another program's file: the REPL starts at once (the
+    /// FIFO hung open() beyond Ctrl-C's reach), says so in one line, and leaves the file as it
+    /// was (any file it named was cut to 1,000 lines and chmod 600).
+    func testForeignHistoryFileIsLeftAlone() throws {
+        let folder = FileManager.default.temporaryDirectory.appendingPathComponent("scroll-history-\(UUID().uuidString)").path
+        try FileManager.default.createDirectory(atPath: folder, withIntermediateDirectories: true)
+        addTeardownBlock { try? FileManager.default.removeItem(atPath: folder) }
+        let fifo = folder + "/fifo", notes = folder + "/notes.txt"
+        XCTAssertEqual(mkfifo(fifo, 0o600), 0)
+        let text = (1...2000).map { "note \($0)" }.joined(separator: "\n") + "\n"
+        try text.write(toFile: notes, atomically: true, encoding: .utf8)
+        XCTAssertEqual(chmod(notes, 0o644), 0)
+        for (path, note) in [(fifo, "is not a regular file"), (notes, "is not a Scroll history file")] {
+            let term = TerminalSession()
+            defer { term.stop() }
+            try term.start("SCROLL_HISTORY='\(path)' '\(ScrollProcess.executable.path)' -m '\(ScrollProcess.repoRoot.path)/models/SmolLM2-135M-Instruct.Q4_1.gguf' --temp 0 -n 4")
+            let screen = try term.wait { $0.contains("/help lists commands") }
+            XCTAssertTrue(screen.contains("scroll: history: \(path) \(note)"), screen)
+            try term.send("Hello", "Enter")
+            try term.wait { $0.contains(" t/s") && self.lines($0).last == ">" }
+            try term.send("/quit", "Enter")
+            try term.wait { $0.contains("SCROLL-EXITED 0") }
+        }
+        XCTAssertEqual(try String(contentsOfFile: notes, encoding: .utf8), text)
+        var st = stat()
+        XCTAssertEqual(stat(notes, &st), 0)
+        XCTAssertEqual(st.st_mode & 0o777, 0o644)
+    }
+
     /// A session attached with /save is never written over by another conversation: /reset
     /// leaves it as saved and goes on unattached; /load attaches again (the prompt names
     /// the session); a SIGHUP mid-reply saves it with the partial reply and ends Scroll with

@@ -53,6 +53,10 @@ size_t ck_type_block_bytes(int type);
 float ck_fp16_to_fp32(uint16_t h);
 uint16_t ck_fp32_to_fp16(float f);
 
+// The first of n elements (a multiple of the block size) of the given type whose value or
+// block scale is NaN or infinite, or -1 if none (file types only, not the repacked ones).
+int64_t ck_find_nonfinite(int type, const void *x, int64_t n);
+
 // Dequantize n elements (a multiple of the block size) of the given type into y[n].
 // Returns 0 on success, -1 for an unsupported type.
 int ck_dequantize_row(int type, const void *x, float *y, int64_t n);

@@ -9,6 +9,9 @@ import Foundation
 /// fact's own words, and paraphrased (only the fact's subject is named as in the text).
 public struct NeedleFact: Codable, Equatable {
     public let kind: String
+    /// What the fact is about ("the lighthouse on Gull Island"): one document never holds
+    /// two facts about one subject, which would contradict each other.
+    public let subject: String
     public let statement: String
     public let question: String
     public let paraphrased: Bool
@@ -46,38 +49,38 @@ public enum Needle {
         switch rng.next() % 6 {
         case 0:
             let colour = pick(colours), object = pick(objects), code = String(number(10_000, 99_999))
-            return NeedleFact(kind: "code", statement: "The secret code of the \(colour) \(object) is \(code).",
+            return NeedleFact(kind: "code", subject: "the \(colour) \(object)", statement: "The secret code of the \(colour) \(object) is \(code).",
                               question: paraphrased ? "Which number opens the \(colour) \(object)?"
                                                     : "What is the secret code of the \(colour) \(object)?",
                               paraphrased: paraphrased, answer: code)
         case 1:
             let island = pick(islands), first = pick(firstNames), last = pick(surnames)
-            return NeedleFact(kind: "name", statement: "The lighthouse on \(island) Island is kept by a woman named \(first) \(last).",
+            return NeedleFact(kind: "name", subject: "the lighthouse on \(island) Island", statement: "The lighthouse on \(island) Island is kept by a woman named \(first) \(last).",
                               question: paraphrased ? "Who looks after the lighthouse of \(island) Island?"
                                                     : "What is the name of the woman who keeps the lighthouse on \(island) Island?",
                               paraphrased: paraphrased, answer: last)
         case 2:
             let title = pick(["Professor", "Captain", "Doctor", "Colonel"]), last = pick(surnames)
             let thing = "\(pick(metals)) \(pick(things))", town = pick(towns)
-            return NeedleFact(kind: "place", statement: "\(title) \(last) hid the \(thing) in the town of \(town).",
+            return NeedleFact(kind: "place", subject: "\(title) \(last)", statement: "\(title) \(last) hid the \(thing) in the town of \(town).",
                               question: paraphrased ? "Where is the \(thing) of \(title) \(last) hidden?"
                                                     : "In which town did \(title) \(last) hide the \(thing)?",
                               paraphrased: paraphrased, answer: town)
         case 3:
             let name = "\(pick(festivals)) \(pick(events))", year = String(number(1701, 1989))
-            return NeedleFact(kind: "year", statement: "The \(name) of \(pick(towns)) was first held in the year \(year).",
+            return NeedleFact(kind: "year", subject: "the \(name)", statement: "The \(name) of \(pick(towns)) was first held in the year \(year).",
                               question: paraphrased ? "Since when has the \(name) taken place?"
                                                     : "In which year was the \(name) first held?",
                               paraphrased: paraphrased, answer: year)
         case 4:
             let river = pick(rivers), length = String(number(120, 980))
-            return NeedleFact(kind: "length", statement: "The old stone bridge over the river \(river) is \(length) metres long.",
+            return NeedleFact(kind: "length", subject: "the river \(river)", statement: "The old stone bridge over the river \(river) is \(length) metres long.",
                               question: paraphrased ? "How far does the bridge over the river \(river) span?"
                                                     : "How long is the old stone bridge over the river \(river)?",
                               paraphrased: paraphrased, answer: length)
         default:
             let first = pick(firstNames), animal = pick(animals), pet = pick(petNames)
-            return NeedleFact(kind: "pet", statement: "\(first) \(pick(surnames)) has a \(animal) called \(pet).",
+            return NeedleFact(kind: "pet", subject: "\(first)'s \(animal)", statement: "\(first) \(pick(surnames)) has a \(animal) called \(pet).",
                               question: paraphrased ? "What name did \(first) give the \(animal)?"
                                                     : "What is the name of the \(animal) that \(first) has?",
                               paraphrased: paraphrased, answer: pet)

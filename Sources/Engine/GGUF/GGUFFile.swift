@@ -36,7 +36,8 @@ public final class GGUFFile {
 
     public init(path: String) throws {
         self.path = path
-        let fd = open(path, O_RDONLY)
+        // O_NONBLOCK: a FIFO given as the model must not hang the open (it is refused below).
+        let fd = open(path, O_RDONLY | O_NONBLOCK | O_CLOEXEC)
         guard fd >= 0 else {
             if errno == ENOENT { throw EngineError.fileNotFound(path) }
             throw EngineError.cannotRead(path, String(cString: strerror(errno)))
@@ -105,6 +106,9 @@ public final class GGUFFile {
             throw error
         }
     }
+
+    /// The file's size in bytes.
+    public var fileBytes: Int { mappingSize }
 
     deinit { munmap(UnsafeMutableRawPointer(mutating: mapping), mappingSize) }
 

@@ -100,14 +100,22 @@ extension GGUFFile {
     func matrix(_ name: String, rows: Int, cols: Int) throws -> Matrix {
         guard let info = tensors[name] else { throw EngineError.missingTensor(name) }
         guard info.dims == [cols, rows] else { throw EngineError.badTensorShape(name, expected: [cols, rows], found: info.dims) }
-        let ptr = try data(of: info)
+        let ptr = try checkedData(of: info)
         return Matrix(name: name, data: ptr, type: GGMLType(rawValue: info.type)!, rows: rows, cols: cols)
+    }
+
+    /// A tensor's data after a scan for NaN and infinity (ck_find_nonfinite).
+    private func checkedData(of info: GGUFTensorInfo) throws -> UnsafeRawPointer {
+        let ptr = try data(of: info)
+        let at = ck_find_nonfinite(Int32(info.type), ptr, Int64(info.elementCount))
+        guard at < 0 else { throw EngineError.malformed(path, "tensor '\(info.name)' holds NaN or infinity at element \(at)") }
+        return ptr
     }
 
     func vector(_ name: String, count: Int) throws -> Vector {
         guard let info = tensors[name] else { throw EngineError.missingTensor(name) }
         guard info.dims == [count] else { throw EngineError.badTensorShape(name, expected: [count], found: info.dims) }
-        let ptr = try data(of: info)
+        let ptr = try checkedData(of: info)
         var values = [Float](repeating: 0, count: count)
         values.withUnsafeMutableBufferPointer { _ = ck_dequantize_row(Int32(info.type), ptr, $0.baseAddress, Int64(count)) }
         return Vector(values: values)

@@ -29,38 +29,66 @@ public struct ModelConfig: Equatable {
 
     public static let supportedArchitectures = ["llama", "qwen2"]
 
+    /// Bounds no real model comes near. Every size is checked against them before anything
+    /// is sized from it: a crafted file with 0 KV heads divided by zero, key_length 2^62
+    /// overflowed, block_count 2^32 asked for 1.8 TB and context_length 10^8 for 23 GB.
+    static let limits = (layers: 1024, heads: 1024, headDim: 1024, embedding: 1 << 16, feedForward: 1 << 20,
+                         vocab: 1 << 22, context: maxContext, ropeFactor: 1024.0)
+    /// The most positions any context, window or RoPE original context may name (2^24).
+    public static let maxContext = 1 << 24
+
     public init(gguf: GGUFFile) throws {
-        guard let arch = gguf.metadata["general.architecture"]?.string else {
+        let md = gguf.metadata
+        guard let arch = md["general.architecture"]?.string else {
             throw EngineError.missingKey("general.architecture")
         }
         guard Self.supportedArchitectures.contains(arch) else { throw EngineError.unsupportedArchitecture(arch) }
-        func int(_ key: String) throws -> Int {
-            guard let v = gguf.metadata["\(arch).\(key)"]?.int, v > 0 else { throw EngineError.missingKey("\(arch).\(key)") }
+        func bad(_ what: String) -> EngineError { .malformed(gguf.path, what) }
+        func int(_ key: String, _ range: ClosedRange<Int>, default fallback: Int? = nil) throws -> Int {
+            guard let v = md["\(arch).\(key)"]?.int ?? fallback else { throw EngineError.missingKey("\(arch).\(key)") }
+            guard range.contains(v) else { throw bad("\(arch).\(key) = \(v), outside \(range.lowerBound)…\(range.upperBound)") }
             return v
         }
+        func real(_ key: String, default fallback: Double? = nil, _ valid: (Double) -> Bool) throws -> Double? {
+            guard let v = md["\(arch).\(key)"]?.float ?? fallback else { return nil }
+            guard valid(v) else { throw bad("\(arch).\(key) = \(v) is not a usable value") }
+            return v
+        }
+        let L = Self.limits
         architecture = arch
-        layerCount = try int("block_count")
-        embeddingLength = try int("embedding_length")
-        feedForwardLength = try int("feed_forward_length")
-        headCount = try int("attention.head_count")
-        kvHeadCount = gguf.metadata["\(arch).attention.head_count_kv"]?.int ?? headCount
-        contextLength = try int("context_length")
-        headDim = gguf.metadata["\(arch).attention.key_length"]?.int ?? embeddingLength / headCount
-        ropeBase = gguf.metadata["\(arch).rope.freq_base"]?.float ?? 10000
-        rmsEpsilon = Float(gguf.metadata["\(arch).attention.layer_norm_rms_epsilon"]?.float ?? 1e-5)
+        layerCount = try int("block_count", 1...L.layers)
+        embeddingLength = try int("embedding_length", 1...L.embedding)
+        feedForwardLength = try int("feed_forward_length", 1...L.feedForward)
+        headCount = try int("attention.head_count", 1...L.heads)
+        kvHeadCount = try int("attention.head_count_kv", 1...headCount, default: headCount)
+        contextLength = try int("context_length", 1...L.context)
+        headDim = try int("attention.key_length", 2...L.headDim, default: max(2, embeddingLength / headCount))
+        ropeBase = try real("rope.freq_base", default: 10000) { $0.isFinite && $0 > 1 }!
+        rmsEpsilon = Float(try real("attention.layer_norm_rms_epsilon", default: 1e-5) { $0.isFinite && $0 > 0 && $0 < 1 }!)
         ropeMode = arch == "qwen2" ? .neox : .normal
         hasQKVBias = arch == "qwen2"
-        ropeScalingType = gguf.metadata["\(arch).rope.scaling.type"]?.string
-        ropeScalingFactor = gguf.metadata["\(arch).rope.scaling.factor"]?.float
-        ropeOriginalContext = gguf.metadata["\(arch).rope.scaling.original_context_length"]?.int
-        let vocab = gguf.metadata["tokenizer.ggml.tokens"]?.array?.count
-        guard let vocabSize = gguf.metadata["\(arch).vocab_size"]?.int ?? vocab else {
-            throw EngineError.missingKey("tokenizer.ggml.tokens")
+        ropeScalingType = md["\(arch).rope.scaling.type"]?.string
+        ropeScalingFactor = try real("rope.scaling.factor") { $0.isFinite && $0 > 0 && $0 <= L.ropeFactor }
+        ropeOriginalContext = md["\(arch).rope.scaling.original_context_length"] == nil ? nil
+            : try int("rope.scaling.original_context_length", 1...L.context)
+        guard headCount % kvHeadCount == 0, headDim % 2 == 0 else {
+            throw bad("\(headCount) heads, \(kvHeadCount) KV heads, head dim \(headDim)")
         }
-        self.vocabSize = vocabSize
-        guard headCount % kvHeadCount == 0, headDim % 2 == 0, headCount * headDim > 0 else {
-            throw EngineError.malformed(gguf.path, "\(headCount) heads, \(kvHeadCount) KV heads, head dim \(headDim)")
+        // The vocabulary is the embedding's rows (Qwen pads them past the token list), and the
+        // token list, BOS and EOS must lie inside them: an id beyond the rows read past the
+        // embedding.
+        guard let embedding = gguf.tensors["token_embd.weight"] else { throw EngineError.missingTensor("token_embd.weight") }
+        guard embedding.dims.count == 2, embedding.dims[0] == embeddingLength, embedding.dims[1] <= L.vocab else {
+            throw EngineError.badTensorShape("token_embd.weight", expected: [embeddingLength, md["\(arch).vocab_size"]?.int ?? 0], found: embedding.dims)
         }
+        vocabSize = embedding.dims[1]
+        guard let tokens = md["tokenizer.ggml.tokens"]?.array?.count else { throw EngineError.missingKey("tokenizer.ggml.tokens") }
+        guard (1...vocabSize).contains(tokens) else { throw bad("\(tokens) tokens for \(vocabSize) embedding rows") }
+        for key in ["tokenizer.ggml.bos_token_id", "tokenizer.ggml.eos_token_id"] {
+            if let id = md[key]?.int, !(0..<tokens).contains(id) { throw bad("\(key) = \(id), outside the \(tokens) tokens") }
+        }
+        // Every layer's tensors must be there before per-layer state is sized from the count.
+        guard gguf.tensors["blk.\(layerCount - 1).attn_norm.weight"] != nil else { throw EngineError.missingTensor("blk.\(layerCount - 1).attn_norm.weight") }
     }
 
     /// Query heads per KV head (grouped-query attention).

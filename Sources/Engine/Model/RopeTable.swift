@@ -5,21 +5,27 @@ import Foundation
 /// Su et al. 2021; llama.cpp ggml_rope), or the scaled θ_i of `RopeScaling`; cos and sin
 /// carry the scaling's mscale.
 ///
-/// Positions below `positions` (the trained or scaled context) come from one table. A
-/// sliding-window stream hands out absolute positions without end (KVCache.swift), so
-/// beyond the table p = a·B + b is composed from two tables by angle addition:
+/// Positions below `tabulated` (the trained or scaled context, at most 2^16) come from one
+/// table. A sliding-window stream hands out absolute positions without end (KVCache.swift),
+/// so beyond the table p = a·B + b is composed from two tables by angle addition:
 /// cos(aBθ + bθ) = cos(aBθ)cos(bθ) − sin(aBθ)sin(bθ). The coarse table grows by one row
 /// per B = 1024 positions, the only trigonometry a stream ever adds.
+///
+/// The table stops at 2^16 rows because a model file states its context: one claiming
+/// 10^7 tokens took 2.8 GB and 8 s to start, for positions a stream reaches a block at a time.
 ///
 /// Angles are computed in double: at position 8191 the fastest pair turns ~8191 radians, and
 /// float's ulp there (~0.001) would already move the logits visibly.
 public final class RopeTable {
     public let headDim: Int
     public let positions: Int
+    /// Rows of the direct table: positions below this are looked up, the rest composed.
+    public let tabulated: Int
+    static let maxTabulated = 1 << 16
     public let scaling: RopeScaling
     public let mscale: Double
-    private let cos: [Float]          // [positions][headDim/2], times mscale
-    private let sin: [Float]          // [positions][headDim/2], times mscale
+    private let cos: [Float]          // [tabulated][headDim/2], times mscale
+    private let sin: [Float]          // [tabulated][headDim/2], times mscale
     private let theta: [Double]       // [headDim/2] θ_i after scaling
     private static let block = 1024
     private var fine: [Double] = []   // [B][headDim/2] cos, sin interleaved: of b·θ_i, b < B
@@ -29,15 +35,16 @@ public final class RopeTable {
         let scaling = scaling ?? .none(originalContext: positions)
         self.headDim = headDim
         self.positions = positions
+        tabulated = min(positions, Self.maxTabulated)
         self.scaling = scaling
         let half = headDim / 2
         let theta = scaling.frequencies(headDim: headDim, base: base)
         let m = scaling.mscale
         self.theta = theta
         self.mscale = m
-        var c = [Float](repeating: 0, count: positions * half)
+        var c = [Float](repeating: 0, count: tabulated * half)
         var s = c
-        for p in 0..<positions {
+        for p in 0..<tabulated {
             for i in 0..<half {
                 let angle = Double(p) * theta[i]
                 c[p * half + i] = Float(Foundation.cos(angle) * m)
@@ -51,7 +58,7 @@ public final class RopeTable {
     /// Writes position p's cos and sin rows (head_dim/2 each).
     func fill(_ p: Int, cos c: UnsafeMutablePointer<Float>, sin s: UnsafeMutablePointer<Float>) {
         let half = headDim / 2
-        if p < positions {
+        if p < tabulated {
             withRow(p) { cr, sr in
                 c.update(from: cr, count: half)
                 s.update(from: sr, count: half)
@@ -89,7 +96,7 @@ public final class RopeTable {
     /// Calls body with the cos and sin rows of position p.
     @inline(__always)
     func withRow<R>(_ p: Int, _ body: (UnsafePointer<Float>, UnsafePointer<Float>) -> R) -> R {
-        precondition(p >= 0 && p < positions, "RoPE position \(p) outside table of \(positions)")
+        precondition(p >= 0 && p < tabulated, "RoPE position \(p) outside table of \(tabulated)")
         let half = headDim / 2
         return cos.withUnsafeBufferPointer { c in
             sin.withUnsafeBufferPointer { s in body(c.baseAddress! + p * half, s.baseAddress! + p * half) }

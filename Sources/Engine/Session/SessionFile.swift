@@ -331,10 +331,16 @@ public enum SessionFile {
     }
 
     private static func openForReading(_ path: String) throws -> Int32 {
-        let fd = open(path, O_RDONLY | O_CLOEXEC)
+        // O_NONBLOCK: a FIFO under a session's name must not hang the open; only regular files
+        // are read, and then in blocking mode again.
+        let fd = open(path, O_RDONLY | O_NONBLOCK | O_CLOEXEC)
         guard fd >= 0 else { throw failure(path, errno == ENOENT ? "no such session" : String(cString: strerror(errno)), loading: true) }
         var st = stat()
-        if fstat(fd, &st) == 0 && (st.st_mode & S_IFMT) == S_IFDIR { close(fd); throw failure(path, "is a folder", loading: true) }
+        guard fstat(fd, &st) == 0, st.st_mode & S_IFMT == S_IFREG else {
+            close(fd)
+            throw failure(path, st.st_mode & S_IFMT == S_IFDIR ? "is a folder" : "is not a regular file", loading: true)
+        }
+        _ = fcntl(fd, F_SETFL, fcntl(fd, F_GETFL) & ~O_NONBLOCK)
         return fd
     }
 
