@@ -14,7 +14,11 @@ public enum EngineError: Error, CustomStringConvertible, Equatable {
     case badTensorShape(String, expected: [Int], found: [Int])
     case invalidArgument(String)
 
-    public var description: String {
+    /// One line whatever a file put in it: names from a file can hold newlines, NULs and
+    /// escape sequences (see `String.escapingControls`).
+    public var description: String { text.escapingControls() }
+
+    private var text: String {
         switch self {
         case .fileNotFound(let p): return "model file not found: \(p)"
         case .cannotRead(let p, let why): return "cannot read \(p): \(why)"
@@ -29,5 +33,24 @@ public enum EngineError: Error, CustomStringConvertible, Equatable {
         case .badTensorShape(let t, let e, let f): return "tensor '\(t)' has shape \(f), expected \(e)"
         case .invalidArgument(let why): return why
         }
+    }
+}
+
+extension String {
+    /// The string with every control character shown as a visible escape (ESC as \\u{1B}),
+    /// so that text taken from a file cannot drive the terminal: a model whose metadata held
+    /// escape sequences printed live colours in an error, one with a NUL cut the line, and a
+    /// session's title set the terminal's title. Newlines and tabs stay when `keepingLines`.
+    public func escapingControls(keepingLines: Bool = false) -> String {
+        var out = String.UnicodeScalarView()
+        for c in unicodeScalars {
+            let control = c.value < 0x20 || (0x7F...0x9F).contains(c.value)
+            if control && !(keepingLines && (c == "\n" || c == "\t")) {
+                out.append(contentsOf: "\\u{\(String(c.value, radix: 16, uppercase: true))}".unicodeScalars)
+            } else {
+                out.append(c)
+            }
+        }
+        return String(out)
     }
 }

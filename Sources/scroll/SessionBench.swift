@@ -30,14 +30,30 @@ extension Bench {
             let future = Array(all[n..<(n + m)])
             var rows: [String] = []
             var saved: [(SessionFile.KVEncoding, String, Double, Double)] = []
+            func bytes(_ path: String) -> Double { Double((try? FileManager.default.attributesOfItem(atPath: path)[.size] as? Int) ?? 0) }
             for encoding in SessionFile.KVEncoding.allCases {
                 let path = directory + "/\(encoding.rawValue)"
                 let s0 = now()
                 try SessionFile.save(to: path, generator: generator, conversation: conversation, encoding: encoding, modelName: "bench")
-                let size = Double((try FileManager.default.attributesOfItem(atPath: path)[.size] as? Int) ?? 0)
-                saved.append((encoding, path, now() - s0, size))
+                saved.append((encoding, path, now() - s0, bytes(path)))
             }
-            // The original state goes on to the evaluation tokens only after both saves.
+            // A follow-up question and its answer, then the save that appends them, on a copy of
+            // the state (the original goes on to the evaluation tokens below).
+            var followUps: [String] = []
+            for (encoding, path, _, size) in saved {
+                let copy = directory + "/\(encoding.rawValue)-followup"
+                try FileManager.default.copyItem(atPath: path, toPath: copy)
+                let c = try SessionFile.load(from: copy, model: model, tokenizer: tokenizer, freshCache: try cacheOptions.makeCache(for: model))
+                let g = Generator(model: model, tokenizer: tokenizer, sampler: Sampler(settings: SamplerSettings()), cache: c.cache)
+                g.restore(cache: c.cache, history: c.history, logits: c.logits, sampler: c.conversation.restoredSampler)
+                try g.feed(tokenizer.encode("\n\nWhat does the text above say about its subject? Answer in one sentence."))
+                g.generate(maxTokens: 40)
+                let s0 = now()
+                try SessionFile.save(to: copy, generator: g, conversation: conversation, encoding: encoding, modelName: "bench", after: c.checkpoint)
+                let seconds = now() - s0, added = bytes(copy) - size
+                followUps.append(String(format: "| %@ | %.2f | %.2f | %.2f%% |", encoding.rawValue, seconds, added / 1_048_576, 100 * added / size))
+            }
+            // The original state goes on to the evaluation tokens only after the saves.
             let baseline = perplexity(model, generator.cache, Array(generator.lastLogits!), future)
             for (encoding, path, saveSeconds, size) in saved {
                 let l0 = now()
@@ -52,6 +68,10 @@ extension Bench {
             print("| --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: |")
             print(String(format: "| (original) | | | | | | %.4f | |", baseline))
             rows.forEach { print($0) }
+            print("\nA follow-up (a 20-token question and a 40-token answer) saved after resuming:")
+            print("| session KV | save s | bytes appended MiB | of the session |")
+            print("| --- | ---: | ---: | ---: |")
+            followUps.forEach { print($0) }
         }
     }
 

@@ -29,9 +29,9 @@ final class SessionLock {
         }
         guard flock(fd, LOCK_EX | LOCK_NB) == 0 else {
             var bytes = [UInt8](repeating: 0, count: 32)
-            let n = pread(fd, &bytes, bytes.count, 0)
+            let n = (try? bytes.withUnsafeMutableBytes { try FileIO.read(fd, into: $0, at: 0) }) ?? 0
             close(fd)
-            let holder = Int32(String(decoding: bytes.prefix(max(0, n)), as: UTF8.self).trimmingCharacters(in: .whitespacesAndNewlines))
+            let holder = Int32(String(decoding: bytes.prefix(n), as: UTF8.self).trimmingCharacters(in: .whitespacesAndNewlines))
             throw EngineError.invalidArgument("session \(name) is in use by another scroll" + (holder.map { " (process \($0))" } ?? "")
                                               + "; wait for it to finish, or use another name")
         }
@@ -42,7 +42,7 @@ final class SessionLock {
             throw EngineError.invalidArgument("cannot save session \(name): \(store.directory): \(why)")
         }
         let pid = Array("\(getpid())\n".utf8)
-        if ftruncate(fd, 0) == 0 { _ = pwrite(fd, pid, pid.count, 0) }
+        if ftruncate(fd, 0) == 0 { try? pid.withUnsafeBytes { try FileIO.writeAll(fd, $0, at: 0) } }
         self.name = name
         self.fd = fd
     }

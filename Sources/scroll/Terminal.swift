@@ -15,22 +15,9 @@ enum Terminal {
         fputs(s + "\n", stderr)
     }
 
-    /// `s` with every control character shown as a visible escape (ESC as \\u{1B}), so text
-    /// taken from a file cannot drive the terminal: a model whose metadata held escape
-    /// sequences printed live colours in an error, one with a NUL cut the line, and a
-    /// session's title set the terminal's title. Newlines and tabs stay when `lines` is true.
-    static func escaped(_ s: String, lines: Bool = false) -> String {
-        var out = String.UnicodeScalarView()
-        for c in s.unicodeScalars {
-            let control = c.value < 0x20 || (0x7F...0x9F).contains(c.value)
-            if control && !(lines && (c == "\n" || c == "\t")) {
-                out.append(contentsOf: "\\u{\(String(c.value, radix: 16, uppercase: true))}".unicodeScalars)
-            } else {
-                out.append(c)
-            }
-        }
-        return String(out)
-    }
+    /// `s` safe to print (String.escapingControls): text taken from a file cannot drive the
+    /// terminal. Newlines and tabs stay when `lines` is true.
+    static func escaped(_ s: String, lines: Bool = false) -> String { s.escapingControls(keepingLines: lines) }
 
     /// Colours on stderr: only on a terminal, and never when NO_COLOR is set (no-color.org).
     static var colors: Bool {

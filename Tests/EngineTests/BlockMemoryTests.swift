@@ -196,6 +196,35 @@ final class BlockMemoryTests: XCTestCase {
         XCTAssertGreaterThan(same, 10 * chronological, "sanity: positions matter")
     }
 
+    /// Positions in `KVCache.hidden` are left out of attention: two streams that differ only
+    /// in the tokens at the hidden positions (the last ten, which the ring holds across its
+    /// wrap, so they are two runs of slots) give the same logits afterwards, through a prefill
+    /// chunk and token by token, with and without a block memory (every block recalled); not
+    /// hidden, they differ.
+    func testHiddenPositionsAreNotAttended() throws {
+        let model = try Transformer(path: TestSupport.referenceURL("tiny/tiny-llama.gguf").path, threads: 2)
+        var rng = RandomGenerator(seed: 7)
+        func random(_ n: Int) -> [Int] { (0..<n).map { _ in Int(rng.next() % 384) } }
+        let prefix = random(98), a = random(10), b = random(10), after = random(5), decoded = random(3)
+        for memory in [false, true] {
+            func logits(_ varying: [Int], hide: Bool) -> [[Float]] {
+                var settings = MemorySettings()
+                settings.blockSize = 16
+                settings.topBlocks = 16
+                let cache = model.makeCache(policy: CachePolicy(sinks: 4, window: 32), memory: memory ? settings : nil)
+                _ = model.prefill(prefix, cache: cache)
+                _ = model.prefill(varying, cache: cache)
+                XCTAssertEqual(cache.slot(ofPosition: 98), 34, "the hidden run starts two slots before the ring wraps")
+                if hide { cache.hidden = 98..<108 }
+                var out = [Array(model.prefill(after, cache: cache))]
+                for t in decoded { out.append(Array(model.forward(token: t, cache: cache))) }
+                return out
+            }
+            XCTAssertEqual(logits(a, hide: true), logits(b, hide: true), "memory \(memory)")
+            XCTAssertNotEqual(logits(a, hide: false), logits(b, hide: false), "memory \(memory)")
+        }
+    }
+
     /// Six blocks of four tokens; block 3 (head 0) and block 5 (head 1) point along the
     /// query. Ranking recalls them, in chronological order with at most topBlocks, and the
     /// recalled rows are the evicted ones within int8's bound — also when the budget sends

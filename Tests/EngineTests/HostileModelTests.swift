@@ -82,6 +82,44 @@ final class HostileModelTests: XCTestCase {
         XCTAssertGreaterThanOrEqual(checked.count, 2, "the tiny model holds F32 norms and quantized matrices")
     }
 
+    /// A thousand random mutations of the tiny model's header, metadata and tensor table
+    /// (bits flipped, bytes overwritten, the file cut, bytes inserted): each loads or throws
+    /// one line, never crashes or hangs, and the process's peak memory stays within 1 GB of
+    /// what it was.
+    func testMutatedModelHeadersNeverCrash() throws {
+        let good = [UInt8](try Data(contentsOf: URL(fileURLWithPath: Self.tiny)))
+        let metadataEnd = try GGUFFile(path: Self.tiny).dataOffset   // where the tensor data starts
+        var usage = rusage()
+        getrusage(RUSAGE_SELF.rawValue, &usage)
+        let peakBefore = usage.ru_maxrss
+        var rng = RandomGenerator(seed: 5)
+        let path = FileManager.default.temporaryDirectory.appendingPathComponent("mutated-\(UUID().uuidString).gguf").path
+        addTeardownBlock { unlink(path) }
+        var refused = 0
+        for trial in 0..<1000 {
+            var bytes = good
+            let at = Int(rng.next() % UInt64(metadataEnd))
+            switch trial % 4 {
+            case 0: bytes[at] ^= UInt8(1 << (rng.next() % 8))
+            case 1: for i in 0..<8 where at + i < bytes.count { bytes[at + i] = UInt8(truncatingIfNeeded: rng.next()) }
+            case 2: bytes = Array(bytes.prefix(at))
+            default: bytes.insert(UInt8(truncatingIfNeeded: rng.next()), at: at)
+            }
+            try Data(bytes).write(to: URL(fileURLWithPath: path))
+            do {
+                let file = try GGUFFile(path: path)
+                _ = try Transformer(gguf: file)
+                _ = try Tokenizer(gguf: file)
+            } catch let error as EngineError {
+                refused += 1
+                XCTAssertFalse("\(error)".contains("\n"), "\(error)")
+            }
+        }
+        getrusage(RUSAGE_SELF.rawValue, &usage)
+        XCTAssertLessThan(usage.ru_maxrss - peakBefore, 1 << 20, "peak RSS grew by more than 1 GB (ru_maxrss is in KB)")
+        XCTAssertGreaterThan(refused, 100, "most mutations are refused")
+    }
+
     /// ck_find_nonfinite against a plain loop over the dequantized values, for every file type:
     /// a scale that is NaN makes some dequantized value non-finite, and a clean block none.
     func testNonFiniteScanMatchesDequantization() {

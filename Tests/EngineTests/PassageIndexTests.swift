@@ -99,7 +99,7 @@ final class PassageIndexTests: XCTestCase {
             let question = "Who keeps the lighthouse on Gull Island?"
             let passage = try XCTUnwrap(index.passages(for: question, budget: 512).last)
             for budget in [4, 16, both + 1, 128] {
-                let r = index.focus(passage, question: question, history: ids, end: ids.count, tokenizer: tokenizer, budget: budget)
+                let r = index.focus(passage, question: question, history: ids, end: ids.count, tokenizer: tokenizer, budget: budget).range
                 let read = tokenizer.decode(Array(ids[r])).trimmingCharacters(in: .whitespacesAndNewlines)
                 // The fact's sentence alone, longer than a small budget; the next sentence of its paragraph when it fits.
                 XCTAssertEqual(read, budget <= both ? fact : fact + " She came in 1962.", "\(fraction) \(budget)")

@@ -103,7 +103,7 @@ final class SessionTests: XCTestCase {
     /// 0.1 and the greedy token holds wherever it leads by 0.1. (One near-tie next token used
     /// to be checked, and flipped. With this 64-token window nearly every key is coded, and
     /// over these 8 tokens max |Δp| measured 0.017–0.08 across memory-position schemes;
-    /// at a realistic size the same codec moves perplexity by +0.30%: README, Sessions.)
+    /// at a realistic size the same codec moves perplexity by +0.30%: docs/sessions.md.)
     func testInt8ResumeStaysClose() throws {
         let g = try primed()
         let path = temporaryPath()
@@ -166,7 +166,9 @@ final class SessionTests: XCTestCase {
         expectFailure(flipped, "damaged")
         var headerFlip = good; headerFlip[30] ^= 0x01
         expectFailure(headerFlip, "")
-        expectFailure(good + Data([0]), "damaged")
+        // Bytes after the last frame are a save cut short: the file loads as it was saved.
+        try (good + Data([0, 0])).write(to: URL(fileURLWithPath: path + ".tail"))
+        XCTAssertTrue(try load(path + ".tail", like: g.cache).interruptedSave)
         // Another cache shape is another meaning for the same bytes.
         XCTAssertThrowsError(try SessionFile.load(from: path, model: model, tokenizer: tokenizer,
                                                   freshCache: makeCache(window: 32))) { error in
@@ -197,27 +199,25 @@ final class SessionTests: XCTestCase {
         let path = temporaryPath()
         try SessionFile.save(to: path, generator: g, conversation: conversation(g), encoding: .lossless, modelName: "m")
         let file = [UInt8](try Data(contentsOf: URL(fileURLWithPath: path)))
-        let headerEnd = 20 + Int(file[12..<16].withUnsafeBytes { UInt32(littleEndian: $0.loadUnaligned(as: UInt32.self)) })
-        let body = try Zstd.decompress(Array(file[headerEnd...]), limit: 1 << 30)
+        func u32(_ at: Int) -> Int { Int(file[at..<(at + 4)].withUnsafeBytes { UInt32(littleEndian: $0.loadUnaligned(as: UInt32.self)) }) }
+        let headerEnd = 20 + u32(12), summaryBytes = u32(headerEnd), bodyStart = headerEnd + 4 + summaryBytes + 12
+        let summary = Array(file[(headerEnd + 4)..<(headerEnd + 4 + summaryBytes)])
+        let body = try Zstd.decompress(Array(file[bodyStart...]), limit: 1 << 30)
         func bytes<T: FixedWidthInteger>(_ v: T) -> [UInt8] { withUnsafeBytes(of: v.littleEndian) { Array($0) } }
-        func expectRefusal(header: SessionHeader? = nil, body: [UInt8], _ fragment: String, line: UInt = #line) throws {
-            var prefix = Array(file[..<headerEnd])
-            if let header {
-                let json = Array(try JSONEncoder().encode(header))
-                prefix = SessionFile.magic + bytes(SessionFile.version) + bytes(UInt32(json.count)) + json + bytes(SessionFile.crc32(json))
-            }
+        /// The file with its one frame's body replaced (its head's length and checksum made to match).
+        func expectRefusal(body: [UInt8], _ fragment: String, line: UInt = #line) throws {
+            let compressed = try Zstd.compress(body), length = bytes(UInt64(compressed.count))
+            let frame = bytes(UInt32(summary.count)) + summary + length + bytes(SessionFile.crc32(summary + length)) + compressed
             let bad = path + ".crafted"
-            try Data(prefix + (try Zstd.compress(body))).write(to: URL(fileURLWithPath: bad))
+            try Data(Array(file[..<headerEnd]) + frame).write(to: URL(fileURLWithPath: bad))
             XCTAssertThrowsError(try load(bad, like: g.cache), line: line) { error in
                 XCTAssertTrue("\(error)".contains(fragment) && !"\(error)".contains("\n"), "\(error)", line: line)
             }
         }
         let conversationBytes = 4 + Int(body[0..<4].withUnsafeBytes { UInt32(littleEndian: $0.loadUnaligned(as: UInt32.self)) })
-        var header = try SessionFile.header(at: path)
-        header.tokens = 1 << 28
-        try expectRefusal(header: header, body: Array(body[..<conversationBytes]) + bytes(UInt64(1 << 28)) + [UInt8](repeating: 0, count: 96 << 20),
+        try expectRefusal(body: Array(body[..<conversationBytes]) + bytes(UInt64(0)) + bytes(UInt64(1 << 28)) + [UInt8](repeating: 0, count: 96 << 20),
                           "expands")
-        let logitsAt = conversationBytes + 8 + 4 * g.history.count + 4
+        let logitsAt = conversationBytes + 16 + 4 * g.history.count + 4
         let rowsAt = logitsAt + 4 * model.config.vocabSize
         let nan = bytes(Float.nan.bitPattern)
         for (at, fragment) in [(logitsAt + 400, "non-finite logits"), (rowsAt + 4 * 70, "non-finite KV row")] {
@@ -225,6 +225,80 @@ final class SessionTests: XCTestCase {
             poisoned.replaceSubrange(at..<(at + 4), with: nan)
             try expectRefusal(body: poisoned, fragment)
         }
+    }
+
+    /// A follow-up's save appends what changed (new window rows, the memory blocks finished
+    /// since) instead of rewriting the session: resumed, the appended file continues exactly
+    /// as a whole save of the same state does, and the appended frame is a small part of it.
+    func testAppendedSaveResumesAsAWholeSave() throws {
+        let g = try primed()
+        let path = temporaryPath(), whole = path + ".whole"
+        let first = try SessionFile.save(to: path, generator: g, conversation: conversation(g), encoding: .lossless, modelName: "m")
+        let firstBytes = try Data(contentsOf: URL(fileURLWithPath: path)).count
+        let blocksBefore = g.cache.memory!.blocks
+        try g.feed(tokenizer.encode(" The keeper's daughter later kept the book herself, adding the weather of each night."))
+        g.generate(maxTokens: 6)
+        XCTAssertGreaterThan(g.cache.memory!.blocks, blocksBefore, "blocks left the window since the first save")
+        let second = try SessionFile.save(to: path, generator: g, conversation: conversation(g), encoding: .lossless, modelName: "m", after: first)
+        XCTAssertEqual(second.frames, 2)
+        try SessionFile.save(to: whole, generator: g, conversation: conversation(g), encoding: .lossless, modelName: "m")
+        let appendedBytes = try Data(contentsOf: URL(fileURLWithPath: path)).count - firstBytes
+        let wholeBytes = try Data(contentsOf: URL(fileURLWithPath: whole)).count
+        XCTAssertLessThan(appendedBytes, wholeBytes / 2, "the follow-up's frame is a small part of the session")
+        // The generators share the model's logits buffer: the original goes on first.
+        let savedTokens = g.history.count
+        let original = g.generate(maxTokens: 8).ids
+        let a = try load(path, like: g.cache), b = try load(whole, like: g.cache)
+        XCTAssertFalse(a.interruptedSave)
+        XCTAssertEqual(a.history, b.history)
+        XCTAssertEqual(a.logits, b.logits)
+        XCTAssertEqual(a.header.tokens, savedTokens, "the listing shows the last frame's summary")
+        func continuation(_ c: SessionFile.Contents) -> [Int] {
+            let resumed = makeGenerator(c.cache)
+            resumed.restore(cache: c.cache, history: c.history, logits: c.logits, sampler: c.conversation.restoredSampler)
+            return resumed.generate(maxTokens: 8).ids
+        }
+        XCTAssertEqual(continuation(a), original, "as the conversation itself goes on")
+        XCTAssertEqual(continuation(b), original)
+    }
+
+    /// An append cut short (the process killed while saving) is a save that did not happen:
+    /// the file loads as the save before, and says so; damage inside a whole frame is still
+    /// damage. An append that fails (a full disk) leaves the file as it was.
+    func testCutOrFailedAppendKeepsTheSaveBefore() throws {
+        let g = try primed()
+        let path = temporaryPath()
+        let first = try SessionFile.save(to: path, generator: g, conversation: conversation(g), modelName: "m")
+        let before = try Data(contentsOf: URL(fileURLWithPath: path))
+        let historyBefore = g.history
+        g.generate(maxTokens: 20)
+        try SessionFile.save(to: path, generator: g, conversation: conversation(g), modelName: "m", after: first)
+        let after = try Data(contentsOf: URL(fileURLWithPath: path))
+        for cut in [before.count + 3, before.count + 40, (before.count + after.count) / 2, after.count - 1] {
+            try after.prefix(cut).write(to: URL(fileURLWithPath: path + ".cut"))
+            let c = try load(path + ".cut", like: g.cache)
+            XCTAssertTrue(c.interruptedSave, "cut at \(cut)")
+            XCTAssertEqual(c.history, historyBefore, "cut at \(cut)")
+        }
+        var flipped = after
+        flipped[(before.count + after.count) / 2 + 20] ^= 0x04
+        try flipped.write(to: URL(fileURLWithPath: path + ".flip"))
+        XCTAssertThrowsError(try load(path + ".flip", like: g.cache)) { XCTAssertTrue("\($0)".contains("damaged"), "\($0)") }
+
+        try before.write(to: URL(fileURLWithPath: path))
+        let restored = try load(path, like: g.cache)
+        signal(SIGXFSZ, SIG_IGN)
+        var old = rlimit()
+        getrlimit(Int32(RLIMIT_FSIZE.rawValue), &old)
+        var small = old
+        small.rlim_cur = rlim_t(before.count + 100)
+        setrlimit(Int32(RLIMIT_FSIZE.rawValue), &small)
+        XCTAssertThrowsError(try SessionFile.save(to: path, generator: g, conversation: conversation(g), modelName: "m", after: restored.checkpoint))
+        setrlimit(Int32(RLIMIT_FSIZE.rawValue), &old)
+        XCTAssertEqual(try Data(contentsOf: URL(fileURLWithPath: path)), before, "cut back to the save before")
+        let retried = try SessionFile.save(to: path, generator: g, conversation: conversation(g), modelName: "m", after: restored.checkpoint)
+        XCTAssertEqual(retried.frames, 2, "the next save appends again")
+        XCTAssertEqual(try load(path, like: g.cache).history, g.history)
     }
 
     /// A thousand randomly damaged files: each loads or throws, never crashes or hangs.

@@ -34,6 +34,8 @@ public final class GGUFFile {
     let mappingSize: Int
     let dataOffset: Int
 
+    static let maxNameBytes = 256
+
     public init(path: String) throws {
         self.path = path
         // O_NONBLOCK: a FIFO given as the model must not hang the open (it is refused below).
@@ -67,6 +69,9 @@ public final class GGUFFile {
             var metadata: [String: GGUFValue] = [:]
             for _ in 0..<kvCount {
                 let key = try r.readString("metadata key")
+                // The spec allows 65,535 bytes; real keys are short, and a damaged length made
+                // one "key" of most of the file, which then filled an error message.
+                guard key.utf8.count <= Self.maxNameBytes else { throw EngineError.malformed(path, "a metadata key of \(key.utf8.count) bytes") }
                 let type = try r.read(UInt32.self, "type of \(key)")
                 metadata[key] = try Self.readValue(type: type, key: key, &r, depth: 0)
             }
@@ -74,6 +79,7 @@ public final class GGUFFile {
             var names: [String] = []
             for _ in 0..<tensorCount {
                 let name = try r.readString("tensor name")
+                guard name.utf8.count <= Self.maxNameBytes else { throw EngineError.malformed(path, "a tensor name of \(name.utf8.count) bytes") }
                 let nDims = try r.read(UInt32.self, "dims of \(name)")
                 guard nDims >= 1, nDims <= 4 else { throw EngineError.malformed(path, "tensor '\(name)' has \(nDims) dimensions") }
                 var dims: [Int] = []

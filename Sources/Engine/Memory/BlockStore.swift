@@ -42,12 +42,11 @@ final class BlockStore {
             return
         }
         guard failure == nil, openFile() else { return }
-        let offset = off_t((index - ramBlobLimit) * blobBytes)
-        var written = 0
-        while written < blobBytes {
-            let r = pwrite(fileDescriptor, bytes + written, blobBytes - written, offset + off_t(written))
-            if r <= 0 { failure = "memory file write failed: \(String(cString: strerror(errno)))"; return }
-            written += r
+        do {
+            try FileIO.writeAll(fileDescriptor, UnsafeRawBufferPointer(start: bytes, count: blobBytes), at: (index - ramBlobLimit) * blobBytes)
+        } catch {
+            failure = "memory file \(error)"
+            return
         }
         fileBlobs = max(fileBlobs, index - ramBlobLimit + 1)
     }
@@ -69,14 +68,9 @@ final class BlockStore {
     func read(_ index: Int, into buffer: UnsafeMutableRawPointer) -> UnsafeRawPointer? {
         if index < ramBlobLimit { return index < ram.count ? UnsafeRawPointer(ram[index]) : nil }
         guard fileDescriptor >= 0, index - ramBlobLimit < fileBlobs else { return nil }
-        let offset = off_t((index - ramBlobLimit) * blobBytes)
-        var done = 0
-        while done < blobBytes {
-            let r = pread(fileDescriptor, buffer + done, blobBytes - done, offset + off_t(done))
-            if r <= 0 { return nil }
-            done += r
-        }
-        return UnsafeRawPointer(buffer)
+        let buffer = UnsafeMutableRawBufferPointer(start: buffer, count: blobBytes)
+        guard (try? FileIO.readFully(fileDescriptor, into: buffer, at: (index - ramBlobLimit) * blobBytes)) == true else { return nil }
+        return UnsafeRawPointer(buffer.baseAddress!)
     }
 
     func reset() {

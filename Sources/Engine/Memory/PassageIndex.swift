@@ -165,8 +165,12 @@ public final class PassageIndex {
     /// archive description can trace…"); with 32 tokens ending at the fact, "What name did
     /// Tobias give the hound?" with the quotation before it ("The name of the song is called
     /// 'Haddocks' Eyes'").
+    ///
+    /// Also returns the matching sentence's weight (the question's word weight it holds), by
+    /// which passages are ordered: units score by all their words, so a unit where two common
+    /// question words meet outranked the one sentence that named the question's subject.
     public func focus(_ passage: Passage, question: String, history: [Int], end: Int, tokenizer: Tokenizer,
-                      budget: Int) -> Range<Int> {
+                      budget: Int) -> (range: Range<Int>, weight: Double) {
         let limit = min(end, history.count)
         let lo = range(ofUnit: max(0, passage.units.lowerBound - 1)).lowerBound
         let hi = min(limit, range(ofUnit: passage.units.upperBound + 1).upperBound)
@@ -183,14 +187,14 @@ public final class PassageIndex {
         let weights = idf(of: question)
         let scores = sentences.map { s in Set(Self.terms(of: tokenizer.decode(Array(history[s])))).reduce(0.0) { $0 + (weights[$1] ?? 0) } }
         guard let best = scores.indices.max(by: { scores[$0] < scores[$1] }), scores[best] > 0 else {
-            return tokens(of: passage, history: history, end: end, tokenizer: tokenizer)
+            return (tokens(of: passage, history: history, end: end, tokenizer: tokenizer), 0)
         }
         var next = best
         while !breaks[next], next + 1 < sentences.count, sentences[next + 1].upperBound - sentences[best].lowerBound <= budget,
               !tokenizer.decode([history[sentences[next + 1].lowerBound]]).contains("\n") {
             next += 1
         }
-        return sentences[best].lowerBound ..< sentences[next].upperBound
+        return (sentences[best].lowerBound ..< sentences[next].upperBound, scores[best])
     }
 
     /// Whether a token's text ends a sentence or a line (where passages may start and end).

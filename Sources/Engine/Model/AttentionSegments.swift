@@ -3,7 +3,7 @@ import CKernels
 extension KVCache {
     /// Segments `writeSegments` writes at most for one KV head: the memory's, the sinks, the
     /// window and the new keys.
-    static let maxSegmentsPerHead = BlockMemory.maxSegments + 3
+    static let maxSegmentsPerHead = BlockMemory.maxSegments + 5
 
     /// What KV head h of layer l attends to, as runs of keys written to `out` (room for
     /// `maxSegmentsPerHead`); returns how many. The one place this list is made, for a prefill
@@ -16,7 +16,9 @@ extension KVCache {
     ///   position (`slotPositions`, the stream position of each slot), and with a memory the
     ///   keys that leave the window during the chunk stay visible, at their true distance
     ///   (the memory takes them only afterwards). One token does the same with a memory; without
-    ///   one it is stored first, so its window already holds it and no longer the key that left;
+    ///   one it is stored first, so its window already holds it and no longer the key that left.
+    ///   Positions in `hidden` are left out (a run of positions is at most two runs of ring
+    ///   slots, so the window becomes at most three runs);
     /// - `own`: the new keys not in the cache (none for a token stored first).
     func writeSegments(layer l: Int, head h: Int, held: Int, slotPositions: UnsafePointer<Int64>?,
                        separateSinkQuery: Bool, own: ck_kv_segment, into out: UnsafeMutablePointer<ck_kv_segment>) -> Int {
@@ -29,7 +31,17 @@ extension KVCache {
             n += 1
         }
         append(first: 0, count: heldSinks, sinkQuery: true, windowed: false)
-        append(first: heldSinks, count: held - heldSinks, sinkQuery: false, windowed: memory == nil && slotPositions != nil)
+        let windowed = memory == nil && slotPositions != nil
+        if let hidden, !hidden.isEmpty {
+            var start = heldSinks
+            for slot in heldSinks..<held where hidden.contains(Int(positions[slot])) {
+                append(first: start, count: slot - start, sinkQuery: false, windowed: windowed)
+                start = slot + 1
+            }
+            append(first: start, count: held - start, sinkQuery: false, windowed: windowed)
+        } else {
+            append(first: heldSinks, count: held - heldSinks, sinkQuery: false, windowed: windowed)
+        }
         if own.count > 0 { out[n] = own; n += 1 }
         return n
     }

@@ -78,6 +78,10 @@ public final class KVCache {
     public var onEvict: ((EvictedToken) -> Void)?
     /// Where evicted tokens go to be recalled; nil: they are dropped.
     public internal(set) var memory: BlockMemory?
+    /// Stream positions that attention leaves out of the window while set (writeSegments):
+    /// a conversation hides its earlier exchanges while a question about a document is read
+    /// and answered. Not saved: it is set only for the length of one reply.
+    public var hidden: Range<Int>?
     private let storage: UnsafeMutableRawPointer  // every layer's keys, then values
     var keys: [UnsafeMutableRawPointer]        // per layer: [kv_head][capacity][head_dim] f32 or int8
     var values: [UnsafeMutableRawPointer]

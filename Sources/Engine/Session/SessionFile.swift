@@ -2,42 +2,42 @@ import CKernels
 import Foundation
 
 /// The session file: the whole state of a conversation, so it resumes exactly where it was.
-/// This is the one file that reads and writes it. Format version 3 (versions 1 and 2 are read too),
-/// integers little-endian:
+/// This is the one file that frames it; each stateful part writes and reads its own state
+/// (SessionState.swift). Format version 4 (versions 1 to 3 are read too), integers
+/// little-endian:
 ///
 ///     offset  size  field
 ///     0       8     magic "SCROLLSN"
-///     8       4     version, u32 = 3
+///     8       4     version, u32 = 4
 ///     12      4     header length H, u32 (at most 1 MiB)
 ///     16      H     header: JSON of `SessionHeader` — the fingerprint (model architecture and
 ///                   shapes, digests of the tensor table and the vocabulary, and every cache and
 ///                   RoPE setting that changes what cached keys mean) and a summary for listings
 ///     16+H    4     CRC-32 (IEEE 802.3) of the H header bytes
-///     20+H    …     body: one zstd frame with its content checksum (XXH64), to the end of the file
+///     20+H    …     frames, to the end of the file
 ///
-/// The body, in order (counts the reader can derive are not stored, they are checked):
+/// A frame is one save: u32 length S, S bytes of JSON `SessionSummary` (what a listing shows),
+/// u64 body length B, u32 CRC-32 of those S + 8 bytes, then the body: B bytes, one zstd frame
+/// with its content checksum (XXH64). The first frame holds the whole state; each later one
+/// appends what changed since the frame before, so a follow-up question writes the window's
+/// new rows and the memory blocks finished since instead of the whole session (a 52K-token
+/// session was 460 MB rewritten after every reply, 11–16 s). A body, in order:
 ///
 ///     conversation   u32 length + JSON of `SessionConversation`: messages, system prompt,
 ///                    sampler settings and RNG state
-///     history        u64 n = tokens seen, then n × i32 token ids
+///     history        u64 n0 (the tokens of the frames before; 0 in the first), u64 n, then
+///                    the n − n0 new token ids, i32 each
 ///     logits         u32 count (0 before the first token, else the vocabulary size), f32 each
-///     cache          for each layer, for each KV head: the keys then the values of the cache's
-///                    count = min(n, capacity) slots, slot order (slot → position follows from n
-///                    and the policy: KVCache.slot(ofPosition:)), each as a `rows` record
-///     memory         when the fingerprint has one: for each layer, the block being filled
-///                    (n_memory mod blockSize tokens, n_memory = max(0, n − capacity), at
-///                    positions sinks + blocks·blockSize + i; per KV head its keys as
-///                    BlockMemory holds them — `.chronological`: rotated at those positions;
-///                    version 1 had them at BlockMemory's canonical positions — and its values,
-///                    as `rows`), the representative keys of its blocks (f32
-///                    [block][kv_head][head_dim]), and (version 3) what RepresentativeScorer
-///                    holds: the scores of the block being filled (f32 [kv_head][its
-///                    tokens]) and the ring of query sums (f32 [ringSize][kv_head][head_dim];
-///                    which block each slot holds follows from n); then each finished block, per layer: per
-///                    keys/values and KV head a `rows` record of its blockSize rows ("int8"),
-///                    or its blob as BlockMemory packs it ("lossless"); then u32 length + JSON
-///                    of `RankingState` (what each layer and KV head recalled last)
+///     cache          KVCache.writeState: per layer, keys then values, per KV head, the slots
+///                    holding positions ≥ n0 as `rows` records (the first frame: all of them)
+///     memory         when the fingerprint has one: BlockMemory.writeState (the block being
+///                    filled, the new blocks' representative keys, the scorer, the blocks
+///                    finished since, the ranking)
 ///     end            "END!"
+///
+/// Versions 1 to 3 had no frames: one zstd body to the end of the file, its history a u64 n
+/// and n ids (version 1 kept the block being filled at canonical positions; before 3 the
+/// scorer's state was not stored).
 ///
 /// A `rows` record is `count` rows of head_dim values (one KV head). With kvEncoding
 /// "lossless": the f32 values. With "int8" (the default): the session codec of
@@ -46,30 +46,68 @@ import Foundation
 /// dequantized and re-coded this way. An int8 cache (`--kv int8`) is always stored as it is:
 /// its codes, then its f32 scales, one per 32 values.
 ///
-/// Writing streams through zstd in pieces, so saving never holds a second copy of the cache;
-/// it goes to a temporary file in the same folder, is fsynced, then renamed over the old
-/// one, so a crash, kill -9 or full disk at any moment leaves the previous save intact.
-/// Reading builds a fresh cache and only hands it over once the end marker and the zstd
-/// checksum have been read: a bad file never touches the conversation in use.
+/// A whole save streams through zstd in pieces into a temporary file in the same folder,
+/// fsynced, then renamed over the old one. An appended frame goes after the last one; a
+/// failure cuts the file back to where it was, and a frame cut short (kill -9, power loss) is
+/// a save that did not happen: loading stops before it and says so. Either way the previous
+/// save survives. Reading builds a fresh cache and only hands it over once every frame has
+/// been read: a bad file never touches the conversation in use.
 public enum SessionFile {
     public static let magic: [UInt8] = Array("SCROLLSN".utf8)
-    public static let version: UInt32 = 3
+    public static let version: UInt32 = 4
     static let maxHeaderBytes = 1 << 20
+    /// Frames after the first before a save rewrites the file whole (also when they hold
+    /// half of the first frame's bytes): loading replays them all.
+    static let maxAppended = 32
 
     /// How KV rows are stored (`--session-kv`).
     public enum KVEncoding: String, Codable, CaseIterable { case int8, lossless }
 
+    /// Where a file stood after this process saved or loaded it: the next save appends to it
+    /// when it is still that file and the conversation has only grown since.
+    public struct Checkpoint {
+        let path: String
+        let device: UInt64, inode: UInt64
+        let bytes: Int               // the file's size
+        let firstFrameBytes: Int     // where the first frame ends
+        let frames: Int
+        let tokens: Int              // the stream length the file holds
+        let historyDigest: UInt64    // of those tokens
+        let encoding: KVEncoding
+    }
+
     // MARK: Save
 
-    /// Saves the generator's whole state and the chat to `path`, atomically.
+    /// Saves the generator's whole state and the chat to `path`: appended to the file of
+    /// `checkpoint` when it still holds the start of this conversation, else written whole,
+    /// atomically. Returns where the file now stands.
+    @discardableResult
     public static func save(to path: String, generator: Generator, conversation: SessionConversation,
-                            encoding requested: KVEncoding = .int8, modelName: String, flags: [String] = []) throws {
+                            encoding requested: KVEncoding = .int8, modelName: String, flags: [String] = [],
+                            after checkpoint: Checkpoint? = nil) throws -> Checkpoint {
         let cache = generator.cache
         let encoding: KVEncoding = cache.precision == .int8 ? .int8 : requested
-        let header = SessionHeader(fingerprint: SessionFingerprint(model: generator.model, tokenizer: generator.tokenizer, cache: cache),
-                                   model: modelName, savedAt: Date().timeIntervalSince1970, tokens: cache.tokensSeen,
-                                   memoryTokens: cache.memory?.tokens ?? 0, messages: conversation.messages.count,
-                                   kvEncoding: encoding, title: conversation.title, flags: flags)
+        let summary = SessionSummary(savedAt: Date().timeIntervalSince1970, tokens: cache.tokensSeen,
+                                     memoryTokens: cache.memory?.tokens ?? 0, messages: conversation.messages.count,
+                                     title: conversation.title)
+        do {
+            if let c = checkpoint, let fd = appendable(c, path: path, generator: generator, encoding: encoding) {
+                return try append(fd, to: c, summary: summary, generator: generator, conversation: conversation)
+            }
+            let header = SessionHeader(fingerprint: SessionFingerprint(model: generator.model, tokenizer: generator.tokenizer, cache: cache),
+                                       model: modelName, summary: summary, kvEncoding: encoding, flags: flags)
+            return try saveWhole(to: path, header: header, summary: summary, generator: generator, conversation: conversation)
+        } catch let e as Zstd.Failure {
+            throw failure(path, e.description)
+        } catch let e as FileIO.Failure {
+            throw failure(path, e.description)
+        } catch is EncodingError {
+            throw failure(path, "a record holds a value JSON cannot store (NaN or infinity)")
+        }
+    }
+
+    private static func saveWhole(to path: String, header: SessionHeader, summary: SessionSummary, generator: Generator,
+                                  conversation: SessionConversation) throws -> Checkpoint {
         let directory = (path as NSString).deletingLastPathComponent
         let temporary = (directory.isEmpty ? "." : directory) + "/.\((path as NSString).lastPathComponent).saving-\(getpid())"
         let fd = open(temporary, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0o644)
@@ -78,20 +116,14 @@ public enum SessionFile {
         defer {
             if !done { close(fd); unlink(temporary) }
         }
-        do {
-            let headerBytes = Array(try JSONEncoder().encode(header))
-            var prefix = magic
-            prefix += bytes(of: version) + bytes(of: UInt32(headerBytes.count)) + headerBytes + bytes(of: crc32(headerBytes))
-            try prefix.withUnsafeBytes { try Zstd.writeAll(fd, $0) }
-            let body = try BodyWriter(fd: fd)
-            try writeBody(body, generator: generator, conversation: conversation, encoding: encoding)
-            try body.finish()
-            guard fsync(fd) == 0 else { throw Zstd.Failure(description: "fsync failed: \(String(cString: strerror(errno)))") }
-        } catch let e as Zstd.Failure {
-            throw failure(path, e.description)
-        } catch is EncodingError {
-            throw failure(path, "a record holds a value JSON cannot store (NaN or infinity)")
-        }
+        let headerBytes = Array(try JSONEncoder().encode(header))
+        var prefix = magic
+        prefix += bytes(of: version) + bytes(of: UInt32(headerBytes.count)) + headerBytes + bytes(of: crc32(headerBytes))
+        try prefix.withUnsafeBytes { try FileIO.writeAll(fd, $0) }
+        try writeFrame(fd, at: prefix.count, summary: summary, since: 0, generator: generator, conversation: conversation, encoding: header.kvEncoding)
+        guard fsync(fd) == 0 else { throw Zstd.Failure(description: "fsync failed: \(String(cString: strerror(errno)))") }
+        var st = stat()
+        fstat(fd, &st)
         close(fd)
         done = true
         guard rename(temporary, path) == 0 else {
@@ -102,74 +134,79 @@ public enum SessionFile {
         // The rename itself is durable once the folder is synced.
         let dirFD = open(directory.isEmpty ? "." : directory, O_RDONLY | O_DIRECTORY)
         if dirFD >= 0 { fsync(dirFD); close(dirFD) }
+        return Checkpoint(path: path, device: UInt64(st.st_dev), inode: UInt64(st.st_ino), bytes: Int(st.st_size),
+                          firstFrameBytes: Int(st.st_size), frames: 1, tokens: generator.history.count,
+                          historyDigest: digest(generator.history[...]), encoding: header.kvEncoding)
     }
 
-    private static func writeBody(_ w: BodyWriter, generator: Generator, conversation: SessionConversation,
+    /// The file of `c`, opened for appending, when it is still as this process left it, the
+    /// conversation has only grown since, and the frames appended so far are few and small.
+    private static func appendable(_ c: Checkpoint, path: String, generator: Generator, encoding: KVEncoding) -> Int32? {
+        let history = generator.history
+        guard c.path == path, c.encoding == encoding, c.frames <= maxAppended, c.bytes - c.firstFrameBytes < c.firstFrameBytes / 2,
+              history.count >= c.tokens, digest(history[..<c.tokens]) == c.historyDigest else { return nil }
+        let fd = open(path, O_WRONLY | O_NOFOLLOW | O_NONBLOCK | O_CLOEXEC)
+        guard fd >= 0 else { return nil }
+        var st = stat()
+        guard fstat(fd, &st) == 0, st.st_mode & S_IFMT == S_IFREG, UInt64(st.st_dev) == c.device, UInt64(st.st_ino) == c.inode,
+              Int(st.st_size) == c.bytes, lseek(fd, off_t(c.bytes), SEEK_SET) == off_t(c.bytes) else { close(fd); return nil }
+        return fd
+    }
+
+    private static func append(_ fd: Int32, to c: Checkpoint, summary: SessionSummary, generator: Generator,
+                               conversation: SessionConversation) throws -> Checkpoint {
+        defer { close(fd) }
+        do {
+            let bytes = try writeFrame(fd, at: c.bytes, summary: summary, since: c.tokens, generator: generator,
+                                       conversation: conversation, encoding: c.encoding)
+            guard fsync(fd) == 0 else { throw Zstd.Failure(description: "fsync failed: \(String(cString: strerror(errno)))") }
+            return Checkpoint(path: c.path, device: c.device, inode: c.inode, bytes: c.bytes + bytes, firstFrameBytes: c.firstFrameBytes,
+                              frames: c.frames + 1, tokens: generator.history.count, historyDigest: digest(generator.history[...]),
+                              encoding: c.encoding)
+        } catch {
+            // What was appended goes: the file is again the previous save.
+            _ = ftruncate(fd, off_t(c.bytes))
+            _ = fsync(fd)
+            throw error
+        }
+    }
+
+    /// Writes one frame at offset `at` (where the descriptor stands); returns its bytes.
+    @discardableResult
+    private static func writeFrame(_ fd: Int32, at start: Int, summary: SessionSummary, since n0: Int, generator: Generator,
+                                   conversation: SessionConversation, encoding: KVEncoding) throws -> Int {
+        let json = Array(try JSONEncoder().encode(summary))
+        try (bytes(of: UInt32(json.count)) + json + [UInt8](repeating: 0, count: 12)).withUnsafeBytes { try FileIO.writeAll(fd, $0) }
+        let w = try BodyWriter(fd: fd)
+        try writeBody(w, since: n0, generator: generator, conversation: conversation, encoding: encoding)
+        try w.finish()
+        // The body's length and the frame head's checksum, now that the body is written.
+        let lengthBytes = bytes(of: UInt64(w.bytesWritten))
+        let patch = lengthBytes + bytes(of: crc32(json + lengthBytes))
+        try patch.withUnsafeBytes { try FileIO.writeAll(fd, $0, at: start + 4 + json.count) }
+        return 4 + json.count + 12 + w.bytesWritten
+    }
+
+    private static func writeBody(_ w: BodyWriter, since n0: Int, generator: Generator, conversation: SessionConversation,
                                   encoding: KVEncoding) throws {
         let cache = generator.cache
         let json = Array(try JSONEncoder().encode(conversation))
         try w.put(UInt32(json.count)); try w.put(bytes: json)
-        try w.put(UInt64(generator.history.count))
-        try w.put(array: generator.history.map { Int32($0) })
+        try w.put(UInt64(n0)); try w.put(UInt64(generator.history.count))
+        try w.put(array: generator.history[n0...].map { Int32($0) })
         let logits = generator.lastLogits.map(Array.init) ?? []
         try w.put(UInt32(logits.count)); try w.put(array: logits)
-
-        let hd = cache.headDim, count = cache.count, groups = hd / Int(CK_KV_GROUP)
-        let codec = RowCodec(rows: max(cache.capacity, cache.memory?.settings.blockSize ?? 0), headDim: hd)
-        /// `rows` f32 rows at `f`, or int8 codes and scales already stored.
-        func putRows(f32 f: UnsafePointer<Float>?, int8 stored: (UnsafePointer<Int8>, UnsafePointer<Float>)?, rows: Int) throws {
-            if let (c, s) = stored {
-                try w.put(raw: UnsafeRawBufferPointer(start: c, count: rows * hd))
-                try w.put(raw: UnsafeRawBufferPointer(start: s, count: rows * groups * 4))
-            } else if encoding == .lossless {
-                try w.put(raw: UnsafeRawBufferPointer(start: f!, count: rows * hd * 4))
-            } else {
-                try codec.encode(f!, rows: rows, to: w)
-            }
-        }
-        for l in 0..<cache.layerCount {
-            for storage in [(cache.keys[l], cache.keyScales[l]), (cache.values[l], cache.valueScales[l])] {
-                for h in 0..<cache.kvHeadCount {
-                    let row = h * cache.capacity
-                    if cache.precision == .int8 {
-                        try putRows(f32: nil, int8: (UnsafePointer(storage.0.assumingMemoryBound(to: Int8.self) + row * hd), UnsafePointer(storage.1 + row * groups)), rows: count)
-                    } else {
-                        try putRows(f32: storage.0.assumingMemoryBound(to: Float.self) + row * hd, int8: nil, rows: count)
-                    }
-                }
-            }
-        }
-        if let memory = cache.memory {
-            let b = memory.settings.blockSize
-            for l in 0..<cache.layerCount {
-                let pending = memory.pendingCount[l]
-                for h in 0..<cache.kvHeadCount {
-                    try putRows(f32: memory.pendingKeys[l] + h * b * hd, int8: nil, rows: pending)
-                    try putRows(f32: memory.pendingValues[l] + h * b * hd, int8: nil, rows: pending)
-                }
-                try w.put(array: memory.representatives[l])
-                let scorer = memory.scorer
-                for h in 0..<cache.kvHeadCount {
-                    try w.put(raw: UnsafeRawBufferPointer(start: scorer.scores[l] + h * b, count: pending * 4))
-                }
-                try w.put(raw: UnsafeRawBufferPointer(start: scorer.ring[l], count: scorer.ringSize * cache.kvHeadCount * hd * 4))
-            }
-            for block in 0..<memory.blocks {
-                for l in 0..<cache.layerCount {
-                    guard let blob = memory.store.read(block * cache.layerCount + l, into: memory.blob) else {
-                        throw Zstd.Failure(description: "memory block \(block) is unreadable (\(memory.failure ?? "lost"))")
-                    }
-                    if encoding == .lossless {
-                        try w.put(raw: UnsafeRawBufferPointer(start: blob, count: memory.store.blobBytes))
-                    } else {
-                        try codec.encodeBlob(blob, memory: memory, to: w)
-                    }
-                }
-            }
-            let ranking = Array(try JSONEncoder().encode(RankingState(memory)))
-            try w.put(UInt32(ranking.count)); try w.put(bytes: ranking)
-        }
+        let codec = RowCodec(rows: max(cache.capacity, cache.memory?.settings.blockSize ?? 0), headDim: cache.headDim, encoding: encoding)
+        try cache.writeState(w, since: n0, codec: codec)
+        try cache.memory?.writeState(w, since: n0, capacity: cache.capacity, codec: codec)
         try w.put(bytes: Array("END!".utf8))
+    }
+
+    /// FNV-1a 64 of token ids: whether the history a checkpoint saw is still the start of this one.
+    private static func digest(_ ids: ArraySlice<Int>) -> UInt64 {
+        var h: UInt64 = 0xcbf2_9ce4_8422_2325
+        for id in ids { h = (h ^ UInt64(UInt32(truncatingIfNeeded: id))) &* 0x100_0000_01b3 }
+        return h
     }
 
     // MARK: Load
@@ -181,22 +218,48 @@ public enum SessionFile {
         public let cache: KVCache
         public let history: [Int]
         public let logits: [Float]
+        /// Where the file stands, for the next save to append to.
+        public let checkpoint: Checkpoint
+        /// A last frame was cut short (the process ended while it was appended): the state is
+        /// the save before it.
+        public let interruptedSave: Bool
     }
 
-    /// Reads only the header (for listings, and to check the fingerprint early).
+    /// Reads the header, its summary from the last whole frame (for listings, and to check
+    /// the fingerprint early).
     public static func header(at path: String) throws -> SessionHeader {
         let fd = try openForReading(path)
         defer { close(fd) }
-        return try readHeader(fd, path)
+        var (header, version) = try readVersionedHeader(fd, path)
+        if version >= 4 {
+            var frames = FrameWalker(fd: fd, path: path)
+            while let frame = try frames.next() {
+                header.summary = frame.summary
+                lseek(fd, off_t(frame.end), SEEK_SET)
+            }
+        }
+        return header
     }
 
-    /// Reads the header and the conversation record only (for `scroll sessions show`).
+    /// Reads the header and the latest conversation record only (for `scroll sessions show`).
     public static func conversation(at path: String) throws -> (SessionHeader, SessionConversation) {
         let fd = try openForReading(path)
         defer { close(fd) }
-        let header = try readHeader(fd, path)
+        var (header, version) = try readVersionedHeader(fd, path)
+        var bodyStart: off_t? = version >= 4 ? nil : lseek(fd, 0, SEEK_CUR)
+        var limit = Int.max
+        if version >= 4 {
+            var frames = FrameWalker(fd: fd, path: path)
+            while let frame = try frames.next() {
+                header.summary = frame.summary
+                (bodyStart, limit) = (off_t(frame.bodyStart), frame.end - frame.bodyStart)
+                lseek(fd, off_t(frame.end), SEEK_SET)
+            }
+        }
+        guard let bodyStart else { throw failure(path, "damaged: no complete save in it", loading: true) }
+        lseek(fd, bodyStart, SEEK_SET)
         do {
-            let r = try BodyReader(fd: fd)
+            let r = try BodyReader(fd: fd, limit: limit)
             let json = try r.bytes(count: Int(try r.get(UInt32.self)), limit: 1 << 30)
             return (header, try JSONDecoder().decode(SessionConversation.self, from: Data(json)))
         } catch is Zstd.Failure {
@@ -212,114 +275,127 @@ public enum SessionFile {
     public static func load(from path: String, model: Transformer, tokenizer: Tokenizer, freshCache cache: KVCache) throws -> Contents {
         let fd = try openForReading(path)
         defer { close(fd) }
-        let (header, version) = try readVersionedHeader(fd, path)
+        var (header, version) = try readVersionedHeader(fd, path)
         let expected = SessionFingerprint(model: model, tokenizer: tokenizer, cache: cache)
         if let difference = header.fingerprint.difference(from: expected) {
             throw failure(path, difference, loading: true)
         }
         if cache.precision == .int8 && header.kvEncoding != .int8 { throw failure(path, "KV encoding does not match the int8 cache", loading: true) }
         do {
-            let r = try BodyReader(fd: fd)
-            let conversation = try JSONDecoder().decode(SessionConversation.self, from: Data(try r.bytes(count: Int(try r.get(UInt32.self)), limit: 1 << 30)))
-            if let problem = conversation.sampler.problem { throw Zstd.Failure(description: "sampler: \(problem)") }
-            let n = Int(try r.get(UInt64.self))
-            guard n == header.tokens else { throw Zstd.Failure(description: "history holds \(n) tokens, header says \(header.tokens)") }
-            let history = try r.array(Int32.self, count: n).map { Int($0) }
-            guard history.allSatisfy({ $0 >= 0 && $0 < model.config.vocabSize }) else { throw Zstd.Failure(description: "token id out of range") }
-            let logitCount = Int(try r.get(UInt32.self))
-            guard logitCount == (n == 0 ? 0 : model.config.vocabSize) else { throw Zstd.Failure(description: "logits have the wrong size") }
-            let logits = try r.array(Float.self, count: logitCount)
-            try logits.withUnsafeBufferPointer { try requireFinite($0, "logits") }
-            try readCache(r, into: cache, tokens: n, encoding: header.kvEncoding, version: version)
-            guard try r.bytes(count: 4, limit: 4) == Array("END!".utf8) else { throw Zstd.Failure(description: "end marker missing") }
-            try r.finish()
-            return Contents(header: header, conversation: conversation, cache: cache, history: history, logits: logits)
+            let codec = RowCodec(rows: max(cache.capacity, cache.memory?.settings.blockSize ?? 0), headDim: cache.headDim, encoding: header.kvEncoding)
+            var state = State()
+            var frames = FrameWalker(fd: fd, path: path)
+            var firstFrameEnd = 0, end = 0, count = 0
+            if version < 4 {
+                let r = try BodyReader(fd: fd)
+                try readBody(r, into: &state, cache: cache, model: model, codec: codec, version: version)
+                try r.finish()
+                end = Int(lseek(fd, 0, SEEK_CUR))
+            }
+            while version >= 4, let frame = try frames.next() {
+                let r = try BodyReader(fd: fd, limit: frame.end - frame.bodyStart)
+                try readBody(r, into: &state, cache: cache, model: model, codec: codec, version: version)
+                try r.finish()
+                guard state.history.count == frame.summary.tokens else {
+                    throw Zstd.Failure(description: "history holds \(state.history.count) tokens, its summary says \(frame.summary.tokens)")
+                }
+                header.summary = frame.summary
+                (end, count) = (frame.end, count + 1)
+                if count == 1 { firstFrameEnd = end }
+            }
+            guard let conversation = state.conversation else { throw Zstd.Failure(description: "no complete save in it (truncated)") }
+            if version < 4 { firstFrameEnd = end; count = 1 }
+            var st = stat()
+            fstat(fd, &st)
+            let checkpoint = Checkpoint(path: path, device: UInt64(st.st_dev), inode: UInt64(st.st_ino), bytes: end,
+                                        firstFrameBytes: firstFrameEnd, frames: version < 4 ? Int.max : count,
+                                        tokens: state.history.count, historyDigest: digest(state.history[...]), encoding: header.kvEncoding)
+            return Contents(header: header, conversation: conversation, cache: cache, history: state.history, logits: state.logits,
+                            checkpoint: checkpoint, interruptedSave: frames.torn)
         } catch let e as Zstd.Failure {
             throw failure(path, "damaged: \(e.description)", loading: true)
+        } catch let e as FileIO.Failure {
+            throw failure(path, e.description, loading: true)
         } catch is DecodingError {
             throw failure(path, "damaged: conversation record unreadable", loading: true)
         }
     }
 
-    private static func readCache(_ r: BodyReader, into cache: KVCache, tokens n: Int, encoding: KVEncoding, version: UInt32) throws {
+    /// The state read so far: the latest conversation and logits, the whole history.
+    private struct State {
+        var conversation: SessionConversation?
+        var history: [Int] = []
+        var logits: [Float] = []
+    }
+
+    /// Reads one body (a frame's, or a version 1–3 file's) on top of `state` and `cache`.
+    private static func readBody(_ r: BodyReader, into state: inout State, cache: KVCache, model: Transformer, codec: RowCodec,
+                                 version: UInt32) throws {
+        let conversation = try JSONDecoder().decode(SessionConversation.self, from: Data(try r.bytes(count: Int(try r.get(UInt32.self)), limit: 1 << 30)))
+        if let problem = conversation.sampler.problem { throw Zstd.Failure(description: "sampler: \(problem)") }
+        let n0 = version >= 4 ? Int(try r.get(UInt64.self)) : 0
+        let n = Int(try r.get(UInt64.self))
+        guard n0 == state.history.count, n >= n0, n < 1 << 40 else {
+            throw Zstd.Failure(description: "the record continues from \(n0) tokens to \(n), the session holds \(state.history.count)")
+        }
         guard cache.policy.window != nil || n <= cache.capacity else { throw Zstd.Failure(description: "more tokens than the dense cache holds") }
-        let hd = cache.headDim, groups = hd / Int(CK_KV_GROUP)
+        let added = try r.array(Int32.self, count: n - n0)
+        guard added.allSatisfy({ $0 >= 0 && Int($0) < model.config.vocabSize }) else { throw Zstd.Failure(description: "token id out of range") }
+        state.history += added.map { Int($0) }
+        let logitCount = Int(try r.get(UInt32.self))
+        guard logitCount == (n == 0 ? 0 : model.config.vocabSize) else { throw Zstd.Failure(description: "logits have the wrong size") }
+        state.logits = try r.array(Float.self, count: logitCount)
+        try state.logits.withUnsafeBufferPointer { try requireFinite($0, "logits") }
         cache.restore(tokensSeen: n)
-        let count = cache.count
-        let codec = RowCodec(rows: max(cache.capacity, cache.memory?.settings.blockSize ?? 0), headDim: hd)
-        /// Reads `rows` rows into f32 rows at `f`, or into stored int8 codes and scales.
-        func getRows(f32 f: UnsafeMutablePointer<Float>?, int8 stored: (UnsafeMutablePointer<Int8>, UnsafeMutablePointer<Float>)?, rows: Int) throws {
-            if let (c, s) = stored {
-                try r.read(into: UnsafeMutableRawBufferPointer(start: c, count: rows * hd))
-                try r.read(into: UnsafeMutableRawBufferPointer(start: s, count: rows * groups * 4))
-                guard UnsafeBufferPointer(start: s, count: rows * groups).allSatisfy({ $0.isFinite }) else {
-                    throw Zstd.Failure(description: "non-finite KV scale")
-                }
-            } else if encoding == .lossless {
-                try r.read(into: UnsafeMutableRawBufferPointer(start: f!, count: rows * hd * 4))
-                try requireFinite(UnsafeBufferPointer(start: f!, count: rows * hd), "KV row")
-            } else {
-                try codec.decode(from: r, rows: rows, into: f!)
-                try requireFinite(UnsafeBufferPointer(start: f!, count: rows * hd), "KV row")
-            }
+        try cache.readState(r, since: n0, codec: codec)
+        try cache.memory?.readState(r, since: n0, tokens: n, capacity: cache.capacity, sinks: cache.policy.sinks, codec: codec, version: version)
+        guard try r.bytes(count: 4, limit: 4) == Array("END!".utf8) else { throw Zstd.Failure(description: "end marker missing") }
+        state.conversation = conversation
+    }
+
+    /// Steps through a version 4 file's frames from the descriptor's offset: each whole
+    /// frame's head, its checksum checked; nil at the end, or at a frame cut short (`torn`).
+    private struct FrameWalker {
+        struct Frame {
+            let summary: SessionSummary
+            let bodyStart: Int, end: Int
         }
-        for l in 0..<cache.layerCount {
-            for storage in [(cache.keys[l], cache.keyScales[l]), (cache.values[l], cache.valueScales[l])] {
-                for h in 0..<cache.kvHeadCount {
-                    let row = h * cache.capacity
-                    if cache.precision == .int8 {
-                        try getRows(f32: nil, int8: (storage.0.assumingMemoryBound(to: Int8.self) + row * hd, storage.1 + row * groups), rows: count)
-                    } else {
-                        try getRows(f32: storage.0.assumingMemoryBound(to: Float.self) + row * hd, int8: nil, rows: count)
-                    }
-                }
-            }
+        let fd: Int32, path: String
+        private(set) var torn = false
+        private let size: Int
+
+        init(fd: Int32, path: String) {
+            self.fd = fd
+            self.path = path
+            var st = stat()
+            size = fstat(fd, &st) == 0 ? Int(st.st_size) : 0
         }
-        guard let memory = cache.memory else { return }
-        let b = memory.settings.blockSize, kvh = cache.kvHeadCount
-        let held = max(0, n - cache.capacity)
-        let blocks = held / b, pending = held % b
-        for l in 0..<cache.layerCount {
-            for i in 0..<pending { memory.pendingPositions[l][i] = Int64(cache.policy.sinks + blocks * b + i) }
-            for h in 0..<kvh {
-                try getRows(f32: memory.pendingKeys[l] + h * b * hd, int8: nil, rows: pending)
-                try getRows(f32: memory.pendingValues[l] + h * b * hd, int8: nil, rows: pending)
+
+        mutating func next() throws -> Frame? {
+            let start = Int(lseek(fd, 0, SEEK_CUR))
+            guard start < size else { return nil }
+            func read(_ n: Int) throws -> [UInt8]? {
+                do { return try FileIO.readBytes(fd, n) } catch { throw SessionFile.failure(path, "\(error)", loading: true) }
             }
-            memory.pendingCount[l] = pending
-            if version == 1 { memory.turnPending(layer: l, keys: memory.pendingKeys[l], toCanonical: false) }
-            memory.representatives[l] = try r.array(Float.self, count: blocks * kvh * hd)
-            try memory.representatives[l].withUnsafeBufferPointer { try requireFinite($0, "representative key") }
-            memory.blockCount[l] = blocks
-            // Before version 3 there were none: the block being filled is scored from here on.
-            let scorer = memory.scorer
-            if version >= 3 {
-                for h in 0..<kvh {
-                    try r.read(into: UnsafeMutableRawBufferPointer(start: scorer.scores[l] + h * b, count: pending * 4))
-                    try requireFinite(UnsafeBufferPointer(start: scorer.scores[l] + h * b, count: pending), "block score")
-                }
-                try r.read(into: UnsafeMutableRawBufferPointer(start: scorer.ring[l], count: scorer.ringSize * kvh * hd * 4))
-                try requireFinite(UnsafeBufferPointer(start: scorer.ring[l], count: scorer.ringSize * kvh * hd), "query sum")
+            func u<T: FixedWidthInteger>(_ b: [UInt8], _: T.Type) -> T { b.withUnsafeBytes { T(littleEndian: $0.loadUnaligned(as: T.self)) } }
+            guard let s = try read(4) else { torn = true; return nil }
+            let length = Int(u(s, UInt32.self))
+            guard length <= SessionFile.maxHeaderBytes else { throw SessionFile.failure(path, "damaged: a save's summary of \(length) bytes", loading: true) }
+            guard let json = try read(length), let tail = try read(12) else { torn = true; return nil }
+            let bodyBytes = u(Array(tail[..<8]), UInt64.self)
+            guard u(Array(tail[8...]), UInt32.self) == SessionFile.crc32(json + tail[..<8]) else {
+                // A head never finished (its length and checksum are written last) at the end
+                // of the file is a save cut short; anywhere else it is damage.
+                if bodyBytes == 0 && u(Array(tail[8...]), UInt32.self) == 0 { torn = true; return nil }
+                throw SessionFile.failure(path, "damaged: a save's checksum does not match", loading: true)
             }
-        }
-        memory.scorer.restore(tokensSeen: n)
-        memory.blockStarts = (0..<blocks).map { cache.policy.sinks + $0 * b }
-        for block in 0..<blocks {
-            for l in 0..<cache.layerCount {
-                if encoding == .lossless {
-                    try r.read(into: UnsafeMutableRawBufferPointer(start: memory.blob, count: memory.store.blobBytes))
-                    try requireFinite(memory.blobScales, "memory scale")
-                } else {
-                    try codec.decodeBlob(from: r, memory: memory)
-                }
-                memory.store.write(block * cache.layerCount + l, from: memory.blob)
+            let bodyStart = start + 4 + length + 12
+            guard bodyBytes <= UInt64(size - bodyStart) else { torn = true; return nil }
+            guard let summary = try? JSONDecoder().decode(SessionSummary.self, from: Data(json)) else {
+                throw SessionFile.failure(path, "damaged: a save's summary is unreadable", loading: true)
             }
+            return Frame(summary: summary, bodyStart: bodyStart, end: bodyStart + Int(bodyBytes))
         }
-        if let why = memory.failure { throw Zstd.Failure(description: "cannot hold the memory: \(why)") }
-        let json = try r.bytes(count: Int(try r.get(UInt32.self)), limit: 1 << 30)
-        guard let ranking = try? JSONDecoder().decode(RankingState.self, from: Data(json)) else {
-            throw Zstd.Failure(description: "memory ranking record unreadable")
-        }
-        try ranking.apply(to: memory)
     }
 
     // MARK: Pieces
@@ -344,17 +420,17 @@ public enum SessionFile {
         return fd
     }
 
-    private static func readHeader(_ fd: Int32, _ path: String) throws -> SessionHeader { try readVersionedHeader(fd, path).0 }
 
     private static func readVersionedHeader(_ fd: Int32, _ path: String) throws -> (SessionHeader, UInt32) {
+        var empty = true
         func read(_ n: Int) throws -> [UInt8] {
-            var out = [UInt8](repeating: 0, count: n), done = 0
-            while done < n {
-                let r = out.withUnsafeMutableBytes { Foundation.read(fd, $0.baseAddress! + done, n - done) }
-                guard r > 0 else { throw failure(path, done == 0 && n == 8 ? "empty file, not a session" : "truncated header", loading: true) }
-                done += r
+            let read: [UInt8]?
+            do { read = try FileIO.readBytes(fd, n) } catch { throw failure(path, "\(error)", loading: true) }
+            guard let bytes = read else {
+                throw failure(path, empty && n == 8 ? "empty file, not a session" : "truncated header", loading: true)
             }
-            return out
+            empty = false
+            return bytes
         }
         guard try read(8) == magic else { throw failure(path, "not a Scroll session file (bad magic)", loading: true) }
         let fixed = try read(8)

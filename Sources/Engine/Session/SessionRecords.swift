@@ -91,6 +91,29 @@ public struct SessionHeader: Codable {
     /// Command-line flags that rebuild this cache, RoPE and memory, so that a resume without
     /// flags takes them (absent in sessions saved before).
     public var flags: [String]?
+
+    init(fingerprint: SessionFingerprint, model: String, summary: SessionSummary, kvEncoding: SessionFile.KVEncoding, flags: [String]) {
+        self.fingerprint = fingerprint
+        self.model = model
+        (savedAt, tokens, memoryTokens, messages, title) = (summary.savedAt, summary.tokens, summary.memoryTokens, summary.messages, summary.title)
+        self.kvEncoding = kvEncoding
+        self.flags = flags
+    }
+
+    /// What a listing shows: as the first save wrote it, or as the last frame read says.
+    var summary: SessionSummary {
+        get { SessionSummary(savedAt: savedAt, tokens: tokens, memoryTokens: memoryTokens, messages: messages, title: title) }
+        set { (savedAt, tokens, memoryTokens, messages, title) = (newValue.savedAt, newValue.tokens, newValue.memoryTokens, newValue.messages, newValue.title) }
+    }
+}
+
+/// What each save (a frame of SessionFile) says of the conversation for a listing.
+struct SessionSummary: Codable {
+    var savedAt: Double
+    var tokens: Int
+    var memoryTokens: Int
+    var messages: Int
+    var title: String
 }
 
 /// The conversation around the cache: what the chat template needs to continue, and the
@@ -104,14 +127,18 @@ public struct SessionConversation: Codable {
     /// Stream ranges that are passages read again before a question (PassageIndex.copies);
     /// absent in sessions saved before passages were re-read.
     public var rereadCopies: [Range<Int>]?
+    /// Where the last document ends in the stream (absent: none, or saved before).
+    public var documentEnd: Int?
 
-    public init(messages: [ChatMessage], systemPrompt: String?, raw: Bool, sampler: Sampler, rereadCopies: [Range<Int>] = []) {
+    public init(messages: [ChatMessage], systemPrompt: String?, raw: Bool, sampler: Sampler, rereadCopies: [Range<Int>] = [],
+                documentEnd: Int? = nil) {
         self.messages = messages
         self.systemPrompt = systemPrompt
         self.raw = raw
         self.sampler = sampler.settings
         rngState = sampler.rng.state
         self.rereadCopies = rereadCopies
+        self.documentEnd = documentEnd
     }
 
     /// The sampler as it was saved.
@@ -123,7 +150,8 @@ public struct SessionConversation: Codable {
 
     var title: String {
         let first = messages.first { $0.role == .user }?.content ?? ""
-        let line = first.split(whereSeparator: \.isNewline).first.map(String.init) ?? ""
+        // The first line with text, trimmed: a piped license began with 20 spaces of centring.
+        let line = first.split(whereSeparator: \.isNewline).lazy.map { $0.trimmingCharacters(in: .whitespaces) }.first { !$0.isEmpty } ?? ""
         return line.count > 60 ? String(line.prefix(59)) + "…" : line
     }
 }
@@ -177,152 +205,4 @@ struct FNV1a {
         value = value &* 0x100_0000_01b3   // a 0 byte ends each string
     }
     var hex: String { String(value, radix: 16) }
-}
-
-/// The body's writer: small values gather in a buffer, large arrays go straight to zstd.
-final class BodyWriter {
-    private let zstd: Zstd.Writer
-    private var buffer: [UInt8] = []
-
-    init(fd: Int32) throws {
-        zstd = try Zstd.Writer(fd: fd)
-        buffer.reserveCapacity(1 << 16)
-    }
-
-    func put<T: FixedWidthInteger>(_ value: T) throws { try put(bytes: withUnsafeBytes(of: value.littleEndian) { Array($0) }) }
-    func put(bytes: [UInt8]) throws {
-        buffer += bytes
-        if buffer.count >= 1 << 16 { try flush() }
-    }
-    func put<T>(array: [T]) throws { try array.withUnsafeBytes { try put(raw: $0) } }
-    func put(raw: UnsafeRawBufferPointer) throws {
-        if raw.count < 4096 { try put(bytes: Array(raw)); return }
-        try flush()
-        try zstd.write(raw)
-    }
-    func finish() throws {
-        try flush()
-        try zstd.finish()
-    }
-    private func flush() throws {
-        try buffer.withUnsafeBytes { try zstd.write($0) }
-        buffer.removeAll(keepingCapacity: true)
-    }
-}
-
-/// The body's reader. Arrays are read in pieces, so a damaged count fails at the end of the
-/// data instead of asking for an absurd allocation up front; and the data may not expand
-/// beyond what a real session compresses to, so a small crafted file cannot make loading
-/// allocate or write gigabytes (a 35 KB file whose zstd frame was zeros claimed 268M tokens
-/// and took 3.5 GB). Real bodies are KV rows that compress ~1.1–1.6×; text and token ids,
-/// which compress far better, are a few MB at most, within the slack.
-final class BodyReader {
-    private let zstd: Zstd.Reader
-    static let maxExpansion = 64, expansionSlack = 32 << 20
-
-    init(fd: Int32) throws { zstd = try Zstd.Reader(fd: fd) }
-
-    func get<T: FixedWidthInteger>(_: T.Type) throws -> T {
-        var v = T.zero
-        try withUnsafeMutableBytes(of: &v) { try read(into: $0) }
-        return T(littleEndian: v)
-    }
-    func read(into buffer: UnsafeMutableRawBufferPointer) throws {
-        guard buffer.count > 0 else { return }
-        try zstd.read(into: buffer)
-        guard zstd.decompressedBytes <= Self.expansionSlack + Self.maxExpansion * zstd.compressedBytes else {
-            throw Zstd.Failure(description: "the data expands \(zstd.decompressedBytes / max(1, zstd.compressedBytes))-fold, more than any session (crafted?)")
-        }
-    }
-    func bytes(count: Int, limit: Int) throws -> [UInt8] {
-        guard count <= limit else { throw Zstd.Failure(description: "record of \(count) bytes is implausible") }
-        return try array(UInt8.self, count: count)
-    }
-    func array<T>(_: T.Type, count: Int) throws -> [T] {
-        let piece = max(1, (1 << 20) / MemoryLayout<T>.stride)
-        var out: [T] = []
-        while out.count < count {
-            let n = min(piece, count - out.count)
-            let part = try [T](unsafeUninitializedCapacity: n) { buf, initialized in
-                try read(into: UnsafeMutableRawBufferPointer(buf))
-                initialized = n
-            }
-            out += part
-        }
-        return out
-    }
-    func finish() throws { try zstd.finish() }
-}
-
-/// The "int8" session encoding of f32 rows (session_codec.c): for `rows` rows of head_dim,
-/// the int8 codes then the f16 (mean, step) of each group of 64 tokens and channel.
-final class RowCodec {
-    /// Steps per rms deviation: the quantization error is ~rms/(steps·√12) per value.
-    /// 10 is measured (README, Sessions): resumed perplexity within 1% and a file ~37% of f16.
-    static let steps: Float = 10
-    let headDim: Int
-    private var codes: [Int8]
-    private var params: [UInt16]
-    private var floats: [Float]
-
-    init(rows: Int, headDim: Int) {
-        self.headDim = headDim
-        let n = max(1, rows)
-        codes = Array(repeating: 0, count: n * headDim)
-        params = Array(repeating: 0, count: Self.paramCount(rows: n, headDim: headDim))
-        floats = Array(repeating: 0, count: n * headDim)
-    }
-
-    static func paramCount(rows: Int, headDim: Int) -> Int {
-        (rows + Int(CK_SESSION_GROUP) - 1) / Int(CK_SESSION_GROUP) * headDim * 2
-    }
-
-    func encode(_ x: UnsafePointer<Float>, rows: Int, to w: BodyWriter) throws {
-        guard rows > 0 else { return }
-        let p = Self.paramCount(rows: rows, headDim: headDim)
-        codes.withUnsafeMutableBufferPointer { c in
-            params.withUnsafeMutableBufferPointer { ck_session_encode(x, Int64(rows), Int32(headDim), Self.steps, c.baseAddress, $0.baseAddress) }
-        }
-        try codes.withUnsafeBytes { try w.put(raw: UnsafeRawBufferPointer(rebasing: $0[..<(rows * headDim)])) }
-        try params.withUnsafeBytes { try w.put(raw: UnsafeRawBufferPointer(rebasing: $0[..<(p * 2)])) }
-    }
-
-    func decode(from r: BodyReader, rows: Int, into y: UnsafeMutablePointer<Float>) throws {
-        guard rows > 0 else { return }
-        let p = Self.paramCount(rows: rows, headDim: headDim)
-        try codes.withUnsafeMutableBytes { try r.read(into: UnsafeMutableRawBufferPointer(rebasing: $0[..<(rows * headDim)])) }
-        try params.withUnsafeMutableBytes { try r.read(into: UnsafeMutableRawBufferPointer(rebasing: $0[..<(p * 2)])) }
-        codes.withUnsafeBufferPointer { c in
-            params.withUnsafeBufferPointer { ck_session_decode(c.baseAddress, $0.baseAddress, Int64(rows), Int32(headDim), y) }
-        }
-    }
-
-    // A memory blob (BlockMemory.blobRows) is re-coded per (keys or values, KV head):
-    // dequantized, then encoded like cache rows; loading quantizes them back.
-    func encodeBlob(_ blob: UnsafeRawPointer, memory: BlockMemory, to w: BodyWriter) throws {
-        let b = memory.settings.blockSize, hd = headDim, groups = hd / Int(CK_KV_GROUP)
-        for part in 0..<2 {
-            for h in 0..<memory.kvHeadCount {
-                let (c, s) = memory.blobRows(blob, part: part, head: h)
-                try floats.withUnsafeMutableBufferPointer { f in
-                    for row in 0..<b { ck_dequantize_kv_row(c + row * hd, s + row * groups, f.baseAddress! + row * hd, Int32(hd)) }
-                    try encode(f.baseAddress!, rows: b, to: w)
-                }
-            }
-        }
-    }
-
-    func decodeBlob(from r: BodyReader, memory: BlockMemory) throws {
-        let b = memory.settings.blockSize, hd = headDim, groups = hd / Int(CK_KV_GROUP)
-        for part in 0..<2 {
-            for h in 0..<memory.kvHeadCount {
-                let (c, s) = memory.blobRows(memory.blob, part: part, head: h)
-                try floats.withUnsafeMutableBufferPointer { f in
-                    try decode(from: r, rows: b, into: f.baseAddress!)
-                    try SessionFile.requireFinite(UnsafeBufferPointer(start: f.baseAddress!, count: b * hd), "memory row")
-                    for row in 0..<b { ck_quantize_kv_row(f.baseAddress! + row * hd, c + row * hd, s + row * groups, Int32(hd)) }
-                }
-            }
-        }
-    }
 }

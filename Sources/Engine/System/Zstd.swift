@@ -82,26 +82,29 @@ public enum Zstd {
                 let left = try Zstd.check(ZSTD_compressStream2(ctx, &output, &input, mode))
                 return (left, output.pos)
             }
-            try out.withUnsafeBytes { try writeAll(fd, UnsafeRawBufferPointer(rebasing: $0[..<produced])) }
+            try out.withUnsafeBytes { try FileIO.writeAll(fd, UnsafeRawBufferPointer(rebasing: $0[..<produced])) }
             bytesWritten += produced
             return left
         }
     }
 
-    /// Reads one frame from a file descriptor, exactly as many bytes as asked each time.
+    /// Reads one frame from a file descriptor, exactly as many bytes as asked each time. With
+    /// `limit`, at most that many bytes are read from the file (a frame followed by others).
     public final class Reader {
         private let ctx: OpaquePointer
         private let fd: Int32
+        private var left: Int
         private var input: [UInt8]
         private var inPos = 0, inSize = 0
         private var frameDone = false
         /// Bytes read from the file, and bytes of data they gave so far.
         public private(set) var compressedBytes = 0, decompressedBytes = 0
 
-        public init(fd: Int32) throws {
+        public init(fd: Int32, limit: Int = .max) throws {
             guard let ctx = ZSTD_createDCtx() else { throw Failure(description: "zstd: out of memory") }
             self.ctx = ctx
             self.fd = fd
+            left = limit
             input = [UInt8](repeating: 0, count: ZSTD_DStreamInSize())
         }
 
@@ -141,23 +144,12 @@ public enum Zstd {
         }
 
         private func refill() throws -> Int {
-            let n = input.withUnsafeMutableBytes { Foundation.read(fd, $0.baseAddress, $0.count) }
-            guard n >= 0 else { throw Failure(description: "read failed: \(String(cString: strerror(errno)))") }
+            let n = try input.withUnsafeMutableBytes { try FileIO.read(fd, into: UnsafeMutableRawBufferPointer(rebasing: $0[..<min($0.count, left)])) }
             inPos = 0
             inSize = n
+            left -= n
             compressedBytes += n
             return n
-        }
-    }
-
-    /// Writes all of `bytes` to `fd`, retrying short writes; throws on an error (a full disk).
-    public static func writeAll(_ fd: Int32, _ bytes: UnsafeRawBufferPointer) throws {
-        var done = 0
-        while done < bytes.count {
-            let r = Foundation.write(fd, bytes.baseAddress! + done, bytes.count - done)
-            if r < 0 && errno == EINTR { continue }
-            guard r > 0 else { throw Failure(description: "write failed: \(String(cString: strerror(errno)))") }
-            done += r
         }
     }
 
