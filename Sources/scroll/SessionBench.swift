@@ -37,8 +37,18 @@ extension Bench {
                 try SessionFile.save(to: path, generator: generator, conversation: conversation, encoding: encoding, modelName: "bench")
                 saved.append((encoding, path, now() - s0, bytes(path)))
             }
+            // The original state goes on to the evaluation tokens only after both saves.
+            let baseline = perplexity(model, generator.cache, Array(generator.lastLogits!), future)
+            for (encoding, path, saveSeconds, size) in saved {
+                let l0 = now()
+                let contents = try SessionFile.load(from: path, model: model, tokenizer: tokenizer, freshCache: try cacheOptions.makeCache(for: model))
+                let loadSeconds = now() - l0
+                let ppl = perplexity(model, contents.cache, contents.logits, future)
+                rows.append(String(format: "| %@ | %.1f | %.1f%% | %.2f | %.2f | %.0f× faster | %.4f | %+.2f%% |", encoding.rawValue, size / 1_048_576,
+                                   100 * size / llamaBytes, saveSeconds, loadSeconds, rereadSeconds / loadSeconds, ppl, 100 * (ppl / baseline - 1)))
+            }
             // A follow-up question and its answer, then the save that appends them, on a copy of
-            // the state (the original goes on to the evaluation tokens below).
+            // each saved file (after the perplexities: generators share the model's logits buffer).
             var followUps: [String] = []
             for (encoding, path, _, size) in saved {
                 let copy = directory + "/\(encoding.rawValue)-followup"
@@ -52,16 +62,6 @@ extension Bench {
                 try SessionFile.save(to: copy, generator: g, conversation: conversation, encoding: encoding, modelName: "bench", after: c.checkpoint)
                 let seconds = now() - s0, added = bytes(copy) - size
                 followUps.append(String(format: "| %@ | %.2f | %.2f | %.2f%% |", encoding.rawValue, seconds, added / 1_048_576, 100 * added / size))
-            }
-            // The original state goes on to the evaluation tokens only after the saves.
-            let baseline = perplexity(model, generator.cache, Array(generator.lastLogits!), future)
-            for (encoding, path, saveSeconds, size) in saved {
-                let l0 = now()
-                let contents = try SessionFile.load(from: path, model: model, tokenizer: tokenizer, freshCache: try cacheOptions.makeCache(for: model))
-                let loadSeconds = now() - l0
-                let ppl = perplexity(model, contents.cache, contents.logits, future)
-                rows.append(String(format: "| %@ | %.1f | %.1f%% | %.2f | %.2f | %.0f× faster | %.4f | %+.2f%% |", encoding.rawValue, size / 1_048_576,
-                                   100 * size / llamaBytes, saveSeconds, loadSeconds, rereadSeconds / loadSeconds, ppl, 100 * (ppl / baseline - 1)))
             }
             print("read \(n) tokens in \(String(format: "%.1f", rereadSeconds)) s; llama.cpp's f16 state for them: \(String(format: "%.1f", llamaBytes / 1_048_576)) MiB")
             print("| session KV | file MiB | of llama.cpp f16 | save s | load s | load vs re-read | ppl next \(m) | ppl change |")
