@@ -27,6 +27,8 @@ let package = Package(
             "Engine", "CReadline",
             .product(name: "ArgumentParser", package: "swift-argument-parser"),
         ]),
+        // The readers of untrusted files under libFuzzer (scripts/fuzz.sh), or replaying inputs.
+        .executableTarget(name: "scroll-fuzz", dependencies: ["Engine"]),
         // Reference/ (golden data and the scripts that made it) is read from the source tree.
         .testTarget(name: "EngineTests", dependencies: ["Engine", "CKernels"],
                     exclude: ["Reference"]),

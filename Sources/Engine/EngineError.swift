@@ -13,6 +13,7 @@ public enum EngineError: Error, CustomStringConvertible, Equatable {
     case missingTensor(String)
     case badTensorShape(String, expected: [Int], found: [Int])
     case invalidArgument(String)
+    case damagedSession(String, String)
 
     /// One line whatever a file put in it: names from a file can hold newlines, NULs and
     /// escape sequences (see `String.escapingControls`).
@@ -32,6 +33,7 @@ public enum EngineError: Error, CustomStringConvertible, Equatable {
         case .missingTensor(let t): return "model is missing tensor '\(t)'"
         case .badTensorShape(let t, let e, let f): return "tensor '\(t)' has shape \(f), expected \(e)"
         case .invalidArgument(let why): return why
+        case .damagedSession(let p, let what): return "cannot load session \(p): damaged: \(what)"
         }
     }
 }

@@ -196,6 +196,25 @@ final class BlockMemoryTests: XCTestCase {
         XCTAssertGreaterThan(same, 10 * chronological, "sanity: positions matter")
     }
 
+    /// Decoding's scratch holds every key a head attends, whatever the model was set up for:
+    /// with RoPE positions for just the window (a model file whose context is that short), the
+    /// recalled blocks and the block being filled overran it. The logits equal those of the
+    /// same model set up for many more positions.
+    func testDecodingScratchHoldsRecalledKeysBeyondThePositions() throws {
+        let path = TestSupport.referenceURL("tiny/tiny-llama.gguf").path
+        var settings = MemorySettings()
+        settings.blockSize = 16
+        settings.topBlocks = 4
+        var rng = RandomGenerator(seed: 9)
+        let tokens = (0..<120).map { _ in Int(rng.next() % 384) }
+        func logits(positions: Int) throws -> [[Float]] {
+            let model = try Transformer(path: path, threads: 2, maxPositions: positions)
+            let cache = model.makeCache(policy: CachePolicy(sinks: 4, window: 32), memory: settings)
+            return tokens.map { Array(model.forward(token: $0, cache: cache)) }
+        }
+        XCTAssertEqual(try logits(positions: 36), try logits(positions: 4096))
+    }
+
     /// Positions in `KVCache.hidden` are left out of attention: two streams that differ only
     /// in the tokens at the hidden positions (the last ten, which the ring holds across its
     /// wrap, so they are two runs of slots) give the same logits afterwards, through a prefill

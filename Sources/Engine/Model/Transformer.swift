@@ -27,8 +27,8 @@ public final class Transformer {
     private let attnOut: UnsafeMutablePointer<Float> // [n_heads * head_dim]
     let qSink: UnsafeMutablePointer<Float>           // [n_heads * head_dim] query rotated for sink keys
     let ropeRows: UnsafeMutablePointer<Float>        // [4][head_dim/2]: cos, sin at the position; cos, sin at the sink position
-    let scores: UnsafeMutablePointer<Float>          // [threads][scoresStride] attention weights and partials
-    let scoresStride: Int                            // group · max positions + n_heads · (head_dim + 2)
+    private(set) var scores: UnsafeMutablePointer<Float>  // [threads][scoresStride] attention weights and partials
+    private(set) var scoresStride: Int               // ck_pool_attend_segments_scratch of the most keys a head attends
     private let hb: UnsafeMutablePointer<Float>      // [ffn] gate, then silu(gate)·up
     private let hb2: UnsafeMutablePointer<Float>     // [ffn] up
     let logitsBuffer: UnsafeMutablePointer<Float>    // [vocab]
@@ -68,7 +68,7 @@ public final class Transformer {
         attnOut = .allocate(capacity: c.qDim)
         qSink = .allocate(capacity: c.qDim)
         ropeRows = .allocate(capacity: 2 * c.headDim)
-        scoresStride = c.groupSize * positions + c.headCount * (c.headDim + 2)
+        scoresStride = Int(ck_pool_attend_segments_scratch(Int32(c.headCount), Int32(c.kvHeadCount), Int32(c.headDim), Int64(positions)))
         scores = .allocate(capacity: pool.threads * scoresStride)
         hb = .allocate(capacity: c.feedForwardLength)
         hb2 = .allocate(capacity: c.feedForwardLength)
@@ -76,6 +76,19 @@ public final class Transformer {
         xq = .allocate(capacity: max(c.embeddingLength, c.feedForwardLength, c.qDim) / 32 + 1)
         segments = .allocate(capacity: c.kvHeadCount * KVCache.maxSegmentsPerHead)
         segmentOffsets = .allocate(capacity: c.kvHeadCount + 1)
+    }
+
+    /// Grows the decoding scratch to hold `keys` keys per KV head. It is sized for the RoPE
+    /// positions at first, but a window's recalled blocks and the block being filled come on
+    /// top (a model whose context is the window's length overran it), and the size it had
+    /// fell short of a dense cache at its full length by group · (head_dim + 2) floats.
+    private func reserveScores(keys: Int) {
+        let c = config
+        let needed = Int(ck_pool_attend_segments_scratch(Int32(c.headCount), Int32(c.kvHeadCount), Int32(c.headDim), Int64(keys)))
+        guard needed > scoresStride else { return }
+        scores.deallocate()
+        scoresStride = needed
+        scores = .allocate(capacity: pool.threads * needed)
     }
 
     deinit {
@@ -141,7 +154,13 @@ public final class Transformer {
                                      own: own, into: segments + n)
             segmentOffsets[h + 1] = Int32(n)
         }
-        assert(scoresStride > ck_pool_attend_segments_scratch(Int32(c.headCount), Int32(c.kvHeadCount), Int32(hd), 1))
+        var keys = 0
+        for h in 0..<c.kvHeadCount {
+            var run = 0
+            for i in Int(segmentOffsets[h])..<Int(segmentOffsets[h + 1]) { run += Int(segments[i].count) }
+            keys = max(keys, run)
+        }
+        reserveScores(keys: keys)
         ck_pool_attend_segments(pool.handle, separateSinkQuery ? qSink : q, q, segments, segmentOffsets,
                                 Int32(c.headCount), Int32(c.kvHeadCount), Int32(hd), 1 / Float(hd).squareRoot(),
                                 scores, Int64(scoresStride), out)

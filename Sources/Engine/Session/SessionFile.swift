@@ -256,16 +256,16 @@ public enum SessionFile {
                 lseek(fd, off_t(frame.end), SEEK_SET)
             }
         }
-        guard let bodyStart else { throw failure(path, "damaged: no complete save in it", loading: true) }
+        guard let bodyStart else { throw damaged(path, "no complete save in it") }
         lseek(fd, bodyStart, SEEK_SET)
         do {
             let r = try BodyReader(fd: fd, limit: limit)
             let json = try r.bytes(count: Int(try r.get(UInt32.self)), limit: 1 << 30)
             return (header, try JSONDecoder().decode(SessionConversation.self, from: Data(json)))
         } catch is Zstd.Failure {
-            throw failure(path, "damaged: conversation record unreadable", loading: true)
+            throw damaged(path, "conversation record unreadable")
         } catch is DecodingError {
-            throw failure(path, "damaged: conversation record unreadable", loading: true)
+            throw damaged(path, "conversation record unreadable")
         }
     }
 
@@ -313,11 +313,11 @@ public enum SessionFile {
             return Contents(header: header, conversation: conversation, cache: cache, history: state.history, logits: state.logits,
                             checkpoint: checkpoint, interruptedSave: frames.torn)
         } catch let e as Zstd.Failure {
-            throw failure(path, "damaged: \(e.description)", loading: true)
+            throw damaged(path, e.description)
         } catch let e as FileIO.Failure {
             throw failure(path, e.description, loading: true)
         } catch is DecodingError {
-            throw failure(path, "damaged: conversation record unreadable", loading: true)
+            throw damaged(path, "conversation record unreadable")
         }
     }
 
@@ -380,19 +380,19 @@ public enum SessionFile {
             func u<T: FixedWidthInteger>(_ b: [UInt8], _: T.Type) -> T { b.withUnsafeBytes { T(littleEndian: $0.loadUnaligned(as: T.self)) } }
             guard let s = try read(4) else { torn = true; return nil }
             let length = Int(u(s, UInt32.self))
-            guard length <= SessionFile.maxHeaderBytes else { throw SessionFile.failure(path, "damaged: a save's summary of \(length) bytes", loading: true) }
+            guard length <= SessionFile.maxHeaderBytes else { throw SessionFile.damaged(path, "a save's summary of \(length) bytes") }
             guard let json = try read(length), let tail = try read(12) else { torn = true; return nil }
             let bodyBytes = u(Array(tail[..<8]), UInt64.self)
             guard u(Array(tail[8...]), UInt32.self) == SessionFile.crc32(json + tail[..<8]) else {
                 // A head never finished (its length and checksum are written last) at the end
                 // of the file is a save cut short; anywhere else it is damage.
                 if bodyBytes == 0 && u(Array(tail[8...]), UInt32.self) == 0 { torn = true; return nil }
-                throw SessionFile.failure(path, "damaged: a save's checksum does not match", loading: true)
+                throw SessionFile.damaged(path, "a save's checksum does not match")
             }
             let bodyStart = start + 4 + length + 12
             guard bodyBytes <= UInt64(size - bodyStart) else { torn = true; return nil }
             guard let summary = try? JSONDecoder().decode(SessionSummary.self, from: Data(json)) else {
-                throw SessionFile.failure(path, "damaged: a save's summary is unreadable", loading: true)
+                throw SessionFile.damaged(path, "a save's summary is unreadable")
             }
             return Frame(summary: summary, bodyStart: bodyStart, end: bodyStart + Int(bodyBytes))
         }
@@ -439,12 +439,12 @@ public enum SessionFile {
             throw failure(path, "session format version \(version), this Scroll reads versions 1 to \(Self.version)", loading: true)
         }
         let length = Int(UInt32(littleEndian: fixed.withUnsafeBytes { $0.loadUnaligned(fromByteOffset: 4, as: UInt32.self) }))
-        guard length <= maxHeaderBytes else { throw failure(path, "header length \(length) is implausible (damaged)", loading: true) }
+        guard length <= maxHeaderBytes else { throw damaged(path, "header length \(length) is implausible") }
         let json = try read(length)
         let crc = try read(4).withUnsafeBytes { UInt32(littleEndian: $0.loadUnaligned(as: UInt32.self)) }
-        guard crc == crc32(json) else { throw failure(path, "header checksum mismatch (damaged)", loading: true) }
+        guard crc == crc32(json) else { throw damaged(path, "header checksum mismatch") }
         guard let header = try? JSONDecoder().decode(SessionHeader.self, from: Data(json)) else {
-            throw failure(path, "header unreadable (damaged)", loading: true)
+            throw damaged(path, "header unreadable")
         }
         return (header, version)
     }
@@ -452,6 +452,10 @@ public enum SessionFile {
     static func failure(_ path: String, _ why: String, loading: Bool = false) -> EngineError {
         .invalidArgument("cannot \(loading ? "load" : "save") session \(path): \(why)")
     }
+
+    /// A session file whose content is damaged (bad checksum, impossible values, cut short),
+    /// as against one that is missing, foreign or made with other settings.
+    static func damaged(_ path: String, _ what: String) -> EngineError { .damagedSession(path, what) }
 
     private static func bytes<T: FixedWidthInteger>(of value: T) -> [UInt8] {
         withUnsafeBytes(of: value.littleEndian) { Array($0) }
