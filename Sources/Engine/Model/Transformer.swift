@@ -81,7 +81,9 @@ public final class Transformer {
     /// Grows the decoding scratch to hold `keys` keys per KV head. It is sized for the RoPE
     /// positions at first, but a window's recalled blocks and the block being filled come on
     /// top (a model whose context is the window's length overran it), and the size it had
-    /// fell short of a dense cache at its full length by group · (head_dim + 2) floats.
+    /// fell short of a dense cache at its full length on one thread (`--threads 1`, where one
+    /// thread takes every key) by group · (head_dim + 2) floats. Sized for one thread taking
+    /// every key, it holds any split.
     private func reserveScores(keys: Int) {
         let c = config
         let needed = Int(ck_pool_attend_segments_scratch(Int32(c.headCount), Int32(c.kvHeadCount), Int32(c.headDim), Int64(keys)))
