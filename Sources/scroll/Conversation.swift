@@ -77,11 +77,13 @@ final class Conversation {
                     // green box is 56577.") in 4 of 8 misses (32K needle, seed 302).
                     generator.cache.hidden = end ..< turnStart
                 }
-                if document != nil, !recalled.isEmpty, let template {
+                if document != nil, let template {
                     // The passages and the question as a user turn of their own after the
                     // document's (later questions have a turn of their own already): read on
                     // in the document's turn, the model answered from the document's last
-                    // lines as often as from the passage (8K-token needle: 11/20 → 14/20).
+                    // lines as often as from the passage (8K-token needle: 11/20 → 14/20),
+                    // and with no passage found it went on with the document ("…hidden.
+                    // 9.4.2. Monitoring a process").
                     recalled = [template.imEnd] + generator.tokenizer.encode("\n") + [template.imStart]
                         + generator.tokenizer.encode("user\n") + recalled
                 }
