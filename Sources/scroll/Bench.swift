@@ -165,7 +165,7 @@ struct Bench: ParsableCommand {
                 print(String(decoding: try encoder.encode(points), as: UTF8.self))
                 return
             }
-            print(cacheOptions.describe(cache))
+            print(CacheOptions.describe(cache))
             print("| tokens streamed | tg\(genTokens) t/s (median of \(repetitions)) | RSS MiB | elapsed s | memory tokens | memory file MiB |")
             print("| ---: | ---: | ---: | ---: | ---: | ---: |")
             for p in points {

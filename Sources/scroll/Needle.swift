@@ -94,7 +94,7 @@ struct NeedleCommand: ParsableCommand {
                     let conversation = try Conversation(model: model, tokenizer: tokenizer, cache: try cacheOptions.makeCache(for: model),
                                                         sampling: sampling, systemPrompt: nil, raw: false, templateSource: model.gguf.metadata["tokenizer.chat_template"]?.string,
                                                         rereadPassages: cacheOptions.reread)
-                    description = cacheOptions.describe(conversation.generator.cache) + (conversation.passages == nil ? "" : ", passages re-read")
+                    description = CacheOptions.describe(conversation.generator.cache) + (conversation.passages == nil ? "" : ", passages re-read")
                     // Where the document starts in the stream: after the system turn and "<|im_start|>user\n".
                     let documentStart = conversation.turnHeadTokens(firstTurn: true)
                     for (turn, fact) in facts.enumerated() {

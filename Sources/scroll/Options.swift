@@ -192,7 +192,7 @@ struct CacheOptions: ParsableArguments {
     }
 
     /// The cache these flags describe, e.g. "sinks 4 + window 2048, KV int8 (12.7 KiB/token)".
-    func describe(_ cache: KVCache) -> String {
+    static func describe(_ cache: KVCache) -> String {
         let policy = cache.policy.window.map { "sinks \(cache.policy.sinks) + window \($0)" } ?? "dense \(cache.capacity)"
         let memory = cache.memory.map { ", memory: blocks of \($0.settings.blockSize), top \($0.settings.topBlocks)" } ?? ""
         return policy + String(format: ", KV %@ (%.1f KiB/token, %.0f MiB)", cache.precision.rawValue,

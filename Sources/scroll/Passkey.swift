@@ -77,7 +77,7 @@ struct PasskeyCommand: ParsableCommand {
                         let ids = Passkey.prompt(tokens: length, depth: depth, key: key, tokenizer: tokenizer)
                         let generator = Generator(model: model, tokenizer: tokenizer, sampler: Sampler(settings: settings),
                                                   cache: try cacheOptions.makeCache(for: model))
-                        cacheDescription = cacheOptions.describe(generator.cache) + ", " + model.rope.scaling.summary
+                        cacheDescription = CacheOptions.describe(generator.cache) + ", " + model.rope.scaling.summary
                         let start = Date()
                         let progress = ProgressLine(total: ids.count)
                         try generator.feed(ids) { progress.update($0) }

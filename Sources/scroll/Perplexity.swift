@@ -43,7 +43,7 @@ struct Ppl: ParsableCommand {
             let result = evaluator.evaluate(tokens, segmentLength: segment, chunkRestart: restart) { progress.update($0) }
             progress.finish()
             let seconds = Date().timeIntervalSince(start)
-            let mode = cacheOptions.describe(evaluator.cache) + (cacheOptions.dense ? ", restarted every \(restart!) tokens" : "")
+            let mode = CacheOptions.describe(evaluator.cache) + (cacheOptions.dense ? ", restarted every \(restart!) tokens" : "")
             if json {
                 struct Report: Codable {
                     let file: String; let mode: String; let tokens: Int; let perplexity: Double

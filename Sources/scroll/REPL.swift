@@ -145,7 +145,7 @@ final class REPL {
     /// Tab completion: command names after "/", then what the command takes.
     private func complete(line: String, start: Int, word: String) -> [String]? {
         if line.hasPrefix("/") && start <= 1 {
-            return REPL.commands.map { "/" + $0.name }.filter { $0.hasPrefix("/" + word) || $0.hasPrefix(word) }
+            return REPL.commands.flatMap { [$0.name] + $0.aliases }.map { "/" + $0 }.filter { $0.hasPrefix("/" + word) || $0.hasPrefix(word) }
                 .map { word.hasPrefix("/") ? $0 : String($0.dropFirst()) }
         }
         guard line.hasPrefix("/") else { return [] }

@@ -8,6 +8,7 @@ extension REPL {
 
     struct Command {
         let name: String
+        var aliases: [String] = []
         let usage: String
         let help: String
         let argument: Argument
@@ -15,13 +16,14 @@ extension REPL {
     }
 
     static func command(named name: String) -> Command? {
-        commands.first { $0.name == name } ?? (name == "exit" ? commands.first { $0.name == "quit" } : nil)
+        commands.first { $0.name == name || $0.aliases.contains(name) }
     }
 
     static let commands: [Command] = [
         Command(name: "help", usage: "", help: "list the commands", argument: .none) { _, _ in
             for c in commands {
-                Terminal.note(("/" + c.name + (c.usage.isEmpty ? "" : " " + c.usage)).padding(toLength: 22, withPad: " ", startingAt: 0) + c.help)
+                let help = c.help + (c.aliases.isEmpty ? "" : " (also " + c.aliases.map { "/" + $0 }.joined(separator: ", ") + ")")
+                Terminal.note(("/" + c.name + (c.usage.isEmpty ? "" : " " + c.usage)).padding(toLength: 22, withPad: " ", startingAt: 0) + help)
             }
             Terminal.note("A line ending in \\ continues on the next; \"\"\" opens and closes a block of lines. Ctrl-C stops a reply; Ctrl-D leaves.")
         },
@@ -81,6 +83,9 @@ extension REPL {
             try setting.set(repl, words[1])
             Terminal.note("\(setting.name) = \(setting.show(repl))")
         },
+        Command(name: "show", usage: "", help: "the model, the settings, the system prompt and the attached session", argument: .none) { repl, _ in
+            repl.show()
+        },
         Command(name: "stats", usage: "", help: "tokens, cache, memory and speed", argument: .none) { repl, _ in
             repl.showStats()
         },
@@ -106,7 +111,7 @@ extension REPL {
             }
             repl.autosave()
         },
-        Command(name: "quit", usage: "", help: "leave (a named session is saved first; Ctrl-D does the same)", argument: .none) { repl, _ in
+        Command(name: "quit", aliases: ["exit", "bye"], usage: "", help: "leave (a named session is saved first; Ctrl-D does the same)", argument: .none) { repl, _ in
             repl.done = true
         },
     ]
@@ -144,6 +149,29 @@ extension REPL {
             if let problem = settings.problem { throw EngineError.invalidArgument("invalid value for \(name): \(problem)") }
             repl.conversation.generator.sampler.settings = settings
         }
+    }
+
+    /// The model (architecture, size, weight types, trained context, chat template), the
+    /// settings, the system prompt's text and the attached session.
+    func show() {
+        let g = conversation.generator, c = g.model.config, gguf = g.model.gguf
+        let parameters = gguf.tensors.values.reduce(0) { $0 + $1.elementCount }
+        var types: [String: Int] = [:]
+        for t in gguf.tensors.values { types[GGMLType.name(of: t.type), default: 0] += t.elementCount }
+        let mix = types.sorted { $0.value > $1.value }.map { type, count in
+            let share = 100 * Double(count) / Double(max(1, parameters))
+            return share < 0.5 ? "\(type) <1%" : String(format: "%@ %.0f%%", type, share)
+        }
+        Terminal.note("model: \(Terminal.escaped((gguf.path as NSString).lastPathComponent)) — \(Terminal.escaped(c.architecture)), "
+                      + String(format: "%.0fM parameters", Double(parameters) / 1e6) + " (\(mix.joined(separator: ", ")))")
+        Terminal.note("       \(c.layerCount) layers, trained context \(c.contextLength), chat template: "
+                      + (conversation.raw ? "none (--raw)" : conversation.template == nil ? "none" : "ChatML"))
+        Terminal.note("cache: " + CacheOptions.describe(g.cache) + ", RoPE " + g.model.rope.scaling.kind.rawValue
+                      + (g.model.rope.scaling.kind == .none ? "" : String(format: " ×%.3g", g.model.rope.scaling.factor)))
+        let s = g.sampler.settings
+        Terminal.note("sampling: temp \(s.temperature), top-k \(s.topK), top-p \(s.topP), min-p \(s.minP), repeat-penalty \(s.repeatPenalty) over \(s.repeatLastN), seed \(s.seed), max-tokens \(maxTokens)")
+        Terminal.note("system prompt: " + (conversation.systemPrompt.map { Terminal.escaped($0, lines: true) } ?? "the model's default"))
+        Terminal.note("session: " + (sessionName.map { "\($0) (attached: saved after each reply)" } ?? "none (/save NAME keeps this conversation)"))
     }
 
     func showStats() {

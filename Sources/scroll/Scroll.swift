@@ -8,8 +8,12 @@ struct Scroll: ParsableCommand {
         commandName: "scroll",
         abstract: "A terminal chat with a local LLM that never runs out of context.",
         discussion: Scroll.chatOptions,
+        version: "scroll \(Scroll.version) (session files: format \(SessionFile.version))",
         subcommands: [Chat.self, SessionsCommand.self, Bench.self, Ppl.self, PasskeyCommand.self, NeedleCommand.self],
         defaultSubcommand: Chat.self)
+
+    /// The release: bumped when what a user sees changes.
+    static let version = "0.9.0"
 
     /// `scroll --help` also lists the options of the default command: they are what
     /// `scroll "question"` and the REPL take, and a user should not need `scroll help chat`.

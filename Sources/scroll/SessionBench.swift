@@ -17,7 +17,7 @@ extension Bench {
             guard all.count >= n + m else { throw EngineError.invalidArgument("\(textPath) has \(all.count) tokens, need \(n + m)") }
             let generator = Generator(model: model, tokenizer: tokenizer, sampler: Sampler(settings: SamplerSettings()),
                                       cache: try cacheOptions.makeCache(for: model))
-            print(cacheOptions.describe(generator.cache))
+            print(CacheOptions.describe(generator.cache))
             let t0 = now()
             try generator.feed(Array(all[..<n]))
             let rereadSeconds = now() - t0

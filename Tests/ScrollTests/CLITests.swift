@@ -258,6 +258,12 @@ final class CLITests: XCTestCase {
         }
     }
 
+    func testVersion() throws {
+        let r = try run(["--version"])
+        XCTAssertEqual(r.status, 0)
+        XCTAssertTrue(r.stdout.hasPrefix("scroll 0."), r.stdout)
+    }
+
     func testSystemPromptFromPromptsFolder() throws {
         let r = try run(["--system", "@default", "--exact", "--temp", "0", "What is the capital of France?"])
         XCTAssertEqual(r.status, 0, r.stderr)

@@ -185,6 +185,23 @@ final class REPLTests: XCTestCase {
         XCTAssertNotNil(passage, screen)
         XCTAssertTrue(shown[(passage ?? heading)...].dropFirst().first?.hasSuffix("The secret code of the amber gate is 58213.") == true, screen)
     }
+    /// /show names the model, its size and weight types, the settings, the system prompt and
+    /// the session; /bye (like /exit) leaves as /quit does.
+    func testShowAndBye() throws {
+        let term = TerminalSession()
+        defer { term.stop() }
+        try term.start("cd '\(ScrollProcess.repoRoot.path)' && '\(ScrollProcess.executable.path)' --temp 0 --system 'Answer in French.'")
+        try term.wait { $0.contains("/help lists commands") }
+        try term.send("/show", "Enter")
+        let screen = try term.wait { $0.contains("session: none") }
+        for fragment in ["model: SmolLM2-135M-Instruct.Q4_1.gguf — llama, 135M parameters (Q4_1", "trained context 8192", "chat template: ChatML",
+                         "cache: sinks 4 + window 1024", "sampling: temp 0.0", "system prompt: Answer in French."] {
+            XCTAssertTrue(screen.contains(fragment), "\(fragment)\n\(screen)")
+        }
+        try term.send("/bye", "Enter")
+        try term.wait { $0.contains("SCROLL-EXITED 0") }
+    }
+
     /// $SCROLL_HISTORY naming a FIFO or another program's file: the REPL starts at once (the
     /// FIFO hung open() beyond Ctrl-C's reach), says so in one line, and leaves the file as it
     /// was (any file it named was cut to 1,000 lines and chmod 600).
