@@ -24,4 +24,10 @@ enum ModelLocator {
         }
         return "models/" + defaultFileName
     }
+
+    /// The folder holding `models/` (and `prompts/`, `sessions/`): where the default model was found.
+    static var installRoot: String {
+        let root = ((defaultModelPath() as NSString).deletingLastPathComponent as NSString).deletingLastPathComponent
+        return root.isEmpty ? "." : root
+    }
 }

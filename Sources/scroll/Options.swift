@@ -248,7 +248,7 @@ struct SamplingOptions: ParsableArguments {
 
 /// What the conversation starts with.
 struct PromptOptions: ParsableArguments {
-    @Option(name: .long, help: "System prompt: text, or @FILE (e.g. @prompts/concise.txt, or @NAME for prompts/NAME.txt).")
+    @Option(name: .long, help: "System prompt: text, @NAME (NAME.txt in ~/.config/scroll/prompts or the installed prompts/), or @PATH/FILE.")
     var system: String?
 
     @Flag(name: .long, help: "No chat template: the input is fed to the model as plain text.")
@@ -262,18 +262,34 @@ struct PromptOptions: ParsableArguments {
     }
 }
 
-/// prompts/: system prompts as plain text files.
+/// System prompts as plain text files, by name: NAME.txt in the user's folder
+/// (`$XDG_CONFIG_HOME/scroll/prompts`, else `~/.config/scroll/prompts`), then in the installed
+/// `prompts/` (beside the `models/` the default model was found in). A reference with a slash
+/// is a file path. Never the working directory: `--system @concise` failed outside the
+/// repository, and Tab after `/system @` listed whatever folder Scroll was started in.
 enum PromptLibrary {
+    static var folders: [String] {
+        let env = ProcessInfo.processInfo.environment
+        let config = env["XDG_CONFIG_HOME"].flatMap { $0.isEmpty ? nil : $0 } ?? (NSHomeDirectory() + "/.config")
+        return [config + "/scroll/prompts", ModelLocator.installRoot + "/prompts"]
+    }
+
     static func load(_ ref: String) throws -> String {
-        let fm = FileManager.default
-        var candidates = [ref]
-        if !ref.contains("/") {
-            candidates += ["prompts/\(ref)", "prompts/\(ref).txt"]
+        let candidates = ref.contains("/") ? [(ref as NSString).expandingTildeInPath]
+            : folders.map { $0 + "/" + (ref.hasSuffix(".txt") ? ref : ref + ".txt") }
+        for path in candidates {
+            var st = stat()
+            guard stat(path, &st) == 0, st.st_mode & S_IFMT == S_IFREG, st.st_size <= 1 << 20,
+                  let data = FileManager.default.contents(atPath: path) else { continue }
+            return String(decoding: data, as: UTF8.self).trimmingCharacters(in: .whitespacesAndNewlines)
         }
-        for path in candidates where fm.fileExists(atPath: path) {
-            guard let text = fm.contents(atPath: path).map({ String(decoding: $0, as: UTF8.self) }) else { break }
-            return text.trimmingCharacters(in: .whitespacesAndNewlines)
-        }
-        throw EngineError.invalidArgument("system prompt file not found: \(ref)")
+        throw EngineError.invalidArgument("system prompt not found: \(ref) (looked in \(ref.contains("/") ? candidates[0] : folders.joined(separator: " and ")))")
+    }
+
+    /// The names `@NAME` can take, for completion.
+    static func names() -> [String] {
+        Array(Set(folders.flatMap { folder in
+            ((try? FileManager.default.contentsOfDirectory(atPath: folder)) ?? []).filter { $0.hasSuffix(".txt") }.map { ($0 as NSString).deletingPathExtension }
+        })).sorted()
     }
 }

@@ -156,8 +156,7 @@ final class REPL {
         case .file?: return nil
         case .prompt?:
             guard word.hasPrefix("@") else { return nil }
-            let names = (try? FileManager.default.contentsOfDirectory(atPath: "prompts")) ?? []
-            return names.map { "@" + ($0 as NSString).deletingPathExtension }.filter { $0.hasPrefix(word) }
+            return PromptLibrary.names().map { "@" + $0 }.filter { $0.hasPrefix(word) }
         default: return []
         }
     }

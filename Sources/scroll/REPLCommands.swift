@@ -63,7 +63,7 @@ extension REPL {
             repl.conversation.reset()
             Terminal.note("conversation cleared" + left)
         },
-        Command(name: "system", usage: "[TEXT|@NAME]", help: "show the system prompt, or set it (from prompts/NAME.txt with @) and start over", argument: .prompt) { repl, arg in
+        Command(name: "system", usage: "[TEXT|@NAME]", help: "show the system prompt, or set it (@NAME: a saved prompt, Tab lists them) and start over", argument: .prompt) { repl, arg in
             guard !arg.isEmpty else {
                 Terminal.note(repl.conversation.systemPrompt.map { "system prompt: \($0)" } ?? "system prompt: the model's default")
                 return

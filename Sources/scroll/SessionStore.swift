@@ -8,9 +8,7 @@ struct SessionStore {
 
     static func located() -> SessionStore {
         if let d = ProcessInfo.processInfo.environment["SCROLL_SESSIONS"], !d.isEmpty { return SessionStore(directory: d) }
-        let model = ModelLocator.defaultModelPath()
-        let root = ((model as NSString).deletingLastPathComponent as NSString).deletingLastPathComponent
-        return SessionStore(directory: ((root.isEmpty ? "." : root) as NSString).appendingPathComponent("sessions"))
+        return SessionStore(directory: (ModelLocator.installRoot as NSString).appendingPathComponent("sessions"))
     }
 
     /// A session name is a plain name: letters, digits, '.', '_' and '-', not starting with

@@ -206,7 +206,7 @@ final class CLITests: XCTestCase {
             (["-m", "/nonexistent/x.gguf", "hi"], "model file not found"),
             (["-m", scratch.path, "hi"], "not a GGUF file"),
             (["-m", truncated.path, "hi"], "truncated GGUF file"),
-            (["--system", "@no-such-prompt", "hi"], "system prompt file not found"),
+            (["--system", "@no-such-prompt", "hi"], "system prompt not found: no-such-prompt"),
         ] {
             let r = try run(args)
             XCTAssertNotEqual(r.status, 0, "\(args)")
@@ -268,5 +268,21 @@ final class CLITests: XCTestCase {
         let r = try run(["--system", "@default", "--exact", "--temp", "0", "What is the capital of France?"])
         XCTAssertEqual(r.status, 0, r.stderr)
         XCTAssertEqual(r.stdout, "The capital of France is Paris.\n", "prompts/default.txt is the model's own default")
+        // By name from any folder: the user's prompts first, then the installed ones; a
+        // prompts/ folder in the working directory is not looked at.
+        let elsewhere = FileManager.default.temporaryDirectory.appendingPathComponent("scroll-prompts-\(UUID().uuidString)")
+        try FileManager.default.createDirectory(at: elsewhere.appendingPathComponent("config/scroll/prompts"), withIntermediateDirectories: true)
+        try FileManager.default.createDirectory(at: elsewhere.appendingPathComponent("prompts"), withIntermediateDirectories: true)
+        addTeardownBlock { try? FileManager.default.removeItem(at: elsewhere) }
+        try "Answer every question with the single word: banana.".write(to: elsewhere.appendingPathComponent("config/scroll/prompts/fruit.txt"), atomically: true, encoding: .utf8)
+        try "unused".write(to: elsewhere.appendingPathComponent("prompts/local.txt"), atomically: true, encoding: .utf8)
+        let env = ["XDG_CONFIG_HOME": elsewhere.appendingPathComponent("config").path]
+        let installed = try run(["--system", "@default", "--exact", "--temp", "0", "What is the capital of France?"], environment: env, directory: elsewhere)
+        XCTAssertEqual(installed.stdout, r.stdout, installed.stderr)
+        let user = try run(["--system", "@fruit", "--temp", "0", "-n", "8", "What is the capital of France?"], environment: env, directory: elsewhere)
+        XCTAssertEqual(user.status, 0, "found in the user's folder, the only one holding it: \(user.stderr)")
+        let local = try run(["--system", "@local", "hi"], environment: env, directory: elsewhere)
+        XCTAssertNotEqual(local.status, 0)
+        XCTAssertTrue(local.stderr.contains("system prompt not found: local"), local.stderr)
     }
 }

@@ -23,12 +23,12 @@ extension XCTestCase {
     /// Runs scroll to the end; `interruptAfter` seconds after its stdin is written, it gets
     /// a SIGINT (a Ctrl-C).
     func run(_ args: [String], stdin: Data? = nil, environment: [String: String] = [:],
-             interruptAfter: Double? = nil) throws -> Result {
+             interruptAfter: Double? = nil, directory: URL = ScrollProcess.repoRoot) throws -> Result {
         let p = Process()
         p.executableURL = ScrollProcess.executable
         p.arguments = args
         p.environment = ProcessInfo.processInfo.environment.merging(environment) { $1 }
-        p.currentDirectoryURL = ScrollProcess.repoRoot
+        p.currentDirectoryURL = directory
         let out = Pipe(), err = Pipe(), inp = Pipe()
         p.standardOutput = out
         p.standardError = err
