@@ -15,6 +15,23 @@ struct Scroll: ParsableCommand {
     /// The release: bumped when what a user sees changes.
     static let version = "0.9.0"
 
+    /// ArgumentParser's own errors in Scroll's format: "scroll: error: …" like every other
+    /// error (they came as "Error: …"), with its usage line after; help and --version as it
+    /// prints them.
+    static func main() {
+        do {
+            var command = try parseAsRoot()
+            try command.run()
+        } catch {
+            let code = exitCode(for: error)
+            let message = fullMessage(for: error)
+            if code == .success || message.isEmpty || error is ExitCode { exit(withError: error) }
+            let text = message.hasPrefix("Error: ") ? String(message.dropFirst("Error: ".count)) : message
+            Terminal.note("scroll: error: " + text.escapingControls(keepingLines: true))
+            Foundation.exit(code.rawValue)
+        }
+    }
+
     /// `scroll --help` also lists the options of the default command: they are what
     /// `scroll "question"` and the REPL take, and a user should not need `scroll help chat`.
     static var chatOptions: String {
