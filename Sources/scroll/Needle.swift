@@ -58,8 +58,10 @@ struct NeedleCommand: ParsableCommand {
                 return ((path as NSString).lastPathComponent, String(decoding: data, as: UTF8.self))
             }
             let (model, tokenizer) = try modelOptions.load(cacheCapacity: cacheOptions.requestedCapacity)
+            // Greedy and unpenalized: this measures finding and using a passage, not sampling.
             var sampling = SamplerSettings()
             sampling.temperature = 0
+            sampling.repeatPenalty = 1
             var rng = RandomGenerator(seed: seed)
             var results: [Case] = []
             var description = ""

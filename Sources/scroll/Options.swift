@@ -213,9 +213,9 @@ struct SamplingOptions: ParsableArguments {
     var topP: Float?
     @Option(name: .customLong("min-p"), parsing: .unconditional, help: "Drop tokens below this fraction of the top probability; 0: off (default 0.05).")
     var minP: Float?
-    @Option(name: .customLong("repeat-penalty"), parsing: .unconditional, help: "Penalty for tokens among the last --repeat-last-n; 1: off (default 1).")
+    @Option(name: .customLong("repeat-penalty"), parsing: .unconditional, help: "Penalty for tokens the reply has used among its last --repeat-last-n (not the prompt's); 1: off (default 1.1).")
     var repeatPenalty: Float?
-    @Option(name: .customLong("repeat-last-n"), parsing: .unconditional, help: "How many recent tokens the repeat penalty looks at (default 64).")
+    @Option(name: .customLong("repeat-last-n"), parsing: .unconditional, help: "How many of the reply's recent tokens the repeat penalty looks at (default 256).")
     var repeatLastN: Int?
     @Option(name: .long, help: "Random seed; the same seed reproduces a reply (default: random).")
     var seed: UInt64?

@@ -66,8 +66,10 @@ struct PasskeyCommand: ParsableCommand {
                 throw EngineError.invalidArgument("--tokens \(longest) does not fit the dense cache of \(policy.capacity) tokens (use a window, or RoPE scaling)")
             }
             var rng = RandomGenerator(seed: seed)
+            // Greedy and unpenalized: this measures retrieval, not sampling.
             var settings = SamplerSettings()
             settings.temperature = 0
+            settings.repeatPenalty = 1
             var results: [Trial] = []
             var cacheDescription = ""
             for length in lengths {

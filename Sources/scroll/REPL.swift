@@ -104,6 +104,9 @@ final class REPL {
                 Terminal.note(Terminal.dim("(stopped while reading: the first \(read) of \(stats.promptTokens) tokens are in the conversation; no reply)"))
             } else if stats.reason == .interrupted {
                 Terminal.note(Terminal.dim("(stopped)"))
+            } else if stats.reason == .maxTokens && stats.tokens > 0 {
+                // A reply cut short looked finished: say where it stopped and how to go on.
+                Terminal.note(Terminal.dim("(cut at \(maxTokens) tokens: /set max-tokens N for longer replies)"))
             }
             if stats.reason == .contextFull { Terminal.note("(the context is full: /reset to start over)") }
             if Terminal.stdoutIsTTY { Terminal.note(Terminal.dim(statusLine(stats))) }

@@ -68,7 +68,32 @@ final class ModelTests: XCTestCase {
         print("worst logit difference against the reference: \(worst)")
     }
 
-    /// DESIGN.md's golden: greedy on the float path answers "The capital of France is Paris."
+    /// The repetition penalty weighs the reply's own tokens, not the prompt's: an answer that
+    /// copies a word from the prompt is not pushed off it (" cherry" after "Repeat after me:
+    /// apple banana cherry. apple banana", even at a penalty of 3), while a reply that repeats
+    /// itself is.
+    func testRepeatPenaltySparesThePrompt() throws {
+        let (model, tokenizer) = TestSupport.shared
+        model.fastPath = false   // the float path: the same argmax on every kernel set
+        defer { model.fastPath = true }
+        let prompt = tokenizer.encode("Repeat after me: apple banana cherry. apple banana")
+        func reply(penalty: Float) throws -> [Int] {
+            var settings = SamplerSettings()
+            settings.temperature = 0
+            settings.repeatPenalty = penalty
+            let g = Generator(model: model, tokenizer: tokenizer, sampler: Sampler(settings: settings), cacheCapacity: 256)
+            try g.feed(prompt)
+            return g.generate(maxTokens: 24).ids
+        }
+        let plain = try reply(penalty: 1), penalized = try reply(penalty: 3)
+        XCTAssertEqual(tokenizer.decode([plain[0]]), " cherry")
+        XCTAssertEqual(penalized.first, plain.first, "the prompt's words are not penalized")
+        func repeats(_ ids: [Int]) -> Int { ids.count - Set(ids).count }
+        XCTAssertGreaterThan(repeats(plain), 0, "sanity: unpenalized, the reply repeats itself")
+        XCTAssertLessThan(repeats(penalized), repeats(plain), "penalized, it repeats itself less")
+    }
+
+    /// The golden answer: greedy on the float path answers "The capital of France is Paris."
     /// and every reference case's greedy ids are reproduced.
     func testGreedyGenerationMatchesReference() throws {
         let (model, tokenizer) = TestSupport.shared
@@ -76,6 +101,7 @@ final class ModelTests: XCTestCase {
         defer { model.fastPath = true }
         var settings = SamplerSettings()
         settings.temperature = 0
+        settings.repeatPenalty = 1   // the reference is plain argmax
         for c in try referenceCases() {
             let g = Generator(model: model, tokenizer: tokenizer, sampler: Sampler(settings: settings), cacheCapacity: 256)
             try g.feed(c.prompt)

@@ -186,18 +186,20 @@ final class REPLTests: XCTestCase {
         XCTAssertTrue(shown[(passage ?? heading)...].dropFirst().first?.hasSuffix("The secret code of the amber gate is 58213.") == true, screen)
     }
     /// /show names the model, its size and weight types, the settings, the system prompt and
-    /// the session; /bye (like /exit) leaves as /quit does.
-    func testShowAndBye() throws {
+    /// the session; a reply cut by the token limit says so; /bye (like /exit) leaves as /quit does.
+    func testShowCutReplyAndBye() throws {
         let term = TerminalSession()
         defer { term.stop() }
-        try term.start("cd '\(ScrollProcess.repoRoot.path)' && '\(ScrollProcess.executable.path)' --temp 0 --system 'Answer in French.'")
+        try term.start("cd '\(ScrollProcess.repoRoot.path)' && '\(ScrollProcess.executable.path)' --temp 0 -n 6 --system 'Answer in French.'")
         try term.wait { $0.contains("/help lists commands") }
         try term.send("/show", "Enter")
         let screen = try term.wait { $0.contains("session: none") }
         for fragment in ["model: SmolLM2-135M-Instruct.Q4_1.gguf — llama, 135M parameters (Q4_1", "trained context 8192", "chat template: ChatML",
-                         "cache: sinks 4 + window 1024", "sampling: temp 0.0", "system prompt: Answer in French."] {
+                         "cache: sinks 4 + window 1024", "sampling: temp 0.0", "repeat-penalty 1.1 over 256", "max-tokens 6", "system prompt: Answer in French."] {
             XCTAssertTrue(screen.contains(fragment), "\(fragment)\n\(screen)")
         }
+        try term.send("Tell me a long story about a lighthouse.", "Enter")
+        try term.wait { $0.contains("(cut at 6 tokens: /set max-tokens N for longer replies)") }
         try term.send("/bye", "Enter")
         try term.wait { $0.contains("SCROLL-EXITED 0") }
     }

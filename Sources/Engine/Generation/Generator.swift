@@ -71,7 +71,7 @@ public final class Generator {
         var current = first
         while true {
             if out.count >= maxTokens { _ = onText(detok.flush()); return (out, .maxTokens) }
-            let id = sampler.sample(current, recent: history)
+            let id = sampler.sample(current, recent: out)
             if tokenizer.stopTokens.contains(id) { _ = onText(detok.flush()); return (out, .stopToken) }
             if remainingCapacity == 0 { _ = onText(detok.flush()); return (out, .contextFull) }
             current = model.forward(token: id, cache: cache)
