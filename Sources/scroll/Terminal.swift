@@ -11,9 +11,14 @@ enum Terminal {
         fflush(stdout)
     }
 
+    /// A line on stderr. A progress bar being drawn there is cleared first, so the note gets a
+    /// line of its own (a Ctrl-C while a piped document was read printed its message on the
+    /// bar's line); the bar is drawn again below it on its next update.
     static func note(_ s: String) {
+        if progressShown { fputs("\r\u{1B}[K", stderr); progressShown = false }
         fputs(s + "\n", stderr)
     }
+    nonisolated(unsafe) static var progressShown = false
 
     /// `s` safe to print (String.escapingControls): text taken from a file cannot drive the
     /// terminal. Newlines and tabs stay when `lines` is true.
@@ -109,11 +114,13 @@ final class ProgressLine {
         let bar = String(repeating: "#", count: filled) + String(repeating: ".", count: width - filled)
         fputs(String(format: "\r[%@] %d/%d tokens  %.0f t/s  ETA %.0fs ", bar, done, total, rate, eta), stderr)
         drawn = true
+        Terminal.progressShown = true
     }
 
     /// Clears the line (once; later calls do nothing until the next update).
     func finish() {
-        if drawn { fputs("\r\u{1B}[K", stderr) }
+        if drawn && Terminal.progressShown { fputs("\r\u{1B}[K", stderr) }
         drawn = false
+        Terminal.progressShown = false
     }
 }

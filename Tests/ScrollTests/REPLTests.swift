@@ -204,6 +204,20 @@ final class REPLTests: XCTestCase {
         try term.wait { $0.contains("SCROLL-EXITED 0") }
     }
 
+    /// A note while a piped document's progress bar is drawn on the terminal gets a line of
+    /// its own: Ctrl-C's "stopped after reading" was printed on the bar's line.
+    func testNotesClearTheProgressBar() throws {
+        guard FileManager.default.fileExists(atPath: "/usr/share/common-licenses/GPL-3") else { throw XCTSkip("GPL-3 missing") }
+        let term = TerminalSession()
+        defer { term.stop() }
+        try term.start("cd '\(ScrollProcess.repoRoot.path)' && for i in 1 2 3 4 5 6; do cat /usr/share/common-licenses/GPL-3; done | '\(ScrollProcess.executable.path)' -n 4 'What is this?'")
+        try term.wait { $0.contains(" tokens  ") && $0.contains("ETA") }
+        try term.send("C-c")
+        let screen = try term.wait { $0.contains("SCROLL-EXITED") }
+        let stopped = try XCTUnwrap(lines(screen).first { $0.contains("scroll: stopped after reading") }, screen)
+        XCTAssertTrue(stopped.hasPrefix("scroll: stopped after reading"), "on a line of its own: \(stopped)")
+    }
+
     /// $SCROLL_HISTORY naming a FIFO or another program's file: the REPL starts at once (the
     /// FIFO hung open() beyond Ctrl-C's reach), says so in one line, and leaves the file as it
     /// was (any file it named was cut to 1,000 lines and chmod 600).
