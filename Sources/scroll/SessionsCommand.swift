@@ -28,7 +28,9 @@ struct SessionsCommand: ParsableCommand {
                 print("cache: \(f.window.map { "sinks \(f.sinks) + window \($0)" } ?? "dense \(f.capacity)"), KV \(f.kv), stored \(h.kvEncoding.rawValue); RoPE \(f.rope); memory \(f.memory ?? "off")")
                 print("sampler: temp \(c.sampler.temperature), top-k \(c.sampler.topK), top-p \(c.sampler.topP), min-p \(c.sampler.minP), repeat-penalty \(c.sampler.repeatPenalty), seed \(c.sampler.seed)")
                 print("saved: \(Date(timeIntervalSince1970: h.savedAt))")
-                if let system = c.systemPrompt { print("\n[system] \(Terminal.escaped(system, lines: true))") }
+                // The system message is the conversation's first (it was printed twice, once
+                // from the saved system prompt); a session without one shows the model's default.
+                if c.messages.first?.role != .system { print("\n[system] " + (c.systemPrompt.map { Terminal.escaped($0, lines: true) } ?? "(the model's default)")) }
                 for m in c.messages { print("\n[\(m.role.rawValue)] \(Terminal.escaped(m.content, lines: true))") }
             }
         }

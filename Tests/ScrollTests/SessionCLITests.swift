@@ -32,6 +32,7 @@ final class SessionCLITests: XCTestCase {
         XCTAssertEqual(show.status, 0, show.stderr)
         XCTAssertTrue(show.stdout.contains("[user] What is the secret code word?"), show.stdout)
         XCTAssertTrue(show.stdout.contains("temp 0.0"), "the first run's sampler was kept: \(show.stdout)")
+        XCTAssertEqual(show.stdout.components(separatedBy: "[system]").count - 1, 1, "the system message once: \(show.stdout)")
         let rm = try run(["sessions", "rm", "notes"], environment: env)
         XCTAssertEqual(rm.status, 0, rm.stderr)
         XCTAssertFalse(FileManager.default.fileExists(atPath: folder + "/notes"))
