@@ -7,23 +7,32 @@ import Foundation
 struct Chat: ParsableCommand {
     static let configuration = CommandConfiguration(
         commandName: "chat",
-        abstract: "Answer a question, or chat in the REPL (the default command).")
+        abstract: "Answer a question, or chat in the REPL (the default command).",
+        discussion: Chat.environment)
+
+    static let environment = """
+            ENVIRONMENT:
+              SCROLL_MODEL      the model when -m is not given
+              SCROLL_SESSIONS   the sessions folder (default: sessions/ beside models/)
+              SCROLL_HISTORY    the REPL's history file (default: ~/.scroll_history)
+              XDG_CONFIG_HOME   its scroll/prompts/ holds your prompts (default: ~/.config)
+              TMPDIR            the block memory's file, past --memory-budget
+              NO_COLOR          no colours on stderr
+              SCROLL_NO_AVX512  run the AVX2 kernels on an AVX-512 host (for testing)
+            """
 
     @Argument(help: "The question. Without one, Scroll starts the REPL (or reads the question from piped stdin).")
     var question: String?
 
-    @OptionGroup var modelOptions: ModelOptions
-    @OptionGroup var cacheOptions: CacheOptions
-    @OptionGroup var sampling: SamplingOptions
-    @OptionGroup var prompt: PromptOptions
-    @Option(help: "Resume or start the session sessions/NAME: it is saved after each reply and on exit.")
-    var session: String?
-    @Option(name: .customLong("session-kv"), help: "How sessions store the KV cache: int8 (about 38% of an f16 state) or lossless (exact resume).")
-    var sessionKV: SessionFile.KVEncoding = .int8
+    // --help lists the groups in this order: what a chat needs most first.
+    @OptionGroup(title: "Conversation") var prompt: PromptOptions
+    @OptionGroup(title: "Sampling") var sampling: SamplingOptions
+    @OptionGroup(title: "Sessions") var sessions: SessionOptions
+    @OptionGroup(title: "Cache and block memory") var cacheOptions: CacheOptions
+    @OptionGroup(title: "Model and RoPE scaling") var modelOptions: ModelOptions
 
-    func validate() throws {
-        if let session { do { try SessionStore.validate(session) } catch { throw ValidationError("\(error)") } }
-    }
+    var session: String? { sessions.session }
+    var sessionKV: SessionFile.KVEncoding { sessions.sessionKV }
 
     func run() throws {
         try reportingErrors {

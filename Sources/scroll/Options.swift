@@ -205,17 +205,17 @@ struct CacheOptions: ParsableArguments {
 struct SamplingOptions: ParsableArguments {
     @Option(name: [.customShort("n"), .customLong("max-tokens")], parsing: .unconditional, help: "Most tokens to generate per reply.")
     var maxTokens: Int = 512
-    @Option(name: .customLong("temp"), parsing: .unconditional, help: "Temperature; 0 is greedy (default 0.8).")
+    @Option(name: .customLong("temp"), parsing: .unconditional, help: "Temperature; 0 is greedy (default: 0.8).")
     var temperature: Float?
-    @Option(name: .customLong("top-k"), parsing: .unconditional, help: "Keep the k most likely tokens; 0: off (default 40).")
+    @Option(name: .customLong("top-k"), parsing: .unconditional, help: "Keep the k most likely tokens; 0: off (default: 40).")
     var topK: Int?
-    @Option(name: .customLong("top-p"), parsing: .unconditional, help: "Keep the smallest set with this much probability; 1: off (default 0.95).")
+    @Option(name: .customLong("top-p"), parsing: .unconditional, help: "Keep the smallest set with this much probability; 1: off (default: 0.95).")
     var topP: Float?
-    @Option(name: .customLong("min-p"), parsing: .unconditional, help: "Drop tokens below this fraction of the top probability; 0: off (default 0.05).")
+    @Option(name: .customLong("min-p"), parsing: .unconditional, help: "Drop tokens below this fraction of the top probability; 0: off (default: 0.05).")
     var minP: Float?
-    @Option(name: .customLong("repeat-penalty"), parsing: .unconditional, help: "Penalty for tokens the reply has used among its last --repeat-last-n (not the prompt's); 1: off (default 1.1).")
+    @Option(name: .customLong("repeat-penalty"), parsing: .unconditional, help: "Penalty for tokens the reply has used among its last --repeat-last-n (not the prompt's); 1: off (default: 1.1).")
     var repeatPenalty: Float?
-    @Option(name: .customLong("repeat-last-n"), parsing: .unconditional, help: "How many of the reply's recent tokens the repeat penalty looks at (default 256).")
+    @Option(name: .customLong("repeat-last-n"), parsing: .unconditional, help: "How many of the reply's recent tokens the repeat penalty looks at (default: 256).")
     var repeatLastN: Int?
     @Option(name: .long, help: "Random seed; the same seed reproduces a reply (default: random).")
     var seed: UInt64?
@@ -243,6 +243,18 @@ struct SamplingOptions: ParsableArguments {
         if let v = repeatLastN { s.repeatLastN = v }
         if let v = seed { s.seed = v }
         return s
+    }
+}
+
+/// Which session a chat is kept in, and how.
+struct SessionOptions: ParsableArguments {
+    @Option(help: "Resume or start the session NAME (in sessions/, or $SCROLL_SESSIONS): it is saved after each reply and on exit.")
+    var session: String?
+    @Option(name: .customLong("session-kv"), help: "How sessions store the KV cache: int8 (about 38% of an f16 state) or lossless (exact resume).")
+    var sessionKV: SessionFile.KVEncoding = .int8
+
+    func validate() throws {
+        if let session { do { try SessionStore.validate(session) } catch { throw ValidationError("\(error)") } }
     }
 }
 

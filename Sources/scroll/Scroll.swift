@@ -38,6 +38,7 @@ struct Scroll: ParsableCommand {
         let help = Chat.helpMessage(columns: 78)
         guard let start = help.range(of: "ARGUMENTS:") ?? help.range(of: "OPTIONS:") else { return "" }
         return "Without a subcommand, scroll runs chat:\n\n" + help[start.lowerBound...].trimmingCharacters(in: .newlines)
+            + "\n\n" + Chat.environment
     }
 }
 

@@ -124,6 +124,12 @@ final class CLITests: XCTestCase {
         for name in options + ["--window", "--sinks", "--memory", "--session", "--temp", "--system", "--kv", "--rope-scaling"] {
             XCTAssertTrue(help.stdout.contains(name), "\(name) missing from scroll --help")
         }
+        // Grouped, what a chat needs most first, and the environment listed.
+        let groups = ["CONVERSATION:", "SAMPLING:", "SESSIONS:", "CACHE AND BLOCK MEMORY:", "MODEL AND ROPE SCALING:", "ENVIRONMENT:"]
+        let at = groups.compactMap { help.stdout.range(of: $0)?.lowerBound }
+        XCTAssertEqual(at.count, groups.count, help.stdout)
+        XCTAssertEqual(at, at.sorted(), "groups in order")
+        XCTAssertTrue(help.stdout.contains("SCROLL_SESSIONS"), help.stdout)
         for sub in ["chat", "sessions", "bench", "ppl", "passkey"] {
             XCTAssertTrue(help.stdout.contains("\n  \(sub) "), "\(sub) missing from scroll --help")
         }
