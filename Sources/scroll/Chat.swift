@@ -122,13 +122,14 @@ struct Chat: ParsableCommand {
     /// long input is read.
     private func oneShot(_ conversation: Conversation, _ text: String, document: String? = nil, interrupt: InterruptFlag) throws {
         let progress = readingProgress()
+        var wrap = WordWrap(width: WordWrap.stdoutWidth)
         let stats = try conversation.reply(to: text, document: document, maxTokens: sampling.maxTokens, progress: progress,
                                            shouldStop: { interrupt.isRaised }) { piece in
-            Terminal.write(piece)
+            Terminal.write(wrap.push(piece))
             return !interrupt.isRaised
         }
         if stats.unread > 0 { throw Chat.stoppedReading(stats.promptTokens - stats.unread, of: stats.promptTokens, session: session, interrupt: interrupt) }
-        Terminal.write("\n")
+        Terminal.write(wrap.flush() + "\n")
     }
 
     /// Ctrl-C (or SIGHUP, SIGTERM) while the input was read: no answer, a named session is

@@ -90,13 +90,14 @@ final class REPL {
     private func send(_ text: String) {
         interrupt.clear()
         let progress = ProgressLine(total: 0, minimum: 512)
+        var wrap = WordWrap(width: WordWrap.stdoutWidth)
         do {
             let stats = try conversation.reply(to: text, maxTokens: maxTokens, progress: progress.update(_:of:),
                                                shouldStop: { self.interrupt.isRaised }) { piece in
-                Terminal.write(piece)
+                Terminal.write(wrap.push(piece))
                 return !interrupt.isRaised
             }
-            if stats.tokens > 0 { Terminal.write("\n") }
+            if stats.tokens > 0 { Terminal.write(wrap.flush() + "\n") }
             lastReply = stats
             if stats.unread > 0 {
                 progress.finish()

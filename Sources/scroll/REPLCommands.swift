@@ -21,9 +21,14 @@ extension REPL {
 
     static let commands: [Command] = [
         Command(name: "help", usage: "", help: "list the commands", argument: .none) { _, _ in
+            // Wrapped at the terminal's width, under the help column ("max-toke" / "ns" at 120).
+            var size = winsize()
+            let width = ioctl(STDERR_FILENO, UInt(TIOCGWINSZ), &size) == 0 && size.ws_col > 40 ? Int(size.ws_col) : 0
             for c in commands {
                 let help = c.help + (c.aliases.isEmpty ? "" : " (also " + c.aliases.map { "/" + $0 }.joined(separator: ", ") + ")")
-                Terminal.note(("/" + c.name + (c.usage.isEmpty ? "" : " " + c.usage)).padding(toLength: 22, withPad: " ", startingAt: 0) + help)
+                var wrap = WordWrap(width: max(0, width - 23))
+                let text = (wrap.push(help) + wrap.flush()).replacingOccurrences(of: "\n", with: "\n" + String(repeating: " ", count: 22))
+                Terminal.note(("/" + c.name + (c.usage.isEmpty ? "" : " " + c.usage)).padding(toLength: 22, withPad: " ", startingAt: 0) + text)
             }
             Terminal.note("A line ending in \\ continues on the next; \"\"\" opens and closes a block of lines. Ctrl-C stops a reply; Ctrl-D leaves.")
         },

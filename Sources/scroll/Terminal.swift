@@ -33,6 +33,62 @@ enum Terminal {
     static func dim(_ s: String) -> String { colors ? "\u{1B}[2m" + s + "\u{1B}[0m" : s }
 }
 
+/// Streamed text wrapped at word boundaries for a terminal `width` columns wide (0: as it
+/// comes). Replies wrapped where the terminal cut them, inside words ("grandeur o" /
+/// "f this magnificent"). A word is held until it ends, then goes on the line if it fits and
+/// on a new line if not; a word longer than a line is cut. Lines inside ``` code blocks are
+/// left as they are.
+struct WordWrap {
+    let width: Int
+    private var column = 0, word = "", line = "", inCode = false
+
+    init(width: Int) { self.width = width }
+
+    /// The terminal's width when stdout is one, else 0.
+    static var stdoutWidth: Int {
+        var size = winsize()
+        return Terminal.stdoutIsTTY && ioctl(STDOUT_FILENO, UInt(TIOCGWINSZ), &size) == 0 ? Int(size.ws_col) : 0
+    }
+
+    mutating func push(_ text: String) -> String {
+        guard width > 0 else { return text }
+        var out = ""
+        for c in text {
+            if c == "\n" {
+                out += endWord() + "\n"
+                if line.hasPrefix("```") { inCode.toggle() }
+                column = 0
+                line = ""
+                continue
+            }
+            line.append(c)
+            if inCode || line.hasPrefix("```") { out.append(c); column += 1; continue }
+            if c == " " {
+                out += endWord()
+                if column < width { out.append(c); column += 1 }
+            } else {
+                word.append(c)
+                if word.count >= width { out += endWord() }
+            }
+        }
+        return out
+    }
+
+    /// What is held back, at the end of a reply.
+    mutating func flush() -> String { endWord() }
+
+    private mutating func endWord() -> String {
+        guard !word.isEmpty else { return "" }
+        defer { word = "" }
+        if column > 0 && column + word.count > width {
+            column = word.count
+            return "\n" + word
+        }
+        column += word.count
+        return word
+    }
+}
+
 /// Set by SIGINT while a reply is streaming; the generation loop polls it. A dispatch
 /// source turns the signal into an ordinary callback, so no Swift code runs in a handler.
 ///

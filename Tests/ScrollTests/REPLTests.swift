@@ -29,9 +29,9 @@ final class TerminalSession {
         return (try? String(contentsOfFile: output, encoding: .utf8)) ?? ""
     }
 
-    /// Starts `command` in a 140×50 terminal; the pane stays after it exits.
-    func start(_ command: String) throws {
-        try tmux(["new-session", "-d", "-s", "main", "-x", "140", "-y", "50", command + "; echo SCROLL-EXITED $?; sleep 600"])
+    /// Starts `command` in a terminal of `width`×50; the pane stays after it exits.
+    func start(_ command: String, width: Int = 140) throws {
+        try tmux(["new-session", "-d", "-s", "main", "-x", "\(width)", "-y", "50", command + "; echo SCROLL-EXITED $?; sleep 600"])
     }
 
     /// Keys as tmux names them ("Enter", "C-c", "Tab") or literal text.
@@ -216,6 +216,39 @@ final class REPLTests: XCTestCase {
         let screen = try term.wait { $0.contains("SCROLL-EXITED") }
         let stopped = try XCTUnwrap(lines(screen).first { $0.contains("scroll: stopped after reading") }, screen)
         XCTAssertTrue(stopped.hasPrefix("scroll: stopped after reading"), "on a line of its own: \(stopped)")
+    }
+
+    /// At 60 columns a reply wraps between words, never inside one (its words are the ones
+    /// the same reply has through a pipe), and /help wraps under its help column.
+    func testRepliesWrapAtWords() throws {
+        let question = "Describe a walk through a forest in autumn."
+        let args = "--temp 0 -n 80"
+        let term = TerminalSession()
+        defer { term.stop() }
+        try term.start("cd '\(ScrollProcess.repoRoot.path)' && '\(ScrollProcess.executable.path)' \(args) '\(question)' && echo REPLY-END"
+                       + " && '\(ScrollProcess.executable.path)' \(args)", width: 60)
+        try term.wait(timeout: 120) { $0.contains("/help lists commands") }
+        try term.send("/help", "Enter")
+        let screen = try term.wait { $0.contains("Ctrl-D leaves.\n") || $0.contains("/quit") && $0.contains("Ctrl-C stops") }
+        let all = screen.split(separator: "\n", omittingEmptySubsequences: false).map(String.init)
+        let end = try XCTUnwrap(all.firstIndex { $0.hasPrefix("REPLY-END") }, screen)
+        let reply = all[..<end]
+        let piped = Process()
+        piped.executableURL = ScrollProcess.executable
+        piped.arguments = args.split(separator: " ").map(String.init) + [question]
+        piped.currentDirectoryURL = ScrollProcess.repoRoot
+        let out = Pipe()
+        piped.standardOutput = out
+        piped.standardError = FileHandle.nullDevice
+        piped.standardInput = FileHandle.nullDevice
+        try piped.run()
+        let unwrapped = String(decoding: out.fileHandleForReading.readDataToEndOfFile(), as: UTF8.self)
+        piped.waitUntilExit()
+        XCTAssertGreaterThan(unwrapped.count, 120, "a reply longer than a line")
+        XCTAssertEqual(reply.joined(separator: " ").split(whereSeparator: \.isWhitespace), unwrapped.split(whereSeparator: \.isWhitespace), screen)
+        // /help wraps under its help column (the terminal's own wrap would start at column 0).
+        let set = try XCTUnwrap(all.lastIndex { $0.hasPrefix("/set [NAME VALUE]") }, screen)
+        XCTAssertTrue(all[set + 1].hasPrefix(String(repeating: " ", count: 22)) && all[set + 1].count > 22, screen)
     }
 
     /// $SCROLL_HISTORY naming a FIFO or another program's file: the REPL starts at once (the
