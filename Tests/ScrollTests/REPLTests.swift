@@ -233,17 +233,7 @@ final class REPLTests: XCTestCase {
         let all = screen.split(separator: "\n", omittingEmptySubsequences: false).map(String.init)
         let end = try XCTUnwrap(all.firstIndex { $0.hasPrefix("REPLY-END") }, screen)
         let reply = all[..<end]
-        let piped = Process()
-        piped.executableURL = ScrollProcess.executable
-        piped.arguments = args.split(separator: " ").map(String.init) + [question]
-        piped.currentDirectoryURL = ScrollProcess.repoRoot
-        let out = Pipe()
-        piped.standardOutput = out
-        piped.standardError = FileHandle.nullDevice
-        piped.standardInput = FileHandle.nullDevice
-        try piped.run()
-        let unwrapped = String(decoding: out.fileHandleForReading.readDataToEndOfFile(), as: UTF8.self)
-        piped.waitUntilExit()
+        let unwrapped = try run(args.split(separator: " ").map(String.init) + [question]).stdout
         XCTAssertGreaterThan(unwrapped.count, 120, "a reply longer than a line")
         XCTAssertEqual(reply.joined(separator: " ").split(whereSeparator: \.isWhitespace), unwrapped.split(whereSeparator: \.isWhitespace), screen)
         // /help wraps under its help column (the terminal's own wrap would start at column 0).
