@@ -66,7 +66,9 @@ final class SessionCLITests: XCTestCase {
     func testKilledSavesNeverLoseThePreviousOne() throws {
         // A document past the window, so the session holds memory blocks and a follow-up's
         // save appends a frame (small sessions are rewritten whole: a frame would be as large).
-        let gpl = try XCTUnwrap(FileManager.default.contents(atPath: "/usr/share/common-licenses/GPL-3"))
+        guard let gpl = FileManager.default.contents(atPath: "/usr/share/common-licenses/GPL-3") else {
+            throw XCTSkip("/usr/share/common-licenses/GPL-3 is missing")
+        }
         let base = try run(["--session", "drill", "--temp", "0", "-n", "4", "Count to three."], stdin: gpl.prefix(6_000), environment: env)
         XCTAssertEqual(base.status, 0, base.stderr)
         let path = folder + "/drill"
