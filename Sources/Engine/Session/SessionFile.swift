@@ -304,11 +304,12 @@ public enum SessionFile {
                 if count == 1 { firstFrameEnd = end }
             }
             guard let conversation = state.conversation else { throw Zstd.Failure(description: "no complete save in it (truncated)") }
-            if version < 4 { firstFrameEnd = end; count = 1 }
+            // A version 1–3 file is never appended to: its checkpoint has too many frames, so
+            // the next save writes it whole in the current format.
             var st = stat()
             fstat(fd, &st)
             let checkpoint = Checkpoint(path: path, device: UInt64(st.st_dev), inode: UInt64(st.st_ino), bytes: end,
-                                        firstFrameBytes: firstFrameEnd, frames: version < 4 ? Int.max : count,
+                                        firstFrameBytes: version < 4 ? end : firstFrameEnd, frames: version < 4 ? Int.max : count,
                                         tokens: state.history.count, historyDigest: digest(state.history[...]), encoding: header.kvEncoding)
             return Contents(header: header, conversation: conversation, cache: cache, history: state.history, logits: state.logits,
                             checkpoint: checkpoint, interruptedSave: frames.torn)
