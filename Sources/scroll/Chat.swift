@@ -64,7 +64,7 @@ struct Chat: ParsableCommand {
             if let name = session {
                 let path = try store.pathForSaving(name)
                 if FileManager.default.fileExists(atPath: path) {
-                    let header = try conversation.load(from: path)
+                    let header = try conversation.load(from: path, events: ConversationView().show)
                     // Flags given now override the session's sampler; its RNG state goes on
                     // unless a --seed restarts it.
                     var sampler = conversation.generator.sampler
@@ -76,6 +76,8 @@ struct Chat: ParsableCommand {
                     Terminal.note("scroll: new session \(name)")
                 }
             }
+            // Only the REPL undoes.
+            conversation.keepsUndo = question == nil && document == nil
             // From here a SIGHUP or SIGTERM stops the work in progress, which is then saved.
             interrupt.catchTermination()
             switch (question, document) {
@@ -85,8 +87,9 @@ struct Chat: ParsableCommand {
                 try oneShot(conversation, q, interrupt: interrupt)
             case (nil, let doc?) where session != nil:
                 // Read and keep: the document waits in the session for questions.
-                let (read, total) = try conversation.addDocument(doc, name: "a document", progress: readingProgress(),
-                                                                 shouldStop: { interrupt.isRaised })
+                let view = ConversationView()
+                let (read, total) = try conversation.addDocument(doc, name: "a document", shouldStop: { interrupt.isRaised }, events: view.show)
+                view.finish()
                 if read < total { throw Chat.stoppedReading(read, of: total, session: session, interrupt: interrupt) }
                 Terminal.note("scroll: read \(total) tokens into session \(session!); ask with: scroll --session \(session!) \"QUESTION\"")
             case (nil, let doc?):
@@ -121,15 +124,12 @@ struct Chat: ParsableCommand {
     /// One answer on stdout, nothing else; a progress bar on stderr (if a terminal) while a
     /// long input is read.
     private func oneShot(_ conversation: Conversation, _ text: String, document: String? = nil, interrupt: InterruptFlag) throws {
-        let progress = readingProgress()
-        var wrap = WordWrap(width: WordWrap.stdoutWidth)
-        let stats = try conversation.reply(to: text, document: document, maxTokens: sampling.maxTokens, progress: progress,
-                                           shouldStop: { interrupt.isRaised }) { piece in
-            Terminal.write(wrap.push(piece))
-            return !interrupt.isRaised
-        }
+        let view = ConversationView()
+        let stats = try conversation.reply(to: text, document: document, maxTokens: sampling.maxTokens,
+                                           shouldStop: { interrupt.isRaised }, events: view.show)
+        view.finish()
         if stats.unread > 0 { throw Chat.stoppedReading(stats.promptTokens - stats.unread, of: stats.promptTokens, session: session, interrupt: interrupt) }
-        Terminal.write(wrap.flush() + "\n")
+        if stats.tokens == 0 { Terminal.write("\n") }
     }
 
     /// Ctrl-C (or SIGHUP, SIGTERM) while the input was read: no answer, a named session is
@@ -140,8 +140,6 @@ struct Chat: ParsableCommand {
         interrupt.exitIfTerminating()
         return ExitCode(130)
     }
-
-    private func readingProgress() -> (Int, Int) -> Void { ProgressLine(total: 0, minimum: 512).update(_:of:) }
 
     /// More than 10% of the characters are control characters (other than whitespace) or
     /// U+FFFD from bytes that are not UTF-8: an image, an archive, /dev/urandom.

@@ -96,6 +96,7 @@ struct NeedleCommand: ParsableCommand {
                     let conversation = try Conversation(model: model, tokenizer: tokenizer, cache: try cacheOptions.makeCache(for: model),
                                                         sampling: sampling, systemPrompt: nil, raw: false, templateSource: model.gguf.metadata["tokenizer.chat_template"]?.string,
                                                         rereadPassages: cacheOptions.reread)
+                    conversation.keepsUndo = false
                     description = CacheOptions.describe(conversation.generator.cache) + (conversation.passages == nil ? "" : ", passages re-read")
                     // Where the document starts in the stream: after the system turn and "<|im_start|>user\n".
                     let documentStart = conversation.turnHeadTokens(firstTurn: true)
@@ -103,10 +104,11 @@ struct NeedleCommand: ParsableCommand {
                         let start = Date()
                         let historyBefore = conversation.generator.history.count
                         var reply = ""
-                        let progress = ProgressLine(total: 0, minimum: 512)
-                        try conversation.reply(to: fact.question, document: turn == 0 ? document : nil, maxTokens: maxTokens,
-                                               progress: json ? nil : progress.update(_:of:)) { reply += $0; return true }
-                        progress.finish()
+                        let view = ConversationView(progress: !json)
+                        try conversation.reply(to: fact.question, document: turn == 0 ? document : nil, maxTokens: maxTokens) { event in
+                            if case .text(let piece) = event { reply += piece } else { view.show(event) }
+                        }
+                        view.finish()
                         let position = documentStart + tokenizer.encode(String(document.prefix(offsets[turn]))).count
                             + tokenizer.encode(fact.statement).count / 2
                         // Where the question was read (also without re-reading, for the "evicted" column).

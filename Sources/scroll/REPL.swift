@@ -87,20 +87,19 @@ final class REPL {
     }
 
     /// A user turn: the reply streams to stdout; Ctrl-C stops it.
-    private func send(_ text: String) {
+    func send(_ text: String) {
+        answer { try conversation.reply(to: text, maxTokens: maxTokens, shouldStop: $0, events: $1) }
+    }
+
+    /// Runs one reply (`reply` gets the stop test and the events to draw) and says how it ended.
+    func answer(_ reply: (@escaping () -> Bool, (ConversationEvent) -> Void) throws -> Conversation.ReplyStats?) {
         interrupt.clear()
-        let progress = ProgressLine(total: 0, minimum: 512)
-        var wrap = WordWrap(width: WordWrap.stdoutWidth)
+        let view = ConversationView()
         do {
-            let stats = try conversation.reply(to: text, maxTokens: maxTokens, progress: progress.update(_:of:),
-                                               shouldStop: { self.interrupt.isRaised }) { piece in
-                Terminal.write(wrap.push(piece))
-                return !interrupt.isRaised
-            }
-            if stats.tokens > 0 { Terminal.write(wrap.flush() + "\n") }
+            guard let stats = try reply({ self.interrupt.isRaised }, view.show) else { return }
+            view.finish()
             lastReply = stats
             if stats.unread > 0 {
-                progress.finish()
                 let read = stats.promptTokens - stats.unread
                 Terminal.note(Terminal.dim("(stopped while reading: the first \(read) of \(stats.promptTokens) tokens are in the conversation; no reply)"))
             } else if stats.reason == .interrupted {
@@ -113,7 +112,7 @@ final class REPL {
             if Terminal.stdoutIsTTY { Terminal.note(Terminal.dim(statusLine(stats))) }
             autosave()
         } catch {
-            progress.finish()
+            view.finish()
             Terminal.note("error: \(error)")
         }
     }

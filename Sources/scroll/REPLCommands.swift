@@ -56,7 +56,7 @@ extension REPL {
                 throw EngineError.invalidArgument("session \(arg) was saved with other cache settings: resume it with scroll --session \(arg)")
             }
             repl.autosave()
-            let header = try repl.conversation.load(from: path)
+            let header = try repl.conversation.load(from: path, events: ConversationView().show)
             repl.attached = lock
             Terminal.note("loaded session \(arg): \(header.tokens) tokens, \(header.messages) messages")
         },
@@ -88,6 +88,34 @@ extension REPL {
             try setting.set(repl, words[1])
             Terminal.note("\(setting.name) = \(setting.show(repl))")
         },
+        Command(name: "undo", usage: "", help: "drop the last exchange: the conversation and its cache as they were before it", argument: .none) { repl, _ in
+            guard let sent = repl.conversation.undo() else { throw EngineError.invalidArgument("nothing to undo") }
+            let left = repl.conversation.undoableExchanges
+            let what: String
+            switch sent {
+            case .reply(let text, _): what = "\"" + Terminal.escaped(REPL.shortened(text)) + "\" and its reply"
+            case .document(let name): what = "reading " + Terminal.escaped(name)
+            }
+            Terminal.note("undid " + what + (left > 0 ? " (\(left) more can be undone)" : ""))
+            repl.autosave()
+        },
+        Command(name: "retry", usage: "", help: "a new reply to the last message (the last reply is dropped)", argument: .none) { repl, _ in
+            guard repl.conversation.undoableExchanges > 0 else { throw EngineError.invalidArgument("nothing to retry") }
+            var refused = false
+            repl.answer { stop, events in
+                let stats = try repl.conversation.retry(maxTokens: repl.maxTokens, shouldStop: stop, events: events)
+                refused = stats == nil
+                return stats
+            }
+            if refused { throw EngineError.invalidArgument("the last exchange read a document: there is no reply to retry (/undo drops it)") }
+        },
+        Command(name: "edit", usage: "", help: "edit the last message in $VISUAL or $EDITOR, then send it in place of the last exchange", argument: .none) { repl, _ in
+            guard case .reply(let text, nil)? = repl.conversation.lastSent else { throw EngineError.invalidArgument("no message to edit") }
+            let edited = try Editor.edit(text)
+            guard !edited.isEmpty else { throw EngineError.invalidArgument("the edited message is empty: nothing was sent") }
+            repl.conversation.undo()
+            repl.send(edited)
+        },
         Command(name: "show", usage: "", help: "the model, the settings, the system prompt and the attached session", argument: .none) { repl, _ in
             repl.show()
         },
@@ -103,12 +131,12 @@ extension REPL {
             guard let data = FileManager.default.contents(atPath: path) else {
                 throw EngineError.invalidArgument("cannot read \(path)")
             }
-            let progress = ProgressLine(total: 0)
+            let view = ConversationView()
             let start = Date()
             repl.interrupt.clear()
             let (read, total) = try repl.conversation.addDocument(String(decoding: data, as: UTF8.self), name: (path as NSString).lastPathComponent,
-                                                                  progress: progress.update(_:of:), shouldStop: { repl.interrupt.isRaised })
-            progress.finish()
+                                                                  shouldStop: { repl.interrupt.isRaised }, events: view.show)
+            view.finish()
             if read < total {
                 Terminal.note(String(format: "stopped reading %@: the first %d of %d tokens are in the conversation", path, read, total))
             } else {
@@ -120,6 +148,12 @@ extension REPL {
             repl.done = true
         },
     ]
+
+    /// `text` on one line, at most 60 characters.
+    static func shortened(_ text: String) -> String {
+        let line = text.split(whereSeparator: \.isNewline).joined(separator: " ")
+        return line.count > 60 ? String(line.prefix(59)) + "…" : line
+    }
 
     /// A /set setting: its name, how it shows, how it parses.
     struct Setting {

@@ -7,7 +7,6 @@ struct Scroll: ParsableCommand {
     static let configuration = CommandConfiguration(
         commandName: "scroll",
         abstract: "A terminal chat with a local LLM that never runs out of context.",
-        discussion: Scroll.chatOptions,
         version: "scroll \(Scroll.version) (session files: format \(SessionFile.version))",
         subcommands: [Chat.self, SessionsCommand.self, Bench.self, Ppl.self, PasskeyCommand.self, NeedleCommand.self],
         defaultSubcommand: Chat.self)
@@ -19,6 +18,10 @@ struct Scroll: ParsableCommand {
     /// error (they came as "Error: …"), with its usage line after; help and --version as it
     /// prints them.
     static func main() {
+        if [["--help"], ["-h"], ["help"]].contains(Array(CommandLine.arguments.dropFirst())) {
+            print(help, terminator: "")
+            return
+        }
         do {
             var command = try parseAsRoot()
             try command.run()
@@ -32,13 +35,32 @@ struct Scroll: ParsableCommand {
         }
     }
 
-    /// `scroll --help` also lists the options of the default command: they are what
-    /// `scroll "question"` and the REPL take, and a user should not need `scroll help chat`.
-    static var chatOptions: String {
-        let help = Chat.helpMessage(columns: 78)
-        guard let start = help.range(of: "ARGUMENTS:") ?? help.range(of: "OPTIONS:") else { return "" }
-        return "Without a subcommand, scroll runs chat:\n\n" + help[start.lowerBound...].trimmingCharacters(in: .newlines)
-            + "\n\n" + Chat.environment
+    /// `scroll --help`: usage first, then the options of the default command — what
+    /// `scroll "question"` and the REPL take, so a user needs no `scroll help chat` — the
+    /// environment, and the subcommands. ArgumentParser's own layout put its USAGE line
+    /// after the 40 chat options, in the middle of the page.
+    static var help: String {
+        let chat = Chat.helpMessage(columns: 78), root = helpMessage(columns: 78)
+        guard let options = chat.range(of: "ARGUMENTS:"), let own = chat.range(of: "OPTIONS:\n  -h, --help"),
+              let subcommands = root.range(of: "SUBCOMMANDS:") else { return root }
+        return """
+            OVERVIEW: \(configuration.abstract)
+
+            USAGE: scroll [<options>] [<question>]          one answer; the REPL without a question
+                   cat FILE | scroll [<options>] <question>  a question about a document
+                   scroll <subcommand> [<options>]
+
+            \(chat[options.lowerBound..<own.lowerBound].trimmingCharacters(in: .newlines))
+
+            OPTIONS:
+              --version               Show the version.
+              -h, --help              Show help information.
+
+            \(Chat.environment)
+
+            \(root[subcommands.lowerBound...].trimmingCharacters(in: .newlines))
+
+            """
     }
 }
 

@@ -204,6 +204,34 @@ final class REPLTests: XCTestCase {
         try term.wait { $0.contains("SCROLL-EXITED 0") }
     }
 
+    /// /retry replaces the last reply with a new one (the conversation keeps one exchange);
+    /// /edit sends the message as $EDITOR left it in place of the last exchange; /undo drops
+    /// it, down to an empty cache, and says when there is nothing left to undo.
+    func testRetryAndUndo() throws {
+        let term = TerminalSession()
+        defer { term.stop() }
+        try term.start("cd '\(ScrollProcess.repoRoot.path)' && EDITOR='sed -i s/fruits/colours/' '\(ScrollProcess.executable.path)' --temp 0.9 --seed 3 -n 16", width: 60)
+        try term.wait { $0.contains("/help lists commands") }
+        func replies(_ screen: String) -> Int { screen.components(separatedBy: " t/s · cache ").count - 1 }
+        try term.send("Name three fruits.", "Enter")
+        try term.wait { replies($0) == 1 }
+        try term.send("/retry", "Enter")
+        try term.wait { replies($0) == 2 }
+        try term.send("/stats", "Enter")
+        let stats = try term.wait { $0.contains("tokens seen: ") }
+        XCTAssertTrue(stats.contains("; messages: 2"), "the retried reply replaces the first:\n\(stats)")
+        try term.send("/edit", "Enter")
+        try term.wait { replies($0) == 3 }
+        try term.send("/undo", "Enter")
+        try term.wait { $0.contains("undid \"Name three colours.\" and its reply") }
+        try term.send("/stats", "Enter")
+        try term.wait { $0.contains("tokens seen: 0; messages: 0") }
+        try term.send("/undo", "Enter")
+        try term.wait { $0.contains("error: nothing to undo") }
+        try term.send("/bye", "Enter")
+        try term.wait { $0.contains("SCROLL-EXITED 0") }
+    }
+
     /// A note while a piped document's progress bar is drawn on the terminal gets a line of
     /// its own: Ctrl-C's "stopped after reading" was printed on the bar's line.
     func testNotesClearTheProgressBar() throws {

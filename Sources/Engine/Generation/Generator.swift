@@ -100,6 +100,32 @@ public final class Generator {
         }
     }
 
+    /// The generator at one point (Rewind.swift): the cache and memory, the tokens, the
+    /// logits after the last one, the sampler's RNG. The sampler's settings are the user's
+    /// (/set), not the stream's: a rewind leaves them as they are.
+    public struct Mark {
+        public let cache: KVCache.Mark
+        let history: Int
+        let logits: [Float]?
+        let rng: RandomGenerator
+    }
+
+    /// Marks the state as it is now, for `rewind(to:)`.
+    public func mark() -> Mark {
+        Mark(cache: cache.mark(), history: history.count, logits: logits.map(Array.init), rng: sampler.rng)
+    }
+
+    /// Puts everything back as it was at `mark` (the cache must still hold it:
+    /// `cache.canRewind(to:)`). With `keepingRNG` the RNG goes on from where it is, so that
+    /// a reply sampled again (/retry) is a new draw rather than the same one.
+    public func rewind(to mark: Mark, keepingRNG: Bool = false) {
+        cache.rewind(to: mark.cache)
+        history.removeSubrange(mark.history...)
+        var sampler = self.sampler
+        if !keepingRNG { sampler.rng = mark.rng }
+        restore(cache: cache, history: history, logits: mark.logits ?? [], sampler: sampler)
+    }
+
     /// Empties the cache.
     public func reset() {
         cache.reset()

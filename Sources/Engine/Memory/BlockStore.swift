@@ -73,6 +73,17 @@ final class BlockStore {
         return UnsafeRawPointer(buffer.baseAddress!)
     }
 
+    /// Keeps the first `count` blobs (a rewind to fewer blocks): later ones are freed, and
+    /// the file is cut back to what it still holds.
+    func truncate(to count: Int) {
+        while ram.count > min(count, ramBlobLimit) { ram.removeLast().deallocate() }
+        let inFile = max(0, count - ramBlobLimit)
+        if fileBlobs > inFile {
+            fileBlobs = inFile
+            if fileDescriptor >= 0 { ftruncate(fileDescriptor, off_t(inFile * blobBytes)) }
+        }
+    }
+
     func reset() {
         ram.forEach { $0.deallocate() }
         ram = []

@@ -51,6 +51,20 @@ public final class PassageIndex {
         copies.append(range)
     }
 
+    /// Back to an earlier state (an exchange undone): the first `k` units indexed, the copies
+    /// read before stream position n; `catchUp` indexes the stream again as it grows back.
+    public func truncate(units k: Int, copiesBefore n: Int) {
+        copies.removeAll { $0.upperBound > n }
+        guard k < units else { return }
+        for (word, list) in postings {
+            let kept = list.prefix { Int($0.unit) < k }
+            postings[word] = kept.isEmpty ? nil : Array(kept)
+        }
+        lengths.removeSubrange(k...)
+        totalWords = lengths.reduce(0) { $0 + Int($1) }
+        units = k
+    }
+
     /// Indexes every unit of `history` that lies wholly before stream position `end`.
     public func catchUp(history: [Int], end: Int, tokenizer: Tokenizer) {
         while range(ofUnit: units).upperBound <= min(end, history.count) {

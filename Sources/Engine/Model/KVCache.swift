@@ -82,6 +82,8 @@ public final class KVCache {
     /// a conversation hides its earlier exchanges while a question about a document is read
     /// and answered. Not saved: it is set only for the length of one reply.
     public var hidden: Range<Int>?
+    /// Rows the window overwrote since each mark still held, oldest mark first (Rewind.swift).
+    var journals: [KVJournal] = []
     private let storage: UnsafeMutableRawPointer  // every layer's keys, then values
     var keys: [UnsafeMutableRawPointer]        // per layer: [kv_head][capacity][head_dim] f32 or int8
     var values: [UnsafeMutableRawPointer]
@@ -155,10 +157,13 @@ public final class KVCache {
     func store(layer: Int, position p: Int, key: UnsafePointer<Float>, value: UnsafePointer<Float>) {
         precondition(policy.window != nil || p < capacity, "KV cache full")
         let slot = self.slot(ofPosition: p)
-        if let w = policy.window, p >= policy.sinks + w, memory != nil || onEvict != nil {
-            let token = leaving(layer: layer, slot: slot, position: p - w)
-            memory?.absorb(token)
-            onEvict?(token)
+        if let w = policy.window, p >= policy.sinks + w {
+            if let journal = journals.last, p - w < journal.since { journal.keep(layer: layer, slot: slot, of: self) }
+            if memory != nil || onEvict != nil {
+                let token = leaving(layer: layer, slot: slot, position: p - w)
+                memory?.absorb(token)
+                onEvict?(token)
+            }
         }
         let groups = headDim / Int(CK_KV_GROUP)
         for h in 0..<kvHeadCount {
@@ -220,6 +225,7 @@ public final class KVCache {
 
     public func reset() {
         tokensSeen = 0
+        journals.removeAll()
         memory?.reset()
     }
 
