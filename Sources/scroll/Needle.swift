@@ -4,7 +4,7 @@ import Foundation
 
 /// `scroll needle`: questions about made-up facts hidden in natural text (Engine/Evaluation/
 /// Needle.swift), asked through pipe mode's own path (Conversation.reply with the document),
-/// greedy. Per case: answered or not, the rank of the fact's unit by the question's words,
+/// greedy unless --sampled. Per case: answered or not, the rank of the fact's unit by the question's words,
 /// whether it was read again, and how many layer-heads of the block memory recalled it.
 struct NeedleCommand: ParsableCommand {
     static let configuration = CommandConfiguration(
@@ -25,6 +25,8 @@ struct NeedleCommand: ParsableCommand {
     var seed: UInt64 = 1
     @Option(name: [.customShort("n"), .long], help: "Tokens per answer.")
     var maxTokens = 48
+    @Flag(help: "Answer with the chat's default sampling (seeded from --seed) rather than greedily: what a user of pipe mode gets.")
+    var sampled = false
     @Flag(help: "Print the results as JSON.")
     var json = false
 
@@ -58,10 +60,15 @@ struct NeedleCommand: ParsableCommand {
                 return ((path as NSString).lastPathComponent, String(decoding: data, as: UTF8.self))
             }
             let (model, tokenizer) = try modelOptions.load(cacheCapacity: cacheOptions.requestedCapacity)
-            // Greedy and unpenalized: this measures finding and using a passage, not sampling.
+            // Greedy and unpenalized by default: that measures finding and using a passage,
+            // not sampling; --sampled measures both, as pipe mode answers.
             var sampling = SamplerSettings()
-            sampling.temperature = 0
-            sampling.repeatPenalty = 1
+            if sampled {
+                sampling.seed = seed
+            } else {
+                sampling.temperature = 0
+                sampling.repeatPenalty = 1
+            }
             var rng = RandomGenerator(seed: seed)
             var results: [Case] = []
             var description = ""
