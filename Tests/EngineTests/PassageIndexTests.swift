@@ -41,7 +41,11 @@ final class PassageIndexTests: XCTestCase {
         // Indexed in three steps, as a stream grows: the same as all at once.
         for end in [1000, 2500, ids.count] { index.catchUp(history: ids, end: end, tokenizer: tokenizer) }
         XCTAssertEqual(index.units, (ids.count - 4) / 64)
+        // The whole units, and the tokens after them as the open unit.
+        let tail = index.range(ofUnit: index.units).clamped(to: 0..<ids.count)
+        XCTAssertFalse(tail.isEmpty, "the text ends inside a unit")
         let units = (0..<index.units).map { PassageIndex.terms(of: tokenizer.decode(Array(ids[index.range(ofUnit: $0)]))) }
+            + [PassageIndex.terms(of: tokenizer.decode(Array(ids[tail])))]
         for question in ["What does the license say about patents?", "Who is a covered work's licensee?",
                          "installation information for a user product", "no words of the text: zebra quasar"] {
             let expected = bruteForce(question, units: units)
@@ -85,6 +89,28 @@ final class PassageIndexTests: XCTestCase {
 
     /// A passage about one fact is cut to the fact's sentence, with the rest of its
     /// paragraph within the budget, also when the fact sits at a unit's edge.
+    /// A fact in the last lines, after the last whole unit, is found and read again; once the
+    /// stream goes on, its unit is indexed whole, once.
+    func testFindsAFactInTheLastLines() throws {
+        let (text, _) = try prose()
+        let tokenizer = TestSupport.shared.tokenizer
+        let fact = "The secret code of the amber gate is 58213."
+        // Text up to a unit's edge (give or take a token or two), then the fact.
+        var head = String(text.prefix(6000)) + "\n\n"
+        while (tokenizer.encode(head).count - 4) % 64 > 2 { head += "ok " }
+        let ids = tokenizer.encode(head + fact)
+        let index = PassageIndex(unit: 64, origin: 4)
+        index.catchUp(history: ids, end: ids.count, tokenizer: tokenizer)
+        let question = "What is the secret code of the amber gate?"
+        XCTAssertEqual(index.rank(question, limit: 1).first?.unit, index.units, "the open unit")
+        let passage = try XCTUnwrap(index.passages(for: question, budget: 512, before: ids.count).last)
+        let focus = index.focus(passage, question: question, history: ids, end: ids.count, tokenizer: tokenizer, budget: 32)
+        XCTAssertTrue(tokenizer.decode(Array(ids[focus.range])).contains("58213"))
+        let more = ids + tokenizer.encode(" The gate stood in the north wall of the garden, behind the yew hedge and the old well.")
+        index.catchUp(history: more, end: more.count, tokenizer: tokenizer)
+        XCTAssertEqual(index.rank(question, limit: 8).filter { $0.words.contains("amber") }.count, 1)
+    }
+
     func testFocusIsTheFactsSentenceAndItsParagraph() throws {
         let (text, _) = try prose()
         let tokenizer = TestSupport.shared.tokenizer

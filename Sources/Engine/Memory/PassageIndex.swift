@@ -19,15 +19,23 @@ import Foundation
 /// stream grows (`catchUp`), so a resumed session rebuilds it from its tokens; a question
 /// asks only among the units that end before a given position (what has left the window,
 /// or what is far enough back in it). Stream ranges that are re-read copies are not indexed: a
-/// passage found once would otherwise be found twice.
+/// passage found once would otherwise be found twice. The tokens after the last whole unit are
+/// indexed too, as an open unit that the next `catchUp` indexes again: a fact in a document's
+/// last lines was in no unit, never read again, and the model went on with the document
+/// instead of answering (8K needle, seed 401, the fact at depth 1).
 ///
 /// Scoring is Okapi BM25 (Robertson & Zaragoza 2009, k1 = 1.2, b = 0.75) over lower-cased,
 /// lightly stemmed words without stop words. Cost per question: the postings of its words.
 public final class PassageIndex {
     public let unit: Int
     public let origin: Int
-    /// Units indexed so far.
-    public private(set) var units = 0
+    /// Whole units indexed so far.
+    public var units: Int { indexed - (open == nil ? 0 : 1) }
+    /// Units indexed, the open one included.
+    private var indexed = 0
+    /// The unit after the whole ones, indexed as far as the stream went: its words' counts and
+    /// where the stream ended.
+    private var open: (counts: [String: Int32], end: Int)?
     /// Stream ranges holding re-read copies of earlier passages (skipped when indexing).
     public private(set) var copies: [Range<Int>] = []
 
@@ -55,6 +63,7 @@ public final class PassageIndex {
     /// read before stream position n; `catchUp` indexes the stream again as it grows back.
     public func truncate(units k: Int, copiesBefore n: Int) {
         copies.removeAll { $0.upperBound > n }
+        closeOpenUnit()
         guard k < units else { return }
         for (word, list) in postings {
             let kept = list.prefix { Int($0.unit) < k }
@@ -62,23 +71,45 @@ public final class PassageIndex {
         }
         lengths.removeSubrange(k...)
         totalWords = lengths.reduce(0) { $0 + Int($1) }
-        units = k
+        indexed = k
     }
 
-    /// Indexes every unit of `history` that lies wholly before stream position `end`.
+    /// Takes the open unit out of the index (its postings are the last of their lists).
+    private func closeOpenUnit() {
+        guard let (counts, _) = open else { return }
+        for w in counts.keys {
+            postings[w]!.removeLast()
+            if postings[w]!.isEmpty { postings[w] = nil }
+        }
+        totalWords -= Int(lengths.removeLast())
+        indexed -= 1
+        open = nil
+    }
+
+    /// Where unit u ends in the stream (the open unit: where the stream ended).
+    private func end(ofUnit u: Int) -> Int {
+        if let open, u == indexed - 1 { return open.end }
+        return range(ofUnit: u).upperBound
+    }
+
+    /// Indexes every unit of `history` that lies wholly before stream position `end`, and
+    /// what follows them up to `end` as the open unit.
     public func catchUp(history: [Int], end: Int, tokenizer: Tokenizer) {
-        while range(ofUnit: units).upperBound <= min(end, history.count) {
-            let r = range(ofUnit: units)
+        closeOpenUnit()
+        let limit = min(end, history.count)
+        while range(ofUnit: indexed).lowerBound < limit {
+            let r = range(ofUnit: indexed).clamped(to: 0..<limit)
             var words: [String] = []
             if !copies.contains(where: { $0.overlaps(r) }) {
                 words = Self.terms(of: tokenizer.decode(Array(history[r])))
             }
             var counts: [String: Int32] = [:]
             for w in words { counts[w, default: 0] += 1 }
-            for (w, c) in counts { postings[w, default: []].append(Posting(unit: Int32(units), count: c)) }
+            for (w, c) in counts { postings[w, default: []].append(Posting(unit: Int32(indexed), count: c)) }
             lengths.append(Int32(words.count))
             totalWords += words.count
-            units += 1
+            indexed += 1
+            if r.upperBound < range(ofUnit: indexed - 1).upperBound { open = (counts, r.upperBound) }
         }
     }
 
@@ -95,15 +126,15 @@ public final class PassageIndex {
     /// The `limit` best units for `question` among those that end by stream position
     /// `before`, best first (only units sharing a word with it).
     public func rank(_ question: String, limit: Int, before: Int = .max) -> [Match] {
-        guard units > 0 else { return [] }
-        let n = Double(units), averageLength = max(1, Double(totalWords) / n)
+        guard indexed > 0 else { return [] }
+        let n = Double(indexed), averageLength = max(1, Double(totalWords) / n)
         let k1 = 1.2, b = 0.75
         var score: [Int: Double] = [:], weight: [Int: Double] = [:], matched: [Int: [String]] = [:]
         var totalWeight = 0.0
         for (word, idf) in idf(of: question) {
             let list = postings[word]!
             totalWeight += idf
-            for p in list where range(ofUnit: Int(p.unit)).upperBound <= before {
+            for p in list where end(ofUnit: Int(p.unit)) <= before {
                 let u = Int(p.unit), tf = Double(p.count)
                 let norm = tf * (k1 + 1) / (tf + k1 * (1 - b + b * Double(lengths[u]) / averageLength))
                 score[u, default: 0] += idf * norm
@@ -125,7 +156,7 @@ public final class PassageIndex {
     /// last, nearest the question.
     public func passages(for question: String, budget: Int, minCoverage: Double = 0, before: Int = .max) -> [Passage] {
         var selected = Set<Int>(), best: [Int: Match] = [:]
-        let last = min(units, (before - origin) / unit) - 1
+        let last = (0..<indexed).last { end(ofUnit: $0) <= before } ?? -1
         let ranked = rank(question, limit: 64, before: before)
         // Others only when about as relevant as the best: a unit that shares one common word
         // ("number", "open") is noise between the question and its passage.
@@ -216,7 +247,7 @@ public final class PassageIndex {
 
     /// Inverse document frequency of each of the question's words found in the index.
     private func idf(of question: String) -> [String: Double] {
-        let n = Double(units)
+        let n = Double(indexed)
         var out: [String: Double] = [:]
         for word in Set(Self.terms(of: question)) {
             guard let list = postings[word] else { continue }
@@ -234,7 +265,8 @@ public final class PassageIndex {
 
     /// Forgets everything (a conversation reset).
     public func reset() {
-        units = 0
+        indexed = 0
+        open = nil
         copies = []
         postings = [:]
         lengths = []
