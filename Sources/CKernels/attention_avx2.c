@@ -4,7 +4,7 @@
 //
 // Why: the AVX2 kernel it replaces reduced every score with its own horizontal sum, called
 // the scalar expf once per score and query, and dequantized int8 rows into a buffer before
-// reading them. On an AVX2-only host (2026-12-03) it took 65 ns per key and KV head (f32,
+// reading them. On an AVX2-only host it took 65 ns per key and KV head (f32,
 // group of 3, 1024 keys; int8 75 ns), so with a full window and recalled memory blocks
 // attention took about as long as all the weight matrices, and decoding with the memory on
 // ran at 0.69× of memory off after 128K tokens. Here keys go eight at a time: each (query,

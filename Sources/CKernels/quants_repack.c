@@ -121,7 +121,7 @@ float ck_dot_repacked_q8_ref(int type, const void *row, const ck_block_q8 *x, in
 // kernels used to interleave four rows (one block pair of each in turn) to share x's
 // loads: from DRAM that ran far below the bandwidth, row by row is a plain sequential
 // stream (a token's matrices on two threads, AVX2 kernels: ~185 against ~245 t/s in a
-// microbenchmark, 2026-12-03; the VNNI kernels gained alike).
+// microbenchmark; the VNNI kernels gained alike).
 #define PREFETCH_ROWS 4
 
 // x as every row of a call meets it, prepared once per call: its per-block scales and
@@ -136,7 +136,7 @@ static_assert(sizeof(x_prepared) == 20480, "x_prepared size");
 // The kernels below sum eight blocks' integer dot products into one vector of eight lanes
 // (two levels of hadd) and apply the eight blocks' scales with one convert and one FMA,
 // where a block at a time took a convert, a broadcast, a shuffle and an FMA per block
-// (2026-12-03, AVX2-only host: one thread, matrix in L2, Q4_1X 13–17 GB/s, Q8_0X 17 GB/s —
+// (AVX2-only host: one thread, matrix in L2, Q4_1X 13–17 GB/s, Q8_0X 17 GB/s —
 // decoding was bound by these instructions, not by memory). Blocks past the last full eight
 // go one pair (Q4_1X) or one block (Q8_0X) at a time.
 

@@ -35,8 +35,8 @@ int ck_has_avx512vnni(void) {
         cached = ck_has_avx2() && __builtin_cpu_supports("avx512f") && __builtin_cpu_supports("avx512bw") &&
                  __builtin_cpu_supports("avx512vl") && __builtin_cpu_supports("avx512vnni") &&
                  __builtin_cpu_supports("avx512dq");
-        // SCROLL_NO_AVX512=1 runs the AVX2 kernels on an AVX-512 host: how the CI failure of
-        // 2026-12-04 (a greedy near-tie that fell the other way on an AVX2-only host) was
+        // SCROLL_NO_AVX512=1 runs the AVX2 kernels on an AVX-512 host: how a CI failure
+        // (a greedy near-tie that fell the other way on an AVX2-only host) was
         // reproduced, and how to benchmark the AVX2 path anywhere.
         const char *off = getenv("SCROLL_NO_AVX512");
         if (off && *off && *off != '0') cached = 0;
@@ -145,7 +145,7 @@ static void prep_x(int type, const ck_block_q8 *x, int64_t nb, uint8_t *prep) {
 // 64-byte step of each in turn, to share the x registers: from DRAM that ran at a third
 // to a half of the bandwidth (one thread: the 30 MB Q8_0 head at ~7 GB/s, against 16–20
 // GB/s row by row; two threads over a token's matrices: ~150 against ~235 t/s in a
-// microbenchmark, 2026-12-03). x lives in registers and L1 either way.
+// microbenchmark). x lives in registers and L1 either way.
 CK_AVX512 static inline void row_group(int type, const uint8_t *row0, size_t row_bytes, int64_t rows,
                                        const uint8_t *prep, int64_t nb, float *out) {
     const int64_t steps = (nb + 3) / 4, floats = ((nb + 15) / 16 + 1) * 16;

@@ -14,7 +14,7 @@ public final class Transformer {
     /// kept in f32) — the reference the fast int8 path is held to.
     public var fastPath = true
     /// On the fast path, prefill's Q4_1 products run in int8 (ck_matmul_q8) where the CPU has
-    /// AVX-512 VNNI: pp512 ~770 against ~620 t/s through sgemm (2026-11-25). Other types,
+    /// AVX-512 VNNI: pp512 ~770 against ~620 t/s through sgemm (docs/design.md). Other types,
     /// other CPUs and `fastPath` off: sgemm on dequantized weights (exact float).
     public var int8Prefill = true
     // Scratch buffers, allocated once: the per-token path allocates nothing.
