@@ -17,11 +17,14 @@ struct Ppl: ParsableCommand {
     var segment = 4096
     @Option(name: .customLong("dense-chunk"), help: "With --dense: a cache of N tokens, restarted when full (default: the trained or RoPE-scaled context).")
     var denseChunk: Int?
+    @Option(help: "Score as llama-perplexity -c N does: independent chunks of N tokens, BOS first where the model adds one, the second half of each scored.")
+    var chunk: Int?
     @Flag(help: "Print the results as JSON.")
     var json = false
 
     func validate() throws {
         guard segment >= 1 else { throw ValidationError("--segment must be at least 1") }
+        if let c = chunk, !(4...1_048_576).contains(c) { throw ValidationError("--chunk must be from 4 to 1048576") }
         if let m = maxTokens, m < 2 { throw ValidationError("--max-tokens must be at least 2") }
     }
 
@@ -34,16 +37,26 @@ struct Ppl: ParsableCommand {
             var tokens = tokenizer.encode(String(decoding: data, as: UTF8.self))
             if let m = maxTokens, tokens.count > m { tokens = Array(tokens.prefix(m)) }
             guard tokens.count >= 2 else { throw EngineError.invalidArgument("\(file) has fewer than 2 tokens") }
-            let policy = try cacheOptions.policy(for: model)
+            if let c = chunk, tokens.count < 2 * c {
+                throw EngineError.invalidArgument("\(file) has \(tokens.count) tokens: --chunk \(c) needs at least \(2 * c), as llama-perplexity does")
+            }
+            let policy = try chunk.map { CachePolicy.dense($0) } ?? cacheOptions.policy(for: model)
             let restart = cacheOptions.dense ? min(denseChunk ?? policy.capacity, policy.capacity) : nil
             let evaluator = PerplexityEvaluator(model: model, policy: policy, precision: cacheOptions.kvPrecision,
-                                                memory: cacheOptions.memorySettings)
+                                                memory: chunk == nil ? cacheOptions.memorySettings : nil)
             let start = Date()
             let progress = ProgressLine(total: tokens.count)
-            let result = evaluator.evaluate(tokens, segmentLength: segment, chunkRestart: restart) { progress.update($0) }
+            let result: PerplexityEvaluator.Result
+            if let c = chunk {
+                let bos = model.gguf.metadata["tokenizer.ggml.add_bos_token"]?.bool == true ? tokenizer.bos : nil
+                result = evaluator.evaluateChunks(tokens, chunk: c, bos: bos) { progress.update($0) }
+            } else {
+                result = evaluator.evaluate(tokens, segmentLength: segment, chunkRestart: restart) { progress.update($0) }
+            }
             progress.finish()
             let seconds = Date().timeIntervalSince(start)
-            let mode = CacheOptions.describe(evaluator.cache) + (cacheOptions.dense ? ", restarted every \(restart!) tokens" : "")
+            let mode = chunk.map { "chunks of \($0) tokens, the second half of each scored (llama-perplexity -c \($0))" }
+                ?? CacheOptions.describe(evaluator.cache) + (cacheOptions.dense ? ", restarted every \(restart!) tokens" : "")
             if json {
                 struct Report: Codable {
                     let file: String; let mode: String; let tokens: Int; let perplexity: Double

@@ -192,7 +192,7 @@ final class SessionTests: XCTestCase {
     }
 
     /// Files crafted to make loading grow or to poison the conversation: a few KB of zstd
-    /// claiming 2^28 tokens (it took 3.5 GB before), and NaN in the logits or a KV row (one
+    /// claiming 2^28 tokens (it took 3.5 GB before), lengths of 2^63 and more, and NaN in the logits or a KV row (one
     /// loaded, then every save failed). Each is refused in one line naming the problem.
     func testCraftedSessionsAreRefusedBeforeTheyGrow() throws {
         let g = try primed()
@@ -217,6 +217,11 @@ final class SessionTests: XCTestCase {
         let conversationBytes = 4 + Int(body[0..<4].withUnsafeBytes { UInt32(littleEndian: $0.loadUnaligned(as: UInt32.self)) })
         try expectRefusal(body: Array(body[..<conversationBytes]) + bytes(UInt64(0)) + bytes(UInt64(1 << 28)) + [UInt8](repeating: 0, count: 96 << 20),
                           "expands")
+        // A length of 2^63 or more trapped its conversion to Int (a mutated file crashed the load).
+        for huge in [UInt64(1) << 63, UInt64.max] {
+            try expectRefusal(body: Array(body[..<conversationBytes]) + bytes(huge) + Array(body[(conversationBytes + 8)...]), "stream length")
+            try expectRefusal(body: Array(body[..<conversationBytes]) + bytes(UInt64(0)) + bytes(huge) + Array(body[(conversationBytes + 16)...]), "stream length")
+        }
         let logitsAt = conversationBytes + 16 + 4 * g.history.count + 4
         let rowsAt = logitsAt + 4 * model.config.vocabSize
         let nan = bytes(Float.nan.bitPattern)

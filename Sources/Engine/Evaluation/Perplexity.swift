@@ -83,5 +83,36 @@ public final class PerplexityEvaluator {
         }
         return Result(tokens: scored, perplexity: exp(nll / Double(max(1, scored))), segments: segments)
     }
+
+    /// llama-perplexity's protocol (`-c n`), so that figures compare with llama.cpp's
+    /// directly: the text cut into independent chunks of n tokens (the rest dropped), each
+    /// read from an empty cache with its first token replaced by `bos` (where the model adds
+    /// one), and only its second half scored: the logits at positions n/2 … n−2 predict the
+    /// chunk's tokens n/2+1 … n−1. One segment per chunk. The cache must hold n tokens.
+    public func evaluateChunks(_ tokens: [Int], chunk n: Int, bos: Int?, progress: ((Int) -> Void)? = nil) -> Result {
+        precondition(n >= 4 && n <= cache.capacity && tokens.count >= n)
+        let vocab = model.config.vocabSize, d = model.config.embeddingLength, first = n / 2
+        var nll = 0.0, scored = 0
+        var segments: [Segment] = []
+        for start in stride(from: 0, through: tokens.count - n, by: n) {
+            var ids = Array(tokens[start ..< start + n])
+            if let bos { ids[0] = bos }
+            cache.reset()
+            var chunkNLL = 0.0
+            for offset in stride(from: 0, to: n, by: Transformer.prefillBatch) {
+                let m = min(Transformer.prefillBatch, n - offset)
+                let hidden = model.prefillHidden(Array(ids[offset ..< offset + m]), cache: cache)
+                MatmulJob(matrix: nil, rows: vocab, cols: d, x: hidden, out: logits, tokens: m, scratch: head).run(on: model.pool)
+                for t in 0..<m where (first...(n - 2)).contains(offset + t) {
+                    chunkNLL -= Double(ck_log_softmax_at(logits + t * vocab, Int32(vocab), Int32(tokens[start + offset + t + 1])))
+                }
+            }
+            nll += chunkNLL
+            scored += n - 1 - first
+            segments.append(Segment(startToken: start + first + 1, tokens: n - 1 - first, perplexity: exp(chunkNLL / Double(n - 1 - first))))
+            progress?(start + n)
+        }
+        return Result(tokens: scored, perplexity: exp(nll / Double(max(1, scored))), segments: segments)
+    }
 }
 

@@ -52,6 +52,13 @@ final class BodyReader {
         try withUnsafeMutableBytes(of: &v) { try read(into: $0) }
         return T(littleEndian: v)
     }
+    /// A u64 stream length, refused beyond 2^40 before it becomes an Int (a mutated session
+    /// holding 2^63 or more trapped the conversion and crashed the load).
+    func length() throws -> Int {
+        let v = try get(UInt64.self)
+        guard v < 1 << 40 else { throw Zstd.Failure(description: "a stream length of \(v) tokens") }
+        return Int(v)
+    }
     func read(into buffer: UnsafeMutableRawBufferPointer) throws {
         guard buffer.count > 0 else { return }
         try zstd.read(into: buffer)

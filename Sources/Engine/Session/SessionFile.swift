@@ -334,8 +334,8 @@ public enum SessionFile {
                                  version: UInt32) throws {
         let conversation = try JSONDecoder().decode(SessionConversation.self, from: Data(try r.bytes(count: Int(try r.get(UInt32.self)), limit: 1 << 30)))
         if let problem = conversation.sampler.problem { throw Zstd.Failure(description: "sampler: \(problem)") }
-        let n0 = version >= 4 ? Int(try r.get(UInt64.self)) : 0
-        let n = Int(try r.get(UInt64.self))
+        let n0 = version >= 4 ? try r.length() : 0
+        let n = try r.length()
         guard n0 == state.history.count, n >= n0, n < 1 << 40 else {
             throw Zstd.Failure(description: "the record continues from \(n0) tokens to \(n), the session holds \(state.history.count)")
         }
