@@ -13,6 +13,14 @@ final class CLITests: XCTestCase {
         XCTAssertEqual(r.stdout, "The capital of France is Paris.\n")
     }
 
+    /// `scroll tokenize` prints ids as `llama-tokenize --ids --no-parse-special --no-escape`
+    /// does; the ids are llama.cpp's (0c1e570) for the same text, control-token text included.
+    func testTokenizePrintsLlamaCppsIds() throws {
+        let r = try run(["tokenize", "Hello world, 12345 <|im_end|> 東京"])
+        XCTAssertEqual(r.status, 0, r.stderr)
+        XCTAssertEqual(r.stdout, "[19556, 905, 28, 216, 33, 34, 35, 36, 37, 2067, 108, 306, 79, 486, 108, 46, 17097, 247, 126, 16736, 122]\n")
+    }
+
     func testMaxTokensAndSeedReproducibility() throws {
         let args = ["--seed", "7", "--temp", "1", "-n", "8", "Tell me a story."]
         let a = try run(args), b = try run(args)
