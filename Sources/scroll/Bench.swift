@@ -91,7 +91,7 @@ struct Bench: ParsableCommand {
         var usage = rusage()
         getrusage(RUSAGE_SELF.rawValue, &usage)
         let peakMiB = Double(usage.ru_maxrss) / 1024 // ru_maxrss is in KiB on Linux
-        let modelName = URL(fileURLWithPath: modelOptions.modelPath).lastPathComponent
+        let modelName = URL(fileURLWithPath: model.gguf.path).lastPathComponent
         if json {
             struct Report: Codable { let model: String; let threads: Int; let peakRSSMiB: Double; let results: [Result] }
             let encoder = JSONEncoder()

@@ -13,6 +13,7 @@ struct Chat: ParsableCommand {
     static let environment = """
             ENVIRONMENT:
               SCROLL_MODEL      the model when -m is not given
+              SCROLL_MODELS     a folder of models -m NAME also looks in
               SCROLL_SESSIONS   the sessions folder (default: sessions/ beside models/)
               SCROLL_HISTORY    the REPL's history file (default: ~/.scroll_history)
               XDG_CONFIG_HOME   its scroll/prompts/ holds your prompts (default: ~/.config)

@@ -4,7 +4,7 @@ import Foundation
 
 /// Options every command that loads a model shares.
 struct ModelOptions: ParsableArguments {
-    @Option(name: [.short, .long], help: "Path to a GGUF model (default: models/\(ModelLocator.defaultFileName)).")
+    @Option(name: [.short, .long], help: "A GGUF model: a path, or a name that `scroll models` lists (default: models/\(ModelLocator.defaultFileName)).")
     var model: String?
 
     @Option(name: .long, parsing: .unconditional, help: "Worker threads for the matrix kernels (default: number of cores).")
@@ -39,13 +39,13 @@ struct ModelOptions: ParsableArguments {
         guard yarnAttnFactor > 0 else { throw ValidationError("--yarn-attn-factor must be above 0") }
     }
 
-    var modelPath: String { model ?? ModelLocator.defaultModelPath() }
+    func modelPath() throws -> String { try model.map(ModelLocator.resolve) ?? ModelLocator.defaultModelPath() }
     var threadCount: Int { threads ?? ProcessInfo.processInfo.activeProcessorCount }
 
     /// Loads the model with RoPE set up for a cache of `cacheCapacity` tokens (nil: dense,
     /// the trained or scaled context).
     func load(cacheCapacity: Int? = nil) throws -> (Transformer, Tokenizer) {
-        let gguf = try GGUFFile(path: modelPath)
+        let gguf = try GGUFFile(path: try modelPath())
         let config = try ModelConfig(gguf: gguf)
         let scaling = ropeScaling(config: config, cacheCapacity: cacheCapacity)
         let positions = max(config.contextLength, scaling.scaledContext, cacheCapacity ?? 0)

@@ -194,15 +194,9 @@ extension REPL {
     /// settings, the system prompt's text and the attached session.
     func show() {
         let g = conversation.generator, c = g.model.config, gguf = g.model.gguf
-        let parameters = gguf.tensors.values.reduce(0) { $0 + $1.elementCount }
-        var types: [String: Int] = [:]
-        for t in gguf.tensors.values { types[GGMLType.name(of: t.type), default: 0] += t.elementCount }
-        let mix = types.sorted { $0.value > $1.value }.map { type, count in
-            let share = 100 * Double(count) / Double(max(1, parameters))
-            return share < 0.5 ? "\(type) <1%" : String(format: "%@ %.0f%%", type, share)
-        }
+        let weights = ModelLocator.WeightSummary(gguf)
         Terminal.note("model: \(Terminal.escaped((gguf.path as NSString).lastPathComponent)) — \(Terminal.escaped(c.architecture)), "
-                      + String(format: "%.0fM parameters", Double(parameters) / 1e6) + " (\(mix.joined(separator: ", ")))")
+                      + String(format: "%.0fM parameters", Double(weights.parameters) / 1e6) + " (\(weights.mix))")
         Terminal.note("       \(c.layerCount) layers, trained context \(c.contextLength), chat template: "
                       + (conversation.raw ? "none (--raw)" : conversation.template == nil ? "none" : "ChatML"))
         Terminal.note("cache: " + CacheOptions.describe(g.cache) + ", RoPE " + g.model.rope.scaling.kind.rawValue

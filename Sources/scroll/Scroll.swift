@@ -8,7 +8,7 @@ struct Scroll: ParsableCommand {
         commandName: "scroll",
         abstract: "A terminal chat with a local LLM that never runs out of context.",
         version: "scroll \(Scroll.version) (session files: format \(SessionFile.version))",
-        subcommands: [Chat.self, SessionsCommand.self, Bench.self, Ppl.self, PasskeyCommand.self, NeedleCommand.self, TokenizeCommand.self],
+        subcommands: [Chat.self, SessionsCommand.self, Bench.self, Ppl.self, PasskeyCommand.self, NeedleCommand.self, TokenizeCommand.self, ModelsCommand.self],
         defaultSubcommand: Chat.self)
 
     /// The release: bumped when what a user sees changes.

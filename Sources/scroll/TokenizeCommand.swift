@@ -12,14 +12,14 @@ struct TokenizeCommand: ParsableCommand {
 
     @Argument(help: "The text (or - to read it from stdin).")
     var text: String
-    @Option(name: [.short, .long], help: "Path to a GGUF model (default: models/\(ModelLocator.defaultFileName)).")
+    @Option(name: [.short, .long], help: "A GGUF model: a path, or a name that `scroll models` lists (default: models/\(ModelLocator.defaultFileName)).")
     var model: String?
     @Flag(help: "One line per token: its id and its text.")
     var pieces = false
 
     func run() throws {
         try reportingErrors {
-            let gguf = try GGUFFile(path: model ?? ModelLocator.defaultModelPath())
+            let gguf = try GGUFFile(path: try model.map(ModelLocator.resolve) ?? ModelLocator.defaultModelPath())
             let tokenizer = try Tokenizer(gguf: gguf)
             let input = text == "-" ? String(decoding: FileHandle.standardInput.readDataToEndOfFile(), as: UTF8.self) : text
             let bos = gguf.metadata["tokenizer.ggml.add_bos_token"]?.bool == true ? tokenizer.bos.map { [$0] } ?? [] : []

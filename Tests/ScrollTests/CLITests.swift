@@ -21,6 +21,28 @@ final class CLITests: XCTestCase {
         XCTAssertEqual(r.stdout, "[19556, 905, 28, 216, 33, 34, 35, 36, 37, 2067, 108, 306, 79, 486, 108, 46, 17097, 247, 126, 16736, 122]\n")
     }
 
+    /// `scroll models` lists what `-m NAME` finds: the installed models/ and $SCROLL_MODELS,
+    /// a file that is not a model named as such; a name that matches nothing says where it looked.
+    func testModelsAndNames() throws {
+        let folder = FileManager.default.temporaryDirectory.appendingPathComponent("scroll-models-\(UUID().uuidString)")
+        try FileManager.default.createDirectory(at: folder, withIntermediateDirectories: true)
+        addTeardownBlock { try? FileManager.default.removeItem(at: folder) }
+        try FileManager.default.createSymbolicLink(at: folder.appendingPathComponent("mine.gguf"),
+                                                   withDestinationURL: ScrollProcess.repoRoot.appendingPathComponent("models/SmolLM2-135M-Instruct.Q4_1.gguf"))
+        try Data("GGUFjunk".utf8).write(to: folder.appendingPathComponent("broken.gguf"))
+        let env = ["SCROLL_MODELS": folder.path]
+        let list = try run(["models"], environment: env)
+        XCTAssertEqual(list.status, 0, list.stderr)
+        let lines = list.stdout.split(separator: "\n").map(String.init)
+        XCTAssertTrue(lines.contains { $0.hasPrefix("mine ") && $0.contains("llama") && $0.contains("135M") && $0.contains("8192") && $0.contains("Q4_1 79%") }, list.stdout)
+        XCTAssertTrue(lines.contains { $0.hasPrefix("SmolLM2-135M-Instruct.Q4_1 ") }, list.stdout)
+        XCTAssertTrue(lines.contains { $0.hasPrefix("broken ") && $0.contains("not a model") }, list.stdout)
+        XCTAssertEqual(try run(["tokenize", "-m", "mine", "Hello world"], environment: env).stdout, "[19556, 905]\n")
+        let missing = try run(["tokenize", "-m", "nosuch", "Hello"], environment: env)
+        XCTAssertEqual(missing.status, 1)
+        XCTAssertTrue(missing.stderr.hasPrefix("scroll: error: no model nosuch:") && missing.stderr.contains("scroll models lists them"), missing.stderr)
+    }
+
     func testMaxTokensAndSeedReproducibility() throws {
         let args = ["--seed", "7", "--temp", "1", "-n", "8", "Tell me a story."]
         let a = try run(args), b = try run(args)
