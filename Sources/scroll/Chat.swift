@@ -57,9 +57,14 @@ struct Chat: ParsableCommand {
             }
             let (modelOptions, cacheOptions) = try adoptingSession(in: store)
             let (model, tokenizer) = try modelOptions.load(cacheCapacity: cacheOptions.requestedCapacity)
+            // A model without a chat template Scroll knows (a base model) completes text, and says so.
+            let raw = prompt.raw || !ChatTemplate.isSupported(by: tokenizer)
+            if raw && !prompt.raw {
+                Terminal.note("scroll: \(Terminal.escaped((model.gguf.path as NSString).lastPathComponent)) has no chat template Scroll knows (ChatML): it continues the text, as with --raw")
+            }
             let conversation = try Conversation(model: model, tokenizer: tokenizer, cache: try cacheOptions.makeCache(for: model),
                                                 sampling: sampling.settings,
-                                                systemPrompt: try prompt.systemPrompt(), raw: prompt.raw,
+                                                systemPrompt: try prompt.systemPrompt(), raw: raw,
                                                 templateSource: model.gguf.metadata["tokenizer.chat_template"]?.string,
                                                 rereadPassages: cacheOptions.reread)
             if let name = session {

@@ -43,6 +43,16 @@ final class CLITests: XCTestCase {
         XCTAssertTrue(missing.stderr.hasPrefix("scroll: error: no model nosuch:") && missing.stderr.contains("scroll models lists them"), missing.stderr)
     }
 
+    /// A model without ChatML tokens (a base model; here the synthetic tiny llama) continues
+    /// the text as --raw does, with one line saying so; it was refused ("use --raw").
+    func testModelWithoutTemplateCompletesText() throws {
+        let tiny = ScrollProcess.repoRoot.appendingPathComponent("Tests/EngineTests/Reference/tiny/tiny-llama.gguf").path
+        let r = try run(["-m", tiny, "-n", "4", "--temp", "0", "--window", "256", "Once upon a time"])
+        XCTAssertEqual(r.status, 0, r.stderr)
+        XCTAssertTrue(r.stderr.contains("tiny-llama.gguf has no chat template Scroll knows (ChatML): it continues the text, as with --raw"), r.stderr)
+        XCTAssertFalse(r.stdout.isEmpty)
+    }
+
     func testMaxTokensAndSeedReproducibility() throws {
         let args = ["--seed", "7", "--temp", "1", "-n", "8", "Tell me a story."]
         let a = try run(args), b = try run(args)

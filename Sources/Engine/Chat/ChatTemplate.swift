@@ -19,6 +19,12 @@ public struct ChatTemplate {
     public let defaultSystemPrompt: String?
     private let tokenizer: Tokenizer
 
+    /// Whether the tokenizer has the tokens this template needs (a model without them runs
+    /// as a plain completion).
+    public static func isSupported(by tokenizer: Tokenizer) -> Bool {
+        tokenizer.id(of: "<|im_start|>") != nil && tokenizer.id(of: "<|im_end|>") != nil
+    }
+
     public init(tokenizer: Tokenizer, templateSource: String?) throws {
         guard let start = tokenizer.id(of: "<|im_start|>"), let end = tokenizer.id(of: "<|im_end|>") else {
             throw EngineError.invalidArgument("the model has no ChatML tokens (<|im_start|>, <|im_end|>); use --raw")
