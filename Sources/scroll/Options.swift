@@ -266,6 +266,9 @@ struct PromptOptions: ParsableArguments {
     @Flag(name: .long, help: "No chat template: the input is fed to the model as plain text.")
     var raw = false
 
+    @Option(name: .long, help: "The chat format, when the model's own is not recognised: chatml, llama3, gemma or mistral (default: the model's).")
+    var template: ChatTemplate.Format?
+
     /// The system prompt text: nil means the model's default.
     func systemPrompt() throws -> String? {
         guard let s = system else { return nil }
@@ -305,3 +308,5 @@ enum PromptLibrary {
         })).sorted()
     }
 }
+
+extension ChatTemplate.Format: ExpressibleByArgument {}

@@ -26,9 +26,9 @@ public final class Conversation {
 
     public init(model: Transformer, tokenizer: Tokenizer, cache: KVCache,
                 sampling: SamplerSettings, systemPrompt: String?, raw: Bool, templateSource: String?,
-                rereadPassages: Bool = true) throws {
+                templateFormat: ChatTemplate.Format? = nil, rereadPassages: Bool = true) throws {
         generator = Generator(model: model, tokenizer: tokenizer, sampler: Sampler(settings: sampling), cache: cache)
-        template = raw ? nil : try ChatTemplate(tokenizer: tokenizer, templateSource: templateSource)
+        template = raw ? nil : try ChatTemplate(tokenizer: tokenizer, templateSource: templateSource, format: templateFormat)
         self.systemPrompt = systemPrompt
         self.raw = raw
         passages = rereadPassages ? cache.memory.map { PassageIndex(unit: $0.settings.blockSize, origin: cache.policy.sinks) } : nil
@@ -60,7 +60,7 @@ public final class Conversation {
         defer { endExchange() }
         noteMemoryFailure(events)
         let user = ChatMessage(role: .user, content: document.map { $0 + "\n\n" + text } ?? text)
-        let generation = template.map { [$0.imStart] + generator.tokenizer.encode("assistant\n") } ?? []
+        let generation = template?.head(.assistant) ?? []
         let firstTurn = messages.isEmpty
         let whole = userTurn(user) + generation
         let t0 = Date()
@@ -77,7 +77,7 @@ public final class Conversation {
             // The turn up to the question (the document, if any), then the passages it asks
             // about, then the question.
             let head = userTurnHead(document.map { $0 + "\n\n" } ?? "", firstTurn: firstTurn)
-            let tail = generator.tokenizer.encode(text) + (template.map { [$0.imEnd] + generator.tokenizer.encode("\n") } ?? []) + generation
+            let tail = generator.tokenizer.encode(text) + (template?.tail(.user) ?? []) + generation
             read = try feed(head, shouldStop: shouldStop, events: events)
             if document != nil { documentEnd = generator.cache.tokensSeen }
             if read == head.count {
@@ -98,8 +98,7 @@ public final class Conversation {
                     // lines as often as from the passage (8K-token needle: 11/20 → 14/20),
                     // and with no passage found it went on with the document ("…hidden.
                     // 9.4.2. Monitoring a process").
-                    recalled = [template.imEnd] + generator.tokenizer.encode("\n") + [template.imStart]
-                        + generator.tokenizer.encode("user\n") + recalled
+                    recalled = template.tail(.user) + template.head(.user) + recalled
                 }
                 stats.promptTokens = head.count + recalled.count + tail.count
                 read += try feed(recalled + tail, shouldStop: shouldStop, events: { _ in })
@@ -110,12 +109,12 @@ public final class Conversation {
         guard read == stats.promptTokens else {
             stats.unread = stats.promptTokens - read
             stats.reason = .interrupted
-            try closeTurn()
+            try closeTurn(.user)
             return stats
         }
         var replyText = ""
         let t1 = Date()
-        let (out, reason) = generator.generate(maxTokens: maxTokens) { piece in
+        let (out, reason) = generator.generate(maxTokens: maxTokens, stops: generator.tokenizer.stopTokens.union(template?.stopTokens ?? [])) { piece in
             replyText += piece
             if !piece.isEmpty { events(.text(piece)) }
             return !shouldStop()
@@ -125,7 +124,7 @@ public final class Conversation {
         stats.tokens = out.count
         stats.reason = reason
         if template != nil { messages.append(ChatMessage(role: .assistant, content: replyText)) }
-        try closeTurn()
+        try closeTurn(.assistant)
         return stats
     }
 
@@ -146,10 +145,9 @@ public final class Conversation {
     public internal(set) var documentEnd: Int?
 
     /// Ends the open turn in the cache (a reply, or a user turn whose reading was stopped)
-    /// so the next user turn follows ChatML.
-    private func closeTurn() throws {
-        guard let template else { return }
-        let close = [template.imEnd] + generator.tokenizer.encode("\n")
+    /// so the next user turn follows the template.
+    private func closeTurn(_ role: ChatMessage.Role) throws {
+        guard let close = template?.tail(role) else { return }
         if generator.remainingCapacity >= close.count { try generator.feed(close) }
     }
 
@@ -170,7 +168,7 @@ public final class Conversation {
         let read = try feed(ids, shouldStop: shouldStop, events: events)
         documentEnd = generator.cache.tokensSeen
         messages.append(user)
-        if read < ids.count && read != turn.count { try closeTurn() }
+        if read < ids.count && read != turn.count { try closeTurn(read < turn.count ? .user : .assistant) }
         if template != nil && read == ids.count { messages.append(ack) }
         return (read, ids.count)
     }
@@ -186,12 +184,13 @@ public final class Conversation {
     /// turn head of `userTurn`).
     private func userTurnHead(_ content: String, firstTurn: Bool) -> [Int] {
         guard let template else { return generator.tokenizer.encode(content) }
-        var ids: [Int] = []
-        if firstTurn {
-            let system = systemPrompt.map { [ChatMessage(role: .system, content: $0)] } ?? []
-            ids = template.encode(system, addGenerationPrompt: false)
+        guard firstTurn else { return template.head(.user) + generator.tokenizer.encode(content) }
+        let system = systemPrompt.map { [ChatMessage(role: .system, content: $0)] } ?? []
+        guard template.hasSystemRole else {
+            // The system text opens the first user turn, as the template's encode puts it.
+            return template.prefix + template.head(.user) + generator.tokenizer.encode((systemPrompt.map { $0 + "\n\n" } ?? "") + content)
         }
-        return ids + [template.imStart] + generator.tokenizer.encode("user\n" + content)
+        return template.encode(system, addGenerationPrompt: false) + template.head(.user) + generator.tokenizer.encode(content)
     }
 
     /// Tokens before a user turn's text: where a document given to `reply` starts.

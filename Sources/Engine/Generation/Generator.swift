@@ -64,7 +64,10 @@ public final class Generator {
     /// into the cache, and its completed text handed to `onText`; returning false from
     /// `onText` stops the reply (what was generated stays in the cache).
     @discardableResult
-    public func generate(maxTokens: Int, onText: (String) -> Bool = { _ in true }) -> (ids: [Int], reason: StopReason) {
+    /// `stops`: the tokens that end a reply (default: the vocabulary's; a chat template adds its
+    /// end of turn).
+    public func generate(maxTokens: Int, stops: Set<Int>? = nil, onText: (String) -> Bool = { _ in true }) -> (ids: [Int], reason: StopReason) {
+        let stops = stops ?? tokenizer.stopTokens
         var detok = StreamingDetokenizer(tokenizer: tokenizer)
         var out: [Int] = []
         guard let first = logits else { return ([], .maxTokens) }
@@ -72,7 +75,7 @@ public final class Generator {
         while true {
             if out.count >= maxTokens { _ = onText(detok.flush()); return (out, .maxTokens) }
             let id = sampler.sample(current, recent: out)
-            if tokenizer.stopTokens.contains(id) { _ = onText(detok.flush()); return (out, .stopToken) }
+            if stops.contains(id) { _ = onText(detok.flush()); return (out, .stopToken) }
             if remainingCapacity == 0 { _ = onText(detok.flush()); return (out, .contextFull) }
             current = model.forward(token: id, cache: cache)
             logits = current
