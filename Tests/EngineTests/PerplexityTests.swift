@@ -9,6 +9,11 @@ import XCTest
 final class PerplexityTests: XCTestCase {
     func testChunksScoreTheirSecondHalfAsLlamaPerplexityDoes() throws {
         let (model, tokenizer) = TestSupport.shared
+        // Both ways on the exact float path: the fast paths differ between prefill (sgemm, or
+        // VNNI int8) and decoding (int8 activations) by up to ~2% in this perplexity on the
+        // AVX2 kernels, which would hide what is tested here.
+        model.fastPath = false
+        defer { model.fastPath = true }
         let text = String(repeating: "The keeper of the lighthouse wrote the ships' names in a green book every night. ", count: 6)
             + "Then the storm came, and for eleven days no ship passed the rocks."
         let tokens = tokenizer.encode(text)
@@ -34,8 +39,8 @@ final class PerplexityTests: XCTestCase {
             }
         }
         let expected = exp(nll / Double(result.tokens))
-        // Prefill (sgemm on dequantized weights) against decoding (int8 activations): within 1%.
-        XCTAssertEqual(result.perplexity, expected, accuracy: 0.01 * expected)
+        // Chunked prefill against token-by-token decoding, both in float: within 0.1%.
+        XCTAssertEqual(result.perplexity, expected, accuracy: 0.001 * expected)
         XCTAssertGreaterThan(result.perplexity, 1)
     }
 }
