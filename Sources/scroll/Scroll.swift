@@ -12,7 +12,7 @@ struct Scroll: ParsableCommand {
         defaultSubcommand: Chat.self)
 
     /// The release: bumped when what a user sees changes.
-    static let version = "0.9.0"
+    static let version = "0.10.0"
 
     /// ArgumentParser's own errors in Scroll's format: "scroll: error: …" like every other
     /// error (they came as "Error: …"), with its usage line after; help and --version as it
