@@ -62,10 +62,9 @@ public final class Generator {
 
     /// Samples up to `maxTokens` tokens. Each sampled token except a stop token is fed back
     /// into the cache, and its completed text handed to `onText`; returning false from
-    /// `onText` stops the reply (what was generated stays in the cache).
+    /// `onText` stops the reply (what was generated stays in the cache). `stops`: the tokens
+    /// that end a reply (default: the vocabulary's; a chat template adds its end of turn).
     @discardableResult
-    /// `stops`: the tokens that end a reply (default: the vocabulary's; a chat template adds its
-    /// end of turn).
     public func generate(maxTokens: Int, stops: Set<Int>? = nil, onText: (String) -> Bool = { _ in true }) -> (ids: [Int], reason: StopReason) {
         let stops = stops ?? tokenizer.stopTokens
         var detok = StreamingDetokenizer(tokenizer: tokenizer)
