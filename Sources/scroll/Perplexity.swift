@@ -48,8 +48,7 @@ struct Ppl: ParsableCommand {
             let progress = ProgressLine(total: tokens.count)
             let result: PerplexityEvaluator.Result
             if let c = chunk {
-                let bos = model.gguf.metadata["tokenizer.ggml.add_bos_token"]?.bool == true ? tokenizer.bos : nil
-                result = evaluator.evaluateChunks(tokens, chunk: c, bos: bos) { progress.update($0) }
+                result = evaluator.evaluateChunks(tokens, chunk: c, bos: tokenizer.leadingBOS.first) { progress.update($0) }
             } else {
                 result = evaluator.evaluate(tokens, segmentLength: segment, chunkRestart: restart) { progress.update($0) }
             }

@@ -22,8 +22,7 @@ struct TokenizeCommand: ParsableCommand {
             let gguf = try GGUFFile(path: try model.map(ModelLocator.resolve) ?? ModelLocator.defaultModelPath())
             let tokenizer = try Tokenizer(gguf: gguf)
             let input = text == "-" ? String(decoding: FileHandle.standardInput.readDataToEndOfFile(), as: UTF8.self) : text
-            let bos = gguf.metadata["tokenizer.ggml.add_bos_token"]?.bool == true ? tokenizer.bos.map { [$0] } ?? [] : []
-            let ids = bos + tokenizer.encode(input)
+            let ids = tokenizer.leadingBOS + tokenizer.encode(input)
             if pieces {
                 for id in ids { print(String(format: "%6d -> '%@'", id, Terminal.escaped(tokenizer.decode([id])))) }
             } else {

@@ -9,6 +9,9 @@ public final class Tokenizer {
     public let preTokenizer: PreTokenizer
     public let bos: Int?
     public let eos: Int?
+    /// The BOS a text starts with when the model adds one (`tokenizer.ggml.add_bos_token`), as
+    /// llama.cpp puts it before a prompt or a perplexity chunk; empty when it adds none.
+    public internal(set) var leadingBOS: [Int] = []
     /// Token ids that end a reply: eos plus ChatML's `<|im_end|>` and `<|endoftext|>` when present.
     public let stopTokens: Set<Int>
     var digestMemo: String?           // SessionFingerprint: the vocabulary digest
@@ -44,6 +47,7 @@ public final class Tokenizer {
         let types = md["tokenizer.ggml.token_type"]?.array?.compactMap(\.int) ?? []
         try self.init(tokens: tokens, tokenTypes: types, merges: mergeList, preTokenizer: pre,
                       bos: md["tokenizer.ggml.bos_token_id"]?.int, eos: md["tokenizer.ggml.eos_token_id"]?.int)
+        if md["tokenizer.ggml.add_bos_token"]?.bool == true, let bos { leadingBOS = [bos] }
     }
 
     public init(tokens: [String], tokenTypes: [Int], merges mergeList: [String], preTokenizer: PreTokenizer,
