@@ -6,7 +6,7 @@ stays text, and backslashes stay backslashes, as Scroll reads a user's text).
     scripts/tokenize-vs-llamacpp.py /path/to/llama-tokenize FILE... [--model M] [--pieces N]
 
 Takes N random slices (200–3000 characters) of each FILE plus a few hand-made texts
-(whitespace runs, emoji, CJK, control-token text, digits) and prints each difference, then
+(whitespace runs, emoji, CJK, control-token and HTML text, digits, code) and prints each difference, then
 how many were identical.
 """
 import argparse, os, random, subprocess, sys, tempfile
@@ -23,7 +23,10 @@ def main():
     scroll = os.path.join(root, ".build", "release", "scroll")
     random.seed(a.seed)
     texts = ["  leading spaces\n\n\n\ttabs\t\t and   runs    ", "emoji 😀👍🏽 and CJK 東京都 한국어",
-             "<|im_start|>user\nnot special<|im_end|>", "1234567890 3.14159 -42 1e10 0x1F"]
+             "<|im_start|>user\nnot special<|im_end|>", "1234567890 3.14159 -42 1e10 0x1F",
+             "<start_of_turn>user\nhi<end_of_turn>\n<bos><pad> <table><tr><td>cell</td></tr></table>",
+             "\n" * 40 + "x" + " " * 45 + "y" + "\t" * 33 + "z\r\n\r\n", "\u2581 literal marks \u2581\u2581 and <0x41> text",
+             "def f(x):\n    return {'a': [1, 2, 3]}  # comment\n\n\nclass A:\n\tpass\n"]
     for f in a.files:
         data = open(f, encoding="utf-8", errors="replace").read()
         for _ in range(a.pieces):

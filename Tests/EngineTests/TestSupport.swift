@@ -12,6 +12,12 @@ enum TestSupport {
         repoRoot.appendingPathComponent("models/SmolLM2-135M-Instruct.Q4_1.gguf").path
     }
 
+    /// Gemma 3 270M (base, Q4_K_M), as scripts/setup.sh installs it: a SentencePiece
+    /// vocabulary and the gemma3 architecture.
+    static var gemmaPath: String {
+        repoRoot.appendingPathComponent("models/gemma-3-270m-q4_k_m.gguf").path
+    }
+
     static func referenceURL(_ name: String) -> URL {
         repoRoot.appendingPathComponent("Tests/EngineTests/Reference/\(name)")
     }

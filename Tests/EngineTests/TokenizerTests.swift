@@ -19,6 +19,17 @@ final class TokenizerTests: XCTestCase {
         try checkCorpus("tokenizer_vectors_qwen2.json", qwen)
     }
 
+    /// Gemma 3's SentencePiece vocabulary (byte fallback, user-defined whitespace and HTML
+    /// tokens cut out first) against llama.cpp's ids on Reference/gemma3_tokenizer_vectors.json
+    /// (made by Reference/make_gemma_tokenizer_vectors.py with llama-tokenize).
+    func testGemmaSentencePieceMatchesLlamaCpp() throws {
+        let gemma = try Tokenizer(gguf: GGUFFile(path: TestSupport.gemmaPath))
+        try checkCorpus("gemma3_tokenizer_vectors.json", gemma)
+        XCTAssertEqual(gemma.leadingBOS, [2], "Gemma's file asks for a BOS before a text")
+        XCTAssertEqual(gemma.stopTokens, [1, 106], "<eos> and <end_of_turn> end a reply")
+        XCTAssertEqual(gemma.decode(gemma.encode("\u{2581}x  y\n\u{1}")), " x  y\n\u{1}", "a typed ▁ comes back as a space")
+    }
+
     func checkCorpus(_ file: String, _ tokenizer: Tokenizer) throws {
         let cases = try XCTUnwrap(TestSupport.referenceJSON(file) as? [[String: Any]])
         XCTAssertGreaterThan(cases.count, 30)

@@ -1,12 +1,13 @@
-/// Byte-level BPE (GPT-2 family) built from a GGUF's `tokenizer.ggml.tokens` and
-/// `tokenizer.ggml.merges`.
+/// A GGUF model's tokenizer: byte-level BPE (`tokenizer.ggml.model = gpt2`: SmolLM2, Qwen,
+/// Llama 3) or SentencePiece (`llama`: Gemma, Llama 2, Mistral), built from
+/// `tokenizer.ggml.tokens` and the merges or scores, and encoding as llama.cpp does.
 ///
 /// `encode` treats its text as plain text: `<|im_start|>` typed by a user stays text. Special
-/// tokens enter a prompt only through the chat template, by id.
+/// tokens enter a prompt only through the chat template, by id. User-defined tokens (Gemma's
+/// newlines and whitespace runs) are cut out first, as llama.cpp does.
 public final class Tokenizer {
     public let tokens: [String]
     public let tokenTypes: [Int]
-    public let preTokenizer: PreTokenizer
     public let bos: Int?
     public let eos: Int?
     /// The BOS a text starts with when the model adds one (`tokenizer.ggml.add_bos_token`), as
@@ -16,78 +17,88 @@ public final class Tokenizer {
     public let stopTokens: Set<Int>
     var digestMemo: String?           // SessionFingerprint: the vocabulary digest
 
+    private enum Algorithm {
+        case bytePairs(BytePairEncoding)
+        case sentencePiece(SentencePiece)
+    }
+    private let algorithm: Algorithm
+    private let userDefined: UserDefinedTokens
     private let idOf: [String: Int]
-    /// (left id << 32 | right id) → (merge rank, merged id)
-    private let merges: [UInt64: (rank: Int32, id: Int32)]
-    /// byte → id of its single-byte token, -1 when the vocabulary lacks it (SmolLM2 has no
-    /// token for most control bytes, e.g. 0x04)
-    private let byteTokens: [Int32]
     /// id → the bytes it stands for (empty for control tokens, which print nothing)
     private let tokenBytes: [[UInt8]]
-    private var pieceCache: [String: [Int32]] = [:]
 
     /// ggml token types (llama.h): 1 normal, 2 unknown, 3 control, 4 user-defined, 6 byte.
     public static let controlType = 3
+    static let userDefinedType = 4
+    static let byteType = 6
 
     public convenience init(gguf: GGUFFile) throws {
         let md = gguf.metadata
-        guard md["tokenizer.ggml.model"]?.string == "gpt2" else {
-            throw EngineError.invalidArgument("unsupported tokenizer '\(md["tokenizer.ggml.model"]?.string ?? "none")' in \(gguf.path) (supported: gpt2 byte-level BPE)")
-        }
+        let model = md["tokenizer.ggml.model"]?.string ?? "none"
         guard let tokens = md["tokenizer.ggml.tokens"]?.array?.compactMap(\.string), !tokens.isEmpty else {
             throw EngineError.missingKey("tokenizer.ggml.tokens")
         }
-        guard let mergeList = md["tokenizer.ggml.merges"]?.array?.compactMap(\.string) else {
-            throw EngineError.missingKey("tokenizer.ggml.merges")
-        }
-        let preName = md["tokenizer.ggml.pre"]?.string ?? "gpt2"
-        guard let pre = PreTokenizer(ggufName: preName) else {
-            throw EngineError.invalidArgument("unsupported pre-tokenizer '\(preName)' in \(gguf.path) (supported: smollm, gpt2, qwen2)")
-        }
         let types = md["tokenizer.ggml.token_type"]?.array?.compactMap(\.int) ?? []
-        try self.init(tokens: tokens, tokenTypes: types, merges: mergeList, preTokenizer: pre,
-                      bos: md["tokenizer.ggml.bos_token_id"]?.int, eos: md["tokenizer.ggml.eos_token_id"]?.int)
-        if md["tokenizer.ggml.add_bos_token"]?.bool == true, let bos { leadingBOS = [bos] }
+        let bos = md["tokenizer.ggml.bos_token_id"]?.int, eos = md["tokenizer.ggml.eos_token_id"]?.int
+        switch model {
+        case "gpt2":
+            guard let mergeList = md["tokenizer.ggml.merges"]?.array?.compactMap(\.string) else {
+                throw EngineError.missingKey("tokenizer.ggml.merges")
+            }
+            let preName = md["tokenizer.ggml.pre"]?.string ?? "gpt2"
+            guard let pre = PreTokenizer(ggufName: preName) else {
+                throw EngineError.invalidArgument("unsupported pre-tokenizer '\(preName)' in \(gguf.path) (supported: smollm, gpt2, qwen2)")
+            }
+            try self.init(tokens: tokens, tokenTypes: types, merges: mergeList, preTokenizer: pre, bos: bos, eos: eos)
+            if md["tokenizer.ggml.add_bos_token"]?.bool == true, let bos { leadingBOS = [bos] }
+        case "llama":
+            guard let scores = md["tokenizer.ggml.scores"]?.array?.compactMap(\.float) else {
+                throw EngineError.missingKey("tokenizer.ggml.scores")
+            }
+            let sp = try SentencePiece(tokens: tokens, scores: scores.map { Float($0) },
+                                       addsSpacePrefix: md["tokenizer.ggml.add_space_prefix"]?.bool ?? true)
+            self.init(tokens: tokens, tokenTypes: types, algorithm: .sentencePiece(sp), bos: bos, eos: eos)
+            // llama.cpp's default for SentencePiece vocabularies is to add BOS.
+            if md["tokenizer.ggml.add_bos_token"]?.bool ?? true, let bos { leadingBOS = [bos] }
+        default:
+            throw EngineError.invalidArgument("unsupported tokenizer '\(model)' in \(gguf.path) (supported: gpt2 byte-level BPE, llama SentencePiece)")
+        }
     }
 
-    public init(tokens: [String], tokenTypes: [Int], merges mergeList: [String], preTokenizer: PreTokenizer,
-                bos: Int?, eos: Int?) throws {
-        self.tokens = tokens
-        self.tokenTypes = tokenTypes.count == tokens.count ? tokenTypes : Array(repeating: 1, count: tokens.count)
-        self.preTokenizer = preTokenizer
-        self.bos = bos
-        self.eos = eos
+    /// A byte-level BPE tokenizer.
+    public convenience init(tokens: [String], tokenTypes: [Int], merges mergeList: [String], preTokenizer: PreTokenizer,
+                            bos: Int?, eos: Int?) throws {
+        let bpe = try BytePairEncoding(idOf: Self.ids(of: tokens), merges: mergeList, preTokenizer: preTokenizer)
+        self.init(tokens: tokens, tokenTypes: tokenTypes, algorithm: .bytePairs(bpe), bos: bos, eos: eos)
+    }
+
+    private static func ids(of tokens: [String]) -> [String: Int] {
         var idOf: [String: Int] = [:]
         idOf.reserveCapacity(tokens.count)
         for (i, t) in tokens.enumerated() where idOf[t] == nil { idOf[t] = i }
+        return idOf
+    }
+
+    private init(tokens: [String], tokenTypes: [Int], algorithm: Algorithm, bos: Int?, eos: Int?) {
+        self.tokens = tokens
+        let types = tokenTypes.count == tokens.count ? tokenTypes : Array(repeating: 1, count: tokens.count)
+        self.tokenTypes = types
+        self.algorithm = algorithm
+        self.bos = bos
+        self.eos = eos
+        let idOf = Self.ids(of: tokens)
         self.idOf = idOf
-
-        var merges: [UInt64: (rank: Int32, id: Int32)] = [:]
-        merges.reserveCapacity(mergeList.count)
-        for (rank, m) in mergeList.enumerated() {
-            let parts = m.split(separator: " ", maxSplits: 1, omittingEmptySubsequences: false)
-            guard parts.count == 2, let l = idOf[String(parts[0])], let r = idOf[String(parts[1])],
-                  let merged = idOf[String(parts[0]) + String(parts[1])] else { continue }
-            let key = UInt64(l) << 32 | UInt64(r)
-            if merges[key] == nil { merges[key] = (Int32(rank), Int32(merged)) }
-        }
-        self.merges = merges
-
-        var byteTokens = [Int32](repeating: -1, count: 256)
-        for b in 0..<256 {
-            if let id = idOf[String(Character(ByteLevel.byteToScalar[b]))] { byteTokens[b] = Int32(id) }
-        }
-        guard byteTokens.filter({ $0 >= 0 }).count >= 128 else {
-            throw EngineError.invalidArgument("vocabulary lacks most single-byte tokens: not a byte-level BPE vocabulary")
-        }
-        self.byteTokens = byteTokens
-        let types = self.tokenTypes
+        userDefined = UserDefinedTokens(tokens: tokens, types: types)
         tokenBytes = tokens.enumerated().map { i, t in
-            types[i] == Self.controlType ? [] : (ByteLevel.bytes(ofToken: t) ?? Array(t.utf8))
+            if types[i] == Self.controlType { return [] }
+            switch algorithm {
+            case .bytePairs: return BytePairEncoding.bytes(ofToken: t)
+            case .sentencePiece: return SentencePiece.bytes(ofToken: t, type: types[i])
+            }
         }
         var stops = Set<Int>()
         if let eos { stops.insert(eos) }
-        for name in ["<|im_end|>", "<|endoftext|>", "<|eot_id|>"] { if let id = idOf[name] { stops.insert(id) } }
+        for name in ["<|im_end|>", "<|endoftext|>", "<|eot_id|>", "<end_of_turn>"] { if let id = idOf[name] { stops.insert(id) } }
         stopTokens = stops
     }
 
@@ -96,63 +107,35 @@ public final class Tokenizer {
     /// The id of a token spelled exactly `text` (e.g. a special token), if any.
     public func id(of text: String) -> Int? { idOf[text] }
 
-    /// Plain-text encoding: pre-tokenize, then BPE each piece's bytes.
+    /// Plain-text encoding: user-defined tokens cut out, then each fragment between them
+    /// through the vocabulary's algorithm.
     public func encode(_ text: String) -> [Int] {
         var ids: [Int] = []
-        for piece in preTokenizer.split(text) {
-            let key = String(piece)
-            if let cached = pieceCache[key] {
-                ids.append(contentsOf: cached.lazy.map(Int.init))
-                continue
+        if userDefined.isEmpty {
+            encodeFragment(text[...], afterSpecial: true, into: &ids)
+            return ids
+        }
+        let utf8 = Array(text.utf8)
+        var afterSpecial = true
+        for fragment in userDefined.split(utf8) {
+            switch fragment {
+            case .token(let id):
+                ids.append(id)
+                afterSpecial = true
+            case .text(let range):
+                // Cuts fall on whole tokens' bytes, so each fragment is whole UTF-8.
+                encodeFragment(Substring(String(decoding: utf8[range], as: UTF8.self)), afterSpecial: afterSpecial, into: &ids)
+                afterSpecial = false
             }
-            let encoded = bpe(Array(key.utf8))
-            if key.utf8.count <= 64 && pieceCache.count < 50_000 { pieceCache[key] = encoded }
-            ids.append(contentsOf: encoded.lazy.map(Int.init))
         }
         return ids
     }
 
-    /// A possible merge of the symbol at `left` with the one after it. Ordered by rank, then
-    /// position, so equal pairs merge left to right as in GPT-2's loop.
-    private struct Candidate: Comparable {
-        let rank: Int32, left: Int, leftId: Int32, rightId: Int32
-        static func < (a: Candidate, b: Candidate) -> Bool { (a.rank, a.left) < (b.rank, b.left) }
-    }
-
-    /// Applies merges to one piece, lowest rank first (the GPT-2 algorithm), in
-    /// O(n log n): symbols form a linked list and candidate merges wait in a heap, checked
-    /// for staleness when popped. (The naive rescan-per-merge loop is O(n²) and took minutes
-    /// on a 3 KB run of punctuation — one pre-token piece.)
-    private func bpe(_ bytes: [UInt8]) -> [Int32] {
-        // A byte with no token is dropped, as Hugging Face's BPE does without an unk token.
-        var sym = bytes.map { byteTokens[Int($0)] }.filter { $0 >= 0 }
-        let n = sym.count
-        guard n > 1 else { return sym }
-        var next = Array(1...n)              // n marks the end
-        var prev = Array(-1..<(n - 1))
-        var heap = MinHeap<Candidate>()
-        func consider(_ i: Int) {
-            guard i >= 0, next[i] < n else { return }
-            if let m = merges[UInt64(UInt32(sym[i])) << 32 | UInt64(UInt32(sym[next[i]]))] {
-                heap.push(Candidate(rank: m.rank, left: i, leftId: sym[i], rightId: sym[next[i]]))
-            }
+    private func encodeFragment(_ text: Substring, afterSpecial: Bool, into ids: inout [Int]) {
+        switch algorithm {
+        case .bytePairs(let bpe): bpe.encode(text, into: &ids)
+        case .sentencePiece(let sp): sp.encode(text, afterSpecial: afterSpecial, into: &ids)
         }
-        for i in 0..<(n - 1) { consider(i) }
-        while let c = heap.pop() {
-            let r = next[c.left]
-            // Stale: the left symbol was merged away or changed, or its neighbour changed.
-            guard sym[c.left] == c.leftId, r < n, sym[r] == c.rightId else { continue }
-            sym[c.left] = merges[UInt64(UInt32(c.leftId)) << 32 | UInt64(UInt32(c.rightId))]!.id
-            sym[r] = -1
-            next[c.left] = next[r]
-            if next[r] < n { prev[next[r]] = c.left }
-            consider(prev[c.left])
-            consider(c.left)
-        }
-        var out: [Int32] = []
-        var i = 0
-        while i < n { out.append(sym[i]); i = next[i] }
-        return out
     }
 
     /// The bytes token `id` stands for; empty for control tokens and ids out of range.
