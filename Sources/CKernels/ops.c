@@ -30,6 +30,19 @@ void ck_swiglu(float *gate, const float *up, int n) {
     }
 }
 
+// GELU in its tanh form, as Gemma is trained with it and ggml computes it (ggml_gelu).
+void ck_geglu(float *gate, const float *up, int n) {
+    const float sqrt_2_over_pi = 0.79788456080286535587989211986876f, coef = 0.044715f;
+    for (int i = 0; i < n; i++) {
+        const float g = gate[i];
+        gate[i] = 0.5f * g * (1.0f + tanhf(sqrt_2_over_pi * g * (1.0f + coef * g * g))) * up[i];
+    }
+}
+
+void ck_scale(float *y, float s, int n) {
+    for (int i = 0; i < n; i++) y[i] *= s;
+}
+
 void ck_add(float *y, const float *x, int n) {
     for (int i = 0; i < n; i++) y[i] += x[i];
 }

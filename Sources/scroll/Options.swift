@@ -172,6 +172,9 @@ struct CacheOptions: ParsableArguments {
         guard sinks + window <= limit else {
             throw EngineError.invalidArgument("--sinks + --window (\(sinks + window)) exceeds the \(limit) positions RoPE is set up for")
         }
+        if let local = model.config.localWindow, window < local {
+            throw EngineError.invalidArgument("--window \(window) is shorter than the \(local) positions this model's local layers attend to (use --window \(local) or more)")
+        }
         return CachePolicy(sinks: sinks, window: window)
     }
 

@@ -56,12 +56,18 @@ final class ChatTemplateTests: XCTestCase {
         // SmolLM2 itself: ChatML by its template.
         let smol = TestSupport.shared
         XCTAssertEqual(ChatTemplate.format(tokenizer: smol.tokenizer, templateSource: smol.model.gguf.metadata["tokenizer.chat_template"]?.string), .chatml)
-        // Without a template, the special tokens decide; mistral's markers may be plain text,
-        // so they alone never make a chat model. Without any: a base model.
+        // A template Scroll cannot read: the special tokens decide; mistral's markers may be
+        // plain text, so they alone never make a chat model.
         let (plain, _) = try tokenizer(adding: [])
-        XCTAssertEqual(ChatTemplate.format(tokenizer: plain, templateSource: nil), .chatml, "SmolLM2's vocabulary has the ChatML tokens")
+        XCTAssertEqual(ChatTemplate.format(tokenizer: plain, templateSource: "{{ unknown }}"), .chatml, "SmolLM2's vocabulary has the ChatML tokens")
         let (base, _) = try tokenizer(adding: ["[INST]", "[/INST]"], renaming: ["<|im_start|>", "<|im_end|>"])
-        XCTAssertNil(ChatTemplate.format(tokenizer: base, templateSource: nil))
+        XCTAssertNil(ChatTemplate.format(tokenizer: base, templateSource: "{{ unknown }}"))
         XCTAssertEqual(ChatTemplate.format(tokenizer: base, templateSource: "{{ '[INST] ' + content }}"), .mistral)
+        // No template at all: a base model, whatever its vocabulary holds (Gemma 3 270M base
+        // has the Gemma turn tokens).
+        XCTAssertNil(ChatTemplate.format(tokenizer: plain, templateSource: nil))
+        let gemma = try Tokenizer(gguf: GGUFFile(path: TestSupport.gemmaPath))
+        XCTAssertNotNil(gemma.id(of: "<start_of_turn>"))
+        XCTAssertNil(ChatTemplate.format(tokenizer: gemma, templateSource: nil))
     }
 }

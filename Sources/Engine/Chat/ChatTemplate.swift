@@ -44,14 +44,17 @@ public struct ChatTemplate {
     }
 
     /// The format a model chats in: its template's, among those its vocabulary has the tokens
-    /// for; nil when none fits (a base model: it continues text).
+    /// for; nil when the file has no template (a base model: it continues text). A base model's
+    /// vocabulary may still hold a family's turn tokens: Gemma 3 270M base has
+    /// <start_of_turn>, and asked in that format it answered "mendatang" over and over.
     public static func format(tokenizer: Tokenizer, templateSource: String?) -> Format? {
+        guard let source = templateSource else { return nil }
         let fits = Format.allCases.filter { f in tokens(of: f).allSatisfy { tokenizer.id(of: $0) != nil } }
         let marks: [(Format, String)] = [(.chatml, "<|im_start|>"), (.llama3, "<|start_header_id|>"),
                                          (.gemma, "<start_of_turn>"), (.mistral, "[INST]")]
-        if let source = templateSource, let (f, _) = marks.first(where: { source.contains($0.1) && fits.contains($0.0) }) { return f }
-        // No template (or one Scroll cannot read): the special tokens alone, never mistral's
-        // plain-text markers.
+        if let (f, _) = marks.first(where: { source.contains($0.1) && fits.contains($0.0) }) { return f }
+        // A template Scroll cannot read: the special tokens alone, never mistral's plain-text
+        // markers.
         return fits.first { $0 != .mistral }
     }
 

@@ -183,7 +183,9 @@ public final class Conversation {
     /// The tokens of a user turn up to and including `content`, whose turn stays open (the
     /// turn head of `userTurn`).
     private func userTurnHead(_ content: String, firstTurn: Bool) -> [Int] {
-        guard let template else { return generator.tokenizer.encode(content) }
+        // Raw text starts with the BOS where the model adds one (Gemma: without it the
+        // continuation of "The capital of France is" was " France. The The The …").
+        guard let template else { return (firstTurn ? generator.tokenizer.leadingBOS : []) + generator.tokenizer.encode(content) }
         guard firstTurn else { return template.head(.user) + generator.tokenizer.encode(content) }
         let system = systemPrompt.map { [ChatMessage(role: .system, content: $0)] } ?? []
         guard template.hasSystemRole else {
@@ -198,7 +200,7 @@ public final class Conversation {
 
     /// A user turn's tokens (the whole prompt with the system message on the first turn).
     private func userTurn(_ user: ChatMessage) -> [Int] {
-        guard let template else { return generator.tokenizer.encode(user.content) }
+        guard let template else { return (messages.isEmpty ? generator.tokenizer.leadingBOS : []) + generator.tokenizer.encode(user.content) }
         if messages.isEmpty {
             // First turn: the system message (ours or the model's default) comes first.
             let system = systemPrompt.map { [ChatMessage(role: .system, content: $0)] } ?? []

@@ -45,4 +45,44 @@ extension KVCache {
         if own.count > 0 { out[n] = own; n += 1 }
         return n
     }
+
+    /// What KV head h of a local layer (Gemma 3's sliding-window layers) attends to from a
+    /// chunk: every slot held, sinks included, masked by position to the layer's span
+    /// (ck_attend_block's window rule with no sinks), then the chunk's own keys. No memory.
+    func writeLocalSegments(layer l: Int, head h: Int, held: Int, slotPositions: UnsafePointer<Int64>?, own: ck_kv_segment,
+                            into out: UnsafeMutablePointer<ck_kv_segment>) -> Int {
+        var n = 0
+        if held > 0 {
+            out[n] = view(layer: l).segment(head: h, first: 0, count: held, headDim: headDim, sinkQuery: false, windowed: true,
+                                             positions: slotPositions)
+            n += 1
+        }
+        if own.count > 0 { out[n] = own; n += 1 }
+        return n
+    }
+
+    /// What KV head h of a local layer attends to from one token at position p, stored
+    /// first: the slots of positions p − span + 1 … p (at most three runs: sink slots, then
+    /// the ring's end and start). The cache must hold them: a window no shorter than the span.
+    func writeLocalSegments(layer l: Int, head h: Int, through p: Int, span: Int,
+                            into out: UnsafeMutablePointer<ck_kv_segment>) -> Int {
+        let view = self.view(layer: l), s = policy.sinks, first = max(0, p - span + 1)
+        var n = 0
+        func append(slot: Int, count: Int) {
+            guard count > 0 else { return }
+            out[n] = view.segment(head: h, first: slot, count: count, headDim: headDim, sinkQuery: false, windowed: false, positions: nil)
+            n += 1
+        }
+        if first < s { append(slot: first, count: min(p + 1, s) - first) }
+        if p >= s {
+            let a = slot(ofPosition: max(first, s)), b = slot(ofPosition: p)
+            if a <= b {
+                append(slot: a, count: b - a + 1)
+            } else {
+                append(slot: a, count: capacity - a)
+                append(slot: s, count: b - s + 1)
+            }
+        }
+        return n
+    }
 }

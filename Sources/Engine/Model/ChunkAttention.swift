@@ -14,7 +14,8 @@ struct ChunkAttentionJob {
     let positions: UnsafePointer<Int64> // [n] the chunk's stream positions
     let slotPositions: UnsafePointer<Int64> // [held] stream position of each cache slot held
     let held: Int                       // cache slots in use before the chunk
-    let sinks: Int, window: Int         // the policy (window 0: dense)
+    let sinks: Int, window: Int         // the policy (window 0: dense), or a local layer's span and no sinks
+    let local: Bool                     // a local layer: every held slot, masked by `window`; no memory
     let tokens: Int
     let headCount: Int, kvHeadCount: Int, headDim: Int
     let out: UnsafeMutablePointer<Float> // [n][n_heads·head_dim]
@@ -50,9 +51,11 @@ struct ChunkAttentionJob {
                                     row_stride: Int64(kvDim), count: Int64(queries.upperBound), positions: positions)
             let first = queries.lowerBound * qDim + h * group * hd
             withUnsafeTemporaryAllocation(of: ck_kv_segment.self, capacity: KVCache.maxSegmentsPerHead) { segs in
-                let count = cache.writeSegments(layer: layer, head: h, held: held, slotPositions: slotPositions,
-                                                separateSinkQuery: qSink != nil, own: own,
-                                                into: segs.baseAddress!)
+                let count = local
+                    ? cache.writeLocalSegments(layer: layer, head: h, held: held, slotPositions: slotPositions, own: own,
+                                               into: segs.baseAddress!)
+                    : cache.writeSegments(layer: layer, head: h, held: held, slotPositions: slotPositions,
+                                          separateSinkQuery: qSink != nil, own: own, into: segs.baseAddress!)
                 ck_attend_block(q + first, qSink.map { $0 + first }, Int64(qDim), Int32(queries.count), Int32(group),
                                 Int32(hd), positions + queries.lowerBound, Int64(window), Int64(sinks),
                                 segs.baseAddress, Int32(count), 1 / Float(hd).squareRoot(), scratch,

@@ -26,8 +26,18 @@ public struct ModelConfig: Equatable {
     public var ropeOriginalContext: Int?
     /// qwen2 has Q/K/V biases.
     public var hasQKVBias: Bool
+    /// Gemma's block: each head's q and k RMS-normed before RoPE, the attention and FFN
+    /// outputs RMS-normed before their residual adds, GELU (tanh) instead of SiLU in the
+    /// gated FFN, and embeddings scaled by √d_model.
+    public var isGemma: Bool
+    /// Gemma 3's local layers (`{arch}.attention.sliding_window`): each attends to its own
+    /// last `localWindow` positions only (itself included), with RoPE base `localRopeBase`;
+    /// the other (global) layers attend to everything the cache holds. nil: all layers global.
+    public var localWindow: Int?
+    public var localLayers: [Bool]
+    public var localRopeBase: Double
 
-    public static let supportedArchitectures = ["llama", "qwen2"]
+    public static let supportedArchitectures = ["llama", "qwen2", "gemma3"]
 
     /// Bounds no real model comes near. Every size is checked against them before anything
     /// is sized from it: a crafted file with 0 KV heads divided by zero, key_length 2^62
@@ -65,8 +75,16 @@ public struct ModelConfig: Equatable {
         headDim = try int("attention.key_length", 2...L.headDim, default: max(2, embeddingLength / headCount))
         ropeBase = try real("rope.freq_base", default: 10000) { $0.isFinite && $0 > 1 }!
         rmsEpsilon = Float(try real("attention.layer_norm_rms_epsilon", default: 1e-5) { $0.isFinite && $0 > 0 && $0 < 1 }!)
-        ropeMode = arch == "qwen2" ? .neox : .normal
+        ropeMode = arch == "llama" ? .normal : .neox
         hasQKVBias = arch == "qwen2"
+        isGemma = arch == "gemma3"
+        // Gemma 3: five local layers, then a global one (llama.cpp's default pattern of 6,
+        // unless the file gives `attention.sliding_window_pattern`); local RoPE base 10000.
+        localWindow = arch == "gemma3" ? try int("attention.sliding_window", 1...L.context, default: 0) : 0
+        if localWindow == 0 { localWindow = nil }
+        let pattern = try int("attention.sliding_window_pattern", 1...L.layers, default: 6)
+        localLayers = (0..<layerCount).map { [localWindow] in localWindow != nil && $0 % pattern < pattern - 1 }
+        localRopeBase = try real("rope.freq_base_swa", default: 10000) { $0.isFinite && $0 > 1 }!
         ropeScalingType = md["\(arch).rope.scaling.type"]?.string
         ropeScalingFactor = try real("rope.scaling.factor") { $0.isFinite && $0 > 0 && $0 <= L.ropeFactor }
         ropeOriginalContext = md["\(arch).rope.scaling.original_context_length"] == nil ? nil
@@ -90,6 +108,9 @@ public struct ModelConfig: Equatable {
         // Every layer's tensors must be there before per-layer state is sized from the count.
         guard gguf.tensors["blk.\(layerCount - 1).attn_norm.weight"] != nil else { throw EngineError.missingTensor("blk.\(layerCount - 1).attn_norm.weight") }
     }
+
+    /// Layer l's own window when it is a local layer, else nil.
+    public func window(ofLayer l: Int) -> Int? { localLayers[l] ? localWindow : nil }
 
     /// Query heads per KV head (grouped-query attention).
     public var groupSize: Int { headCount / kvHeadCount }

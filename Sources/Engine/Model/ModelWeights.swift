@@ -6,6 +6,9 @@ public struct LayerWeights {
     public let wv: Matrix            // [n_kv_heads * head_dim][d_model]
     public let wo: Matrix            // [d_model][n_heads * head_dim]
     public let bq, bk, bv: Vector?   // qwen2 only: [q_dim], [kv_dim], [kv_dim]
+    public let qNorm, kNorm: Vector? // Gemma: [head_dim], applied to each head
+    public let postAttnNorm: Vector? // Gemma: [d_model] on the attention output before the residual add
+    public let postFfnNorm: Vector?  // Gemma: [d_model] on the FFN output before the residual add
     public let ffnNorm: Vector       // [d_model]
     public let wGate: Matrix         // [ffn][d_model]
     public let wUp: Matrix           // [ffn][d_model]
@@ -40,6 +43,10 @@ public struct ModelWeights {
                 bq: c.hasQKVBias ? try gguf.vector(p + "attn_q.bias", count: c.qDim) : nil,
                 bk: c.hasQKVBias ? try gguf.vector(p + "attn_k.bias", count: c.kvDim) : nil,
                 bv: c.hasQKVBias ? try gguf.vector(p + "attn_v.bias", count: c.kvDim) : nil,
+                qNorm: c.isGemma ? try gguf.vector(p + "attn_q_norm.weight", count: c.headDim) : nil,
+                kNorm: c.isGemma ? try gguf.vector(p + "attn_k_norm.weight", count: c.headDim) : nil,
+                postAttnNorm: c.isGemma ? try gguf.vector(p + "post_attention_norm.weight", count: d) : nil,
+                postFfnNorm: c.isGemma ? try gguf.vector(p + "post_ffw_norm.weight", count: d) : nil,
                 ffnNorm: try gguf.vector(p + "ffn_norm.weight", count: d),
                 wGate: try matrix(p + "ffn_gate.weight", rows: c.feedForwardLength, cols: d),
                 wUp: try matrix(p + "ffn_up.weight", rows: c.feedForwardLength, cols: d),

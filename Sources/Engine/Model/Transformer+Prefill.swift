@@ -147,6 +147,7 @@ extension Transformer {
             precondition(token >= 0 && token < c.vocabSize, "token id \(token) outside vocabulary")
             w.tokenEmbedding.dequantizeRow(token, into: b.x + t * d)
         }
+        if c.isGemma { ck_scale(b.x, Float(d).squareRoot(), Int32(n * d)) }
         for (l, layer) in w.layers.enumerated() {
             // 2. Attention sublayer: norm each row, then Q/K/V for all rows at once.
             rmsnormRows(b.xb, b.x, layer.attnNorm, n)
@@ -159,6 +160,10 @@ extension Transformer {
                     bk.values.withUnsafeBufferPointer { ck_add(b.k + t * c.kvDim, $0.baseAddress, Int32(c.kvDim)) }
                     bv.values.withUnsafeBufferPointer { ck_add(b.v + t * c.kvDim, $0.baseAddress, Int32(c.kvDim)) }
                 }
+            }
+            if let qn = layer.qNorm, let kn = layer.kNorm {
+                for h in 0..<n * c.headCount { rmsnorm(b.q + h * c.headDim, b.q + h * c.headDim, qn, c.headDim) }
+                for h in 0..<n * c.kvHeadCount { rmsnorm(b.k + h * c.headDim, b.k + h * c.headDim, kn, c.headDim) }
             }
             // 3–4. RoPE, attention, K/V into the cache.
             if let layout = chunkLayout {
@@ -173,13 +178,15 @@ extension Transformer {
             }
             // 5. Output projection and residual.
             matmul(layer.wo, b.attnOut, b.xb2, n)
+            if let post = layer.postAttnNorm { rmsnormRows(b.xb2, b.xb2, post, n) }
             ck_add(b.x, b.xb2, Int32(n * d))
             // 6. FFN sublayer.
             rmsnormRows(b.xb, b.x, layer.ffnNorm, n)
             matmul(layer.wGate, b.xb, b.hb, n)
             matmul(layer.wUp, b.xb, b.hb2, n)
-            ck_swiglu(b.hb, b.hb2, Int32(n * c.feedForwardLength))
+            if c.isGemma { ck_geglu(b.hb, b.hb2, Int32(n * c.feedForwardLength)) } else { ck_swiglu(b.hb, b.hb2, Int32(n * c.feedForwardLength)) }
             matmul(layer.wDown, b.hb, b.xb2, n)
+            if let post = layer.postFfnNorm { rmsnormRows(b.xb2, b.xb2, post, n) }
             ck_add(b.x, b.xb2, Int32(n * d))
         }
         cache.commit(n)
@@ -192,9 +199,24 @@ extension Transformer {
     /// something.
     func attendChunk(layer l: Int, cache: KVCache, layout: ChunkLayout, rows: AttentionRows) {
         let c = config, n = layout.n, pos0 = layout.pos0, b = prefillBuffers
+        let span = c.window(ofLayer: l)
+        if let span {
+            // A local layer: its own last `span` positions, no sinks, no memory.
+            for t in 0..<n {
+                rotate(q: rows.q + t * c.qDim, qSink: nil, k: rows.k + t * c.kvDim, position: pos0 + t, cache: cache, table: localRope!)
+                b.chunkPositions[t] = Int64(pos0 + t)
+            }
+            ChunkAttentionJob(cache: cache, layer: l, q: rows.q, qSink: nil, k: rows.k, v: rows.v, positions: b.chunkPositions,
+                              slotPositions: cache.slotPositions, held: layout.held, sinks: 0, window: span, local: true,
+                              tokens: n, headCount: c.headCount, kvHeadCount: c.kvHeadCount, headDim: c.headDim,
+                              out: rows.out, scratch: b.attentionScratch, scratchStride: b.attentionScratchStride)
+                .run(on: pool)
+            for t in 0..<n { cache.store(layer: l, position: pos0 + t, key: rows.k + t * c.kvDim, value: rows.v + t * c.kvDim) }
+            return
+        }
         for t in 0..<n {
             rotate(q: rows.q + t * c.qDim, qSink: layout.separateSinkQueries ? rows.qSink + t * c.qDim : nil,
-                   k: rows.k + t * c.kvDim, position: pos0 + t, cache: cache)
+                   k: rows.k + t * c.kvDim, position: pos0 + t, cache: cache, table: rope)
             b.chunkPositions[t] = Int64(pos0 + t)
         }
         // Also while the memory is still empty: the window keys this chunk evicts must stay
@@ -206,7 +228,7 @@ extension Transformer {
         ChunkAttentionJob(cache: cache, layer: l,
                           q: rows.q, qSink: layout.separateSinkQueries ? rows.qSink : nil,
                           k: rows.k, v: rows.v, positions: b.chunkPositions, slotPositions: cache.slotPositions,
-                          held: layout.held, sinks: cache.policy.sinks, window: cache.policy.window ?? 0,
+                          held: layout.held, sinks: cache.policy.sinks, window: cache.policy.window ?? 0, local: false,
                           tokens: n, headCount: c.headCount, kvHeadCount: c.kvHeadCount, headDim: c.headDim,
                           out: rows.out, scratch: b.attentionScratch, scratchStride: b.attentionScratchStride)
             .run(on: pool)
@@ -231,16 +253,14 @@ extension Transformer {
     private func logitsAfterPrefill() -> UnsafeBufferPointer<Float> {
         let d = config.embeddingLength
         let last = lastPrefillRow!
-        weights.outputNorm.values.withUnsafeBufferPointer { ck_rmsnorm(last, last, $0.baseAddress, Int32(d), config.rmsEpsilon) }
+        rmsnorm(last, last, weights.outputNorm, d)
         weights.output.matvec(last, logitsBuffer, pool: pool, scratch: nil)
         return UnsafeBufferPointer(start: logitsBuffer, count: config.vocabSize)
     }
 
     private func rmsnormRows(_ out: UnsafeMutablePointer<Float>, _ x: UnsafePointer<Float>, _ weight: Vector, _ n: Int) {
-        let d = config.embeddingLength, eps = config.rmsEpsilon
-        weight.values.withUnsafeBufferPointer { wp in
-            for t in 0..<n { ck_rmsnorm(out + t * d, x + t * d, wp.baseAddress, Int32(d), eps) }
-        }
+        let d = config.embeddingLength
+        for t in 0..<n { rmsnorm(out + t * d, x + t * d, weight, d) }
     }
 
     /// out[n][rows] = x[n][cols] · Wᵀ. Each pool thread takes a slice of W's rows,

@@ -9,6 +9,9 @@ public final class Transformer {
     public let weights: ModelWeights
     public let gguf: GGUFFile            // owns the memory map the weights point into
     public let rope: RopeTable
+    /// RoPE of the local layers (Gemma 3: base 10000 where the global layers turn with 10^6);
+    /// nil when every layer is global.
+    public let localRope: RopeTable?
     public let pool: ComputePool
     /// false: every product on the float path (weights dequantized on the fly, activations
     /// kept in f32) — the reference the fast int8 path is held to.
@@ -59,6 +62,8 @@ public final class Transformer {
         let positions = maxPositions ?? max(c.contextLength, scaling.scaledContext)
         self.maxPositions = positions
         self.rope = RopeTable(headDim: c.headDim, positions: positions, base: c.ropeBase, scaling: scaling)
+        // Local layers see only their own window, well inside the trained context: never scaled.
+        localRope = c.localWindow.map { RopeTable(headDim: c.headDim, positions: min(positions, max($0, 1) * 2), base: c.localRopeBase) }
         x = .allocate(capacity: c.embeddingLength)
         xb = .allocate(capacity: c.embeddingLength)
         xb2 = .allocate(capacity: c.embeddingLength)
@@ -109,6 +114,8 @@ public final class Transformer {
     /// memory for what leaves the window when `memory` is given (windowed caches only).
     public func makeCache(policy: CachePolicy, precision: KVPrecision = .f32, memory: MemorySettings? = nil) -> KVCache {
         precondition(policy.capacity <= maxPositions, "cache of \(policy.capacity) exceeds the \(maxPositions) positions RoPE is set up for")
+        precondition(policy.window.map { $0 >= config.localWindow ?? 0 } ?? true,
+                     "a window of \(policy.window ?? 0) is shorter than the model's local layers' \(config.localWindow ?? 0)")
         let cache = KVCache(layerCount: config.layerCount, kvHeadCount: config.kvHeadCount, headDim: config.headDim,
                             policy: policy, precision: precision)
         if let memory, let window = policy.window {
@@ -133,8 +140,23 @@ public final class Transformer {
     func attend(layer l: Int, q: UnsafeMutablePointer<Float>, k: UnsafeMutablePointer<Float>, v: UnsafeMutablePointer<Float>,
                 position p: Int, cache: KVCache, out: UnsafeMutablePointer<Float>) {
         let c = config, hd = c.headDim
+        if let span = c.window(ofLayer: l) {
+            // A local layer: stored first, then its last `span` positions, no sinks, no memory.
+            rotate(q: q, qSink: nil, k: k, position: p, cache: cache, table: localRope!)
+            cache.store(layer: l, position: p, key: k, value: v)
+            var n = 0
+            segmentOffsets[0] = 0
+            for h in 0..<c.kvHeadCount {
+                n += cache.writeLocalSegments(layer: l, head: h, through: p, span: span, into: segments + n)
+                segmentOffsets[h + 1] = Int32(n)
+            }
+            reserveScores(keys: min(span, p + 1))
+            ck_pool_attend_segments(pool.handle, q, q, segments, segmentOffsets, Int32(c.headCount), Int32(c.kvHeadCount),
+                                    Int32(hd), 1 / Float(hd).squareRoot(), scores, Int64(scoresStride), out)
+            return
+        }
         let separateSinkQuery = cache.sinkQueryPosition(p) != p
-        rotate(q: q, qSink: separateSinkQuery ? qSink : nil, k: k, position: p, cache: cache)
+        rotate(q: q, qSink: separateSinkQuery ? qSink : nil, k: k, position: p, cache: cache, table: rope)
         let memory = cache.memory
         if let memory {
             memory.noteQueries(layer: l, queries: q, n: 1, first: p, headCount: c.headCount)
@@ -172,7 +194,7 @@ public final class Transformer {
     /// RoPE for one token at position p: its query heads and KV heads at p and, when
     /// `qSink` is given, a copy of the query rotated at the cache position the sink keys see.
     func rotate(q: UnsafeMutablePointer<Float>, qSink: UnsafeMutablePointer<Float>?, k: UnsafeMutablePointer<Float>,
-                position p: Int, cache: KVCache) {
+                position p: Int, cache: KVCache, table rope: RopeTable) {
         let c = config, hd = c.headDim, half = hd / 2, mode = c.ropeMode.rawValue
         let cosP = ropeRows, sinP = ropeRows + half, cosS = ropeRows + 2 * half, sinS = ropeRows + 3 * half
         if let qSink {
@@ -197,38 +219,52 @@ public final class Transformer {
         precondition(token >= 0 && token < c.vocabSize, "token id \(token) outside vocabulary")
         precondition(cache.canAppend, "KV cache is full")
 
-        // 1. Token embedding.
+        // 1. Token embedding (Gemma scales it by √d_model).
         w.tokenEmbedding.dequantizeRow(token, into: x)
+        if c.isGemma { ck_scale(x, Float(d).squareRoot(), Int32(d)) }
 
         for (l, layer) in w.layers.enumerated() {
-            // 2. Attention sublayer: pre-norm, then Q/K/V projections (+ biases for qwen2).
-            layer.attnNorm.values.withUnsafeBufferPointer { ck_rmsnorm(xb, x, $0.baseAddress, Int32(d), c.rmsEpsilon) }
+            // 2. Attention sublayer: pre-norm, then Q/K/V projections (+ biases for qwen2;
+            //    each head's q and k RMS-normed for Gemma).
+            rmsnorm(xb, x, layer.attnNorm, d)
             Matrix.matvec((layer.wq, q), (layer.wk, k), (layer.wv, v), input: xb, pool: pool, scratch: scratch)
             if let bq = layer.bq, let bk = layer.bk, let bv = layer.bv {
                 bq.values.withUnsafeBufferPointer { ck_add(q, $0.baseAddress, Int32(c.qDim)) }
                 bk.values.withUnsafeBufferPointer { ck_add(k, $0.baseAddress, Int32(c.kvDim)) }
                 bv.values.withUnsafeBufferPointer { ck_add(v, $0.baseAddress, Int32(c.kvDim)) }
             }
+            if let qn = layer.qNorm, let kn = layer.kNorm {
+                for h in 0..<c.headCount { rmsnorm(q + h * c.headDim, q + h * c.headDim, qn, c.headDim) }
+                for h in 0..<c.kvHeadCount { rmsnorm(k + h * c.headDim, k + h * c.headDim, kn, c.headDim) }
+            }
 
             // 3–4. RoPE, K/V into the cache, attention (query head h reads KV head h / group).
             attend(layer: l, q: q, k: k, v: v, position: pos, cache: cache, out: attnOut)
 
-            // 5. Output projection and residual.
+            // 5. Output projection (Gemma: normed) and residual.
             layer.wo.matvec(attnOut, xb2, pool: pool, scratch: scratch)
+            if let post = layer.postAttnNorm { rmsnorm(xb2, xb2, post, d) }
             ck_add(x, xb2, Int32(d))
 
-            // 6. FFN sublayer: pre-norm, SwiGLU (down(silu(gate·x) * up·x)), residual.
-            layer.ffnNorm.values.withUnsafeBufferPointer { ck_rmsnorm(xb, x, $0.baseAddress, Int32(d), c.rmsEpsilon) }
+            // 6. FFN sublayer: pre-norm, gated FFN (down(act(gate·x) * up·x), act SiLU, or GELU
+            //    for Gemma), (Gemma: normed), residual.
+            rmsnorm(xb, x, layer.ffnNorm, d)
             Matrix.matvec((layer.wGate, hb), (layer.wUp, hb2), input: xb, pool: pool, scratch: scratch)
-            ck_swiglu(hb, hb2, Int32(c.feedForwardLength))
+            if c.isGemma { ck_geglu(hb, hb2, Int32(c.feedForwardLength)) } else { ck_swiglu(hb, hb2, Int32(c.feedForwardLength)) }
             layer.wDown.matvec(hb, xb2, pool: pool, scratch: scratch)
+            if let post = layer.postFfnNorm { rmsnorm(xb2, xb2, post, d) }
             ck_add(x, xb2, Int32(d))
         }
         cache.commit()
 
         // 7. Final norm and output head.
-        w.outputNorm.values.withUnsafeBufferPointer { ck_rmsnorm(x, x, $0.baseAddress, Int32(d), c.rmsEpsilon) }
+        rmsnorm(x, x, w.outputNorm, d)
         w.output.matvec(x, logitsBuffer, pool: pool, scratch: scratch)
         return UnsafeBufferPointer(start: logitsBuffer, count: c.vocabSize)
+    }
+
+    /// out[n] = RMSNorm(x[n]) · weight (out may be x).
+    func rmsnorm(_ out: UnsafeMutablePointer<Float>, _ x: UnsafePointer<Float>, _ weight: Vector, _ n: Int) {
+        weight.values.withUnsafeBufferPointer { ck_rmsnorm(out, x, $0.baseAddress, Int32(n), config.rmsEpsilon) }
     }
 }

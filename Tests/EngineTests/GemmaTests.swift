@@ -1,0 +1,83 @@
+import Engine
+import Foundation
+import XCTest
+
+/// Gemma 3 270M (base, Q4_K_M: the gemma3 architecture, Q5_0/Q4_K/Q6_K weights, a
+/// SentencePiece vocabulary, local sliding-window layers) against llama.cpp's values in
+/// Reference/gemma3_reference.json (made by Reference/make_gemma_reference.py).
+final class GemmaTests: XCTestCase {
+    static let model = try! Transformer(path: TestSupport.gemmaPath, threads: 2)
+    static let tokenizer = try! Tokenizer(gguf: model.gguf)
+    var model: Transformer { Self.model }
+    var tokenizer: Tokenizer { Self.tokenizer }
+
+    func reference() throws -> [String: Any] {
+        try XCTUnwrap(TestSupport.referenceJSON("gemma3_reference.json") as? [String: Any])
+    }
+
+    /// llama-simple's greedy continuations, fed token by token on the exact float path: at
+    /// every step llama.cpp's choice is this model's choice too, or within 0.1 logit of it (a
+    /// near-tie, where the two programs' rounding may pick either). 24 steps per prompt.
+    func testGreedyContinuationsMatchLlamaCpp() throws {
+        model.fastPath = false
+        defer { model.fastPath = true }
+        let cases = try XCTUnwrap(try reference()["greedy"] as? [[String: String]])
+        XCTAssertEqual(cases.count, 4)
+        var steps = 0, exact = 0
+        for c in cases {
+            let prompt = try XCTUnwrap(c["prompt"]), expected = try XCTUnwrap(c["continuation"])
+            let promptIds = tokenizer.encode(prompt), all = tokenizer.encode(prompt + expected)
+            XCTAssertEqual(Array(all.prefix(promptIds.count)), promptIds, prompt)
+            let cache = model.makeCache(capacity: 64)
+            var logits = Array(model.prefill(tokenizer.leadingBOS + promptIds, cache: cache))
+            for i in promptIds.count..<all.count {
+                let id = all[i], best = logits.max()!
+                XCTAssertGreaterThanOrEqual(logits[id], best - 0.1,
+                                            "\(prompt) + \(tokenizer.decode(Array(all[promptIds.count..<i])).debugDescription): llama.cpp's \(tokenizer.decode([id]).debugDescription) trails by \(best - logits[id])")
+                steps += 1
+                if logits[id] == best { exact += 1 }
+                logits = Array(model.forward(token: id, cache: cache))
+            }
+        }
+        XCTAssertGreaterThanOrEqual(steps, 80)
+        XCTAssertGreaterThanOrEqual(exact, steps - 4, "near-ties are rare: \(steps - exact) of \(steps)")
+    }
+
+    /// `scroll ppl --chunk 512` on Gemma within 1% of `llama-perplexity -c 512` on the same text.
+    func testChunkedPerplexityMatchesLlamaPerplexity() throws {
+        let ref = try XCTUnwrap(try reference()["perplexity"] as? [String: Any])
+        let file = try XCTUnwrap(ref["file"] as? String), bytes = try XCTUnwrap(ref["bytes"] as? Int)
+        let chunk = try XCTUnwrap(ref["chunk"] as? Int), chunks = try XCTUnwrap(ref["chunks"] as? Int)
+        let expected = try XCTUnwrap(ref["ppl"] as? Double)
+        let text = String(decoding: try Data(contentsOf: URL(fileURLWithPath: file)).prefix(bytes), as: UTF8.self)
+        let tokens = Array(tokenizer.encode(text).prefix(chunk * chunks))
+        XCTAssertEqual(tokens.count, chunk * chunks)
+        let result = PerplexityEvaluator(model: model, policy: .dense(chunk))
+            .evaluateChunks(tokens, chunk: chunk, bos: tokenizer.leadingBOS.first)
+        XCTAssertEqual(result.perplexity, expected, accuracy: expected * 0.01, "llama-perplexity: \(expected)")
+    }
+
+    /// The local layers see their own last 512 positions, the same ones whether a token is
+    /// decoded alone (stored first, then the slots of its span: a ring of 700 that has wrapped)
+    /// or in a prefill chunk (every slot held, masked by position). 900 tokens of text, the
+    /// last 300 both ways from the same state.
+    func testLocalLayersSeeTheSameSpanDecodingAndInChunks() throws {
+        XCTAssertEqual(model.config.localWindow, 512)
+        XCTAssertEqual((0..<18).filter { !model.config.localLayers[$0] }, [5, 11, 17], "every sixth layer is global")
+        let text = String(decoding: try Data(contentsOf: URL(fileURLWithPath: "/usr/share/common-licenses/GPL-3")), as: UTF8.self)
+        let tokens = Array(tokenizer.encode(text).prefix(900))
+        model.fastPath = false     // both ways the same float arithmetic
+        defer { model.fastPath = true }
+        let policy = CachePolicy(sinks: 4, window: 700)
+        let chunked = model.makeCache(policy: policy), decoded = model.makeCache(policy: policy)
+        model.prefill(Array(tokens[..<600]), cache: chunked)
+        model.prefill(Array(tokens[..<600]), cache: decoded)
+        let a = Array(model.prefill(Array(tokens[600...]), cache: chunked))
+        var b: [Float] = []
+        for t in tokens[600...] { b = Array(model.forward(token: t, cache: decoded)) }
+        // A span of the whole window instead of 512 in decoding moved a logit by 15.9.
+        let worst = zip(a, b).map { abs($0 - $1) }.max()!
+        XCTAssertLessThan(worst, 1e-3, "measured 3e-5")
+        XCTAssertEqual(a.indices.max { a[$0] < a[$1] }, b.indices.max { b[$0] < b[$1] })
+    }
+}
