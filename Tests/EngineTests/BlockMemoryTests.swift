@@ -30,7 +30,7 @@ final class BlockMemoryTests: XCTestCase {
             for h in 0..<heads { ck_rope(k.baseAddress! + h * hd, Int32(hd), cos, sin, 0) }
         }
         keys.withUnsafeBufferPointer { k in values.withUnsafeBufferPointer { v in
-            memory.absorb(EvictedToken(layer: 0, position: position, keys: k.baseAddress!, values: v.baseAddress!, stride: hd))
+            memory.absorb(EvictedToken(layer: 0, position: position, keys: k.baseAddress!, values: v.baseAddress!, stride: hd), as: 0)
         } }
     }
 

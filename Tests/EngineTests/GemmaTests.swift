@@ -1,4 +1,4 @@
-import Engine
+@testable import Engine
 import Foundation
 import XCTest
 
@@ -79,5 +79,40 @@ final class GemmaTests: XCTestCase {
         let worst = zip(a, b).map { abs($0 - $1) }.max()!
         XCTAssertLessThan(worst, 1e-3, "measured 3e-5")
         XCTAssertEqual(a.indices.max { a[$0] < a[$1] }, b.indices.max { b[$0] < b[$1] })
+    }
+
+    /// The long-context cache on Gemma: sinks + window + memory for the global layers, the
+    /// local layers their own span. The memory keeps blocks for the three global layers only,
+    /// and a session saved losslessly resumes bit for bit.
+    func testStreamingCacheWithMemoryAndASessionRoundTrip() throws {
+        var settings = MemorySettings()
+        settings.topBlocks = 2
+        let makeCache = { self.model.makeCache(policy: CachePolicy(sinks: 4, window: 512), memory: settings) }
+        func generator(_ cache: KVCache) -> Generator {
+            var s = SamplerSettings()
+            s.temperature = 0
+            return Generator(model: model, tokenizer: tokenizer, sampler: Sampler(settings: s), cache: cache)
+        }
+        let text = String(decoding: try Data(contentsOf: URL(fileURLWithPath: "/usr/share/common-licenses/GPL-3")), as: UTF8.self)
+        let g = generator(makeCache())
+        try g.feed(tokenizer.leadingBOS + Array(tokenizer.encode(text).prefix(800)))
+        let memory = try XCTUnwrap(g.cache.memory)
+        XCTAssertEqual(memory.layerCount, 3, "blocks for the global layers only")
+        XCTAssertEqual(g.cache.memoryLayers.compactMap { $0 }, [0, 1, 2])
+        XCTAssertEqual(g.cache.memoryLayers[5], 0)
+        XCTAssertGreaterThanOrEqual(memory.blocks, 4, "the evicted tokens in blocks of 64")
+        let dir = FileManager.default.temporaryDirectory.appendingPathComponent("scroll-gemma-\(UUID().uuidString)")
+        try FileManager.default.createDirectory(at: dir, withIntermediateDirectories: true)
+        defer { try? FileManager.default.removeItem(at: dir) }
+        let path = dir.appendingPathComponent("s").path
+        let conversation = SessionConversation(messages: [], systemPrompt: nil, raw: true, sampler: g.sampler)
+        try SessionFile.save(to: path, generator: g, conversation: conversation, encoding: .lossless, modelName: "gemma")
+        let c = try SessionFile.load(from: path, model: model, tokenizer: tokenizer, freshCache: makeCache())
+        let original = g.generate(maxTokens: 12).ids
+        let originalLogits = Array(g.lastLogits!)
+        let resumed = generator(makeCache())
+        resumed.restore(cache: c.cache, history: c.history, logits: c.logits, sampler: c.conversation.restoredSampler)
+        XCTAssertEqual(resumed.generate(maxTokens: 12).ids, original)
+        XCTAssertTrue(Array(resumed.lastLogits!) == originalLogits, "logits bit for bit")
     }
 }

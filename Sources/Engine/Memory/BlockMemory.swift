@@ -214,9 +214,10 @@ public final class BlockMemory {
         scorer.note(layer: l, queries: queries, n: n, first: first, headCount: headCount)
     }
 
-    /// Takes one layer of a token leaving the window (KVCache.store calls this).
-    func absorb(_ t: EvictedToken) {
-        let l = t.layer, i = pendingCount[l], hd = headDim, b = settings.blockSize
+    /// Takes one layer of a token leaving the window, as the memory's layer l (KVCache.store
+    /// calls this).
+    func absorb(_ t: EvictedToken, as l: Int) {
+        let i = pendingCount[l], hd = headDim, b = settings.blockSize
         pendingPositions[l][i] = Int64(t.position)
         for h in 0..<kvHeadCount {
             let key = pendingKeys[l] + (h * b + i) * hd

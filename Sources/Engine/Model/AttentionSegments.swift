@@ -23,7 +23,7 @@ extension KVCache {
     func writeSegments(layer l: Int, head h: Int, held: Int, slotPositions: UnsafePointer<Int64>?,
                        separateSinkQuery: Bool, own: ck_kv_segment, into out: UnsafeMutablePointer<ck_kv_segment>) -> Int {
         let view = self.view(layer: l), heldSinks = separateSinkQuery ? min(policy.sinks, held) : 0
-        var n = memory?.writeSegments(layer: l, head: h, into: out) ?? 0
+        var n = memoryLayers[l].flatMap { memory?.writeSegments(layer: $0, head: h, into: out) } ?? 0
         func append(first: Int, count: Int, sinkQuery: Bool, windowed: Bool) {
             guard count > 0 else { return }
             out[n] = view.segment(head: h, first: first, count: count, headDim: headDim, sinkQuery: sinkQuery,

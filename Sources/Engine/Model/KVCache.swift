@@ -78,6 +78,10 @@ public final class KVCache {
     public var onEvict: ((EvictedToken) -> Void)?
     /// Where evicted tokens go to be recalled; nil: they are dropped.
     public internal(set) var memory: BlockMemory?
+    /// Each layer's index in the memory, nil for a layer that keeps none (Gemma 3's local
+    /// layers attend to their own last 512 positions only, so the memory holds the global
+    /// layers alone: a sixth of the blocks).
+    var memoryLayers: [Int?]
     /// Stream positions that attention leaves out of the window while set (writeSegments):
     /// a conversation hides its earlier exchanges while a question about a document is read
     /// and answered. Not saved: it is set only for the length of one reply.
@@ -101,6 +105,7 @@ public final class KVCache {
         self.policy = policy
         self.precision = precision
         self.capacity = policy.capacity
+        memoryLayers = Array(0..<layerCount)
         let rows = kvHeadCount * capacity
         let codeBytes = rows * headDim * (precision == .f32 ? 4 : 1)
         let scaleCount = precision == .int8 ? rows * headDim / Int(CK_KV_GROUP) : 0
@@ -159,9 +164,9 @@ public final class KVCache {
         let slot = self.slot(ofPosition: p)
         if let w = policy.window, p >= policy.sinks + w {
             if let journal = journals.last, p - w < journal.since { journal.keep(layer: layer, slot: slot, of: self) }
-            if memory != nil || onEvict != nil {
+            if (memory != nil && memoryLayers[layer] != nil) || onEvict != nil {
                 let token = leaving(layer: layer, slot: slot, position: p - w)
-                memory?.absorb(token)
+                if let m = memoryLayers[layer] { memory?.absorb(token, as: m) }
                 onEvict?(token)
             }
         }

@@ -222,8 +222,9 @@ extension Transformer {
         // Also while the memory is still empty: the window keys this chunk evicts must stay
         // visible to its later queries (the first chunk past the window lost them).
         let memory = cache.memory
-        memory?.noteQueries(layer: l, queries: rows.q, n: n, first: pos0, headCount: c.headCount)
-        memory?.rank(layer: l, queries: layout.separateSinkQueries ? rows.qSink : rows.q, n: n,
+        let m = cache.memoryLayers[l]!
+        memory?.noteQueries(layer: m, queries: rows.q, n: n, first: pos0, headCount: c.headCount)
+        memory?.rank(layer: m, queries: layout.separateSinkQueries ? rows.qSink : rows.q, n: n,
                      headCount: c.headCount, full: n > 1)
         ChunkAttentionJob(cache: cache, layer: l,
                           q: rows.q, qSink: layout.separateSinkQueries ? rows.qSink : nil,

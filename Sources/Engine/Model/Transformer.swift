@@ -119,7 +119,10 @@ public final class Transformer {
         let cache = KVCache(layerCount: config.layerCount, kvHeadCount: config.kvHeadCount, headDim: config.headDim,
                             policy: policy, precision: precision)
         if let memory, let window = policy.window {
-            cache.memory = BlockMemory(layerCount: config.layerCount, kvHeadCount: config.kvHeadCount, headDim: config.headDim,
+            // Only the global layers keep a memory.
+            let global = (0..<config.layerCount).filter { config.window(ofLayer: $0) == nil }
+            cache.memoryLayers = (0..<config.layerCount).map { global.firstIndex(of: $0) }
+            cache.memory = BlockMemory(layerCount: global.count, kvHeadCount: config.kvHeadCount, headDim: config.headDim,
                                        rope: rope, ropeMode: config.ropeMode.rawValue, settings: memory,
                                        sinks: policy.sinks, window: window)
         }
@@ -158,10 +161,10 @@ public final class Transformer {
         let separateSinkQuery = cache.sinkQueryPosition(p) != p
         rotate(q: q, qSink: separateSinkQuery ? qSink : nil, k: k, position: p, cache: cache, table: rope)
         let memory = cache.memory
-        if let memory {
-            memory.noteQueries(layer: l, queries: q, n: 1, first: p, headCount: c.headCount)
-            if !memory.isEmpty(layer: l) {
-                memory.rank(layer: l, queries: separateSinkQuery ? qSink : q, n: 1, headCount: c.headCount, full: false)
+        if let memory, let m = cache.memoryLayers[l] {
+            memory.noteQueries(layer: m, queries: q, n: 1, first: p, headCount: c.headCount)
+            if !memory.isEmpty(layer: m) {
+                memory.rank(layer: m, queries: separateSinkQuery ? qSink : q, n: 1, headCount: c.headCount, full: false)
             }
         } else {
             cache.store(layer: l, position: p, key: k, value: v)
