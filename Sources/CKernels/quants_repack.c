@@ -13,6 +13,7 @@
 // every function here takes whole rows.
 #include <assert.h>
 #include <math.h>
+#include <stdlib.h>
 #include <string.h>
 
 #include "ckernels.h"
@@ -54,6 +55,31 @@ void ck_repack_rows(int type, const void *src, void *dst, int64_t cols, int64_t 
             }
         }
     }
+}
+
+// Rows of a type with no int8 kernel (Q5_0, Q4_K, Q6_K: Gemma 3's block matrices) as Q8_0X
+// rows for the int8 kernels: each row dequantized exactly, then quantized per 32 weights as
+// ggml's quantize_row_q8_0_ref does (d = amax / 127 as f16, q = round(w / d)). Each weight
+// moves by at most half a step of its block's int8 grid plus d's f16 rounding: a 4- to
+// 6-bit weight on a 255-level grid. dst: rows · cols/32 · 34 bytes.
+void ck_requantize_rows_q8_0x(int type, const void *src, void *dst, int64_t cols, int64_t rows) {
+    assert(cols % (2 * QK) == 0);
+    const int64_t nb = cols / QK;
+    const int64_t src_row = ck_type_block_bytes(type) * (cols / ck_type_block_size(type));
+    float *w = malloc((size_t)cols * sizeof(float));
+    for (int64_t r = 0; r < rows; r++) {
+        ck_dequantize_row(type, (const uint8_t *)src + r * src_row, w, cols);
+        int8_t *qs = (int8_t *)dst + r * nb * 34;
+        uint16_t *d = (uint16_t *)(qs + nb * 32);
+        for (int64_t i = 0; i < nb; i++) {
+            float amax = 0;
+            for (int j = 0; j < QK; j++) amax = fmaxf(amax, fabsf(w[i * QK + j]));
+            const float scale = amax / 127, inverse = scale != 0 ? 1 / scale : 0;
+            d[i] = ck_fp32_to_fp16(scale);
+            for (int j = 0; j < QK; j++) qs[i * QK + j] = (int8_t)roundf(w[i * QK + j] * inverse);
+        }
+    }
+    free(w);
 }
 
 // ---- scalar: dequantization and both dot products ----

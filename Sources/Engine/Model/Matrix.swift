@@ -11,14 +11,26 @@ public struct Matrix {
     /// The layout the kernels see: `type` as in the file, or Scroll's repacked row layout
     /// of it (CK_TYPE_Q4_1X, CK_TYPE_Q8_0X) after `ModelWeights` repacked the matrix.
     public var kernelType: Int32
+    /// For a type with no int8 kernel (Q5_0, Q4_K, Q6_K), a copy requantized at load to Q8_0X
+    /// rows that the int8 path multiplies instead (lossy: ck_requantize_rows_q8_0x); the float
+    /// path keeps the file's weights.
+    public var int8Copy: UnsafeRawPointer?
 
-    public init(name: String, data: UnsafeRawPointer, type: GGMLType, rows: Int, cols: Int, kernelType: Int32? = nil) {
+    public init(name: String, data: UnsafeRawPointer, type: GGMLType, rows: Int, cols: Int, kernelType: Int32? = nil,
+                int8Copy: UnsafeRawPointer? = nil) {
         self.name = name
         self.data = data
         self.type = type
         self.rows = rows
         self.cols = cols
         self.kernelType = kernelType ?? Int32(type.rawValue)
+        self.int8Copy = int8Copy
+    }
+
+    /// The weights and their layout for the int8 path (with scratch) or the float path.
+    func weights(int8: Bool) -> (type: Int32, data: UnsafeRawPointer) {
+        if int8, let copy = int8Copy { return (Int32(CK_TYPE_Q8_0X.rawValue), copy) }
+        return (kernelType, data)
     }
 
     public var rowBytes: Int { type.byteCount(elements: cols) }
@@ -29,7 +41,8 @@ public struct Matrix {
     /// the float path (the reference).
     public func matvec(_ x: UnsafePointer<Float>, _ y: UnsafeMutablePointer<Float>, pool: ComputePool,
                        scratch: UnsafeMutablePointer<ck_block_q8>? = nil) {
-        ck_pool_matvec(pool.handle, kernelType, data, x, scratch, y, Int64(cols), Int64(rows))
+        let w = weights(int8: scratch != nil)
+        ck_pool_matvec(pool.handle, w.type, w.data, x, scratch, y, Int64(cols), Int64(rows))
     }
 
     public typealias Product = (matrix: Matrix, output: UnsafeMutablePointer<Float>)
@@ -39,7 +52,8 @@ public struct Matrix {
     public static func matvec(_ a: Product, _ b: Product, _ c: Product? = nil, input x: UnsafePointer<Float>,
                               pool: ComputePool, scratch: UnsafeMutablePointer<ck_block_q8>? = nil) {
         func out(_ p: Product) -> ck_matvec_out {
-            ck_matvec_out(type: p.matrix.kernelType, w: p.matrix.data, y: p.output, rows: Int64(p.matrix.rows))
+            let w = p.matrix.weights(int8: scratch != nil)
+            return ck_matvec_out(type: w.type, w: w.data, y: p.output, rows: Int64(p.matrix.rows))
         }
         withUnsafeTemporaryAllocation(of: ck_matvec_out.self, capacity: 3) { outs in
             outs[0] = out(a)
@@ -78,9 +92,17 @@ final class RepackedStorage {
         return next
     }
 
-    /// The matrix in Scroll's repacked layout when its type has one, else the matrix itself
-    /// (also when no memory is left for the copy: the file's layout still works).
+    /// The matrix in Scroll's repacked layout when its type has one, with an int8 copy when
+    /// its type has no int8 kernel, else the matrix itself (also when no memory is left for
+    /// the copy: the file's layout still works).
     func repacked(_ m: Matrix) -> Matrix {
+        if [.q5_0, .q4_K, .q6_K].contains(m.type), m.cols % 64 == 0,
+           let buffer = place(m.rows * m.cols / 32 * Int(ck_type_block_bytes(Int32(CK_TYPE_Q8_0X.rawValue)))) {
+            ck_requantize_rows_q8_0x(Int32(m.type.rawValue), m.data, buffer, Int64(m.cols), Int64(m.rows))
+            var copy = m
+            copy.int8Copy = UnsafeRawPointer(buffer)
+            return copy
+        }
         let t = ck_repacked_type(Int32(m.type.rawValue), Int64(m.cols))
         guard t != Int32(m.type.rawValue), let buffer = place(m.rows * m.rowBytes) else { return m }
         ck_repack_rows(Int32(m.type.rawValue), m.data, buffer, Int64(m.cols), Int64(m.rows))
