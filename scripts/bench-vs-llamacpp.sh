@@ -1,9 +1,10 @@
 #!/usr/bin/env bash
 # Scroll against llama.cpp, same model, same machine, one run:
-#   scripts/bench-vs-llamacpp.sh [--rounds N] [--read TEXT] LLAMA_BIN_DIR...
+#   scripts/bench-vs-llamacpp.sh [--rounds N] [--read TEXT] [--model GGUF] LLAMA_BIN_DIR...
 # Each LLAMA_BIN_DIR is a llama.cpp build's bin/ (llama-bench, llama-perplexity), built
 # outside this repo (see docs/benchmarks.md); none of it is committed. Given several builds,
-# each figure is compared with the fastest build that runs on this host.
+# each figure is compared with the fastest build that runs on this host (older builds do not
+# know newer architectures: b4747 predates gemma3). --model: another GGUF than the default.
 #
 # - pp512 and tg128 with 2 threads: llama-bench against `scroll bench`. Tools alternate, one
 #   repetition each per round, so a noisy neighbour on a shared host (this machine's speed
@@ -17,16 +18,17 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 ROUNDS=5
 TEXT=""
+MODEL=models/SmolLM2-135M-Instruct.Q4_1.gguf
 while [[ $# -gt 0 && $1 == --* ]]; do
     case $1 in
         --rounds) ROUNDS=$2; shift 2 ;;
         --read) TEXT=$2; shift 2 ;;
+        --model) MODEL=$2; shift 2 ;;
         *) echo "unknown option $1" >&2; exit 2 ;;
     esac
 done
-[[ $# -ge 1 ]] || { sed -n 2,16p "$0"; exit 2; }
+[[ $# -ge 1 ]] || { sed -n 2,17p "$0"; exit 2; }
 BUILDS=("$@")
-MODEL=models/SmolLM2-135M-Instruct.Q4_1.gguf
 scripts/setup.sh >/dev/null
 swift build -c release --product scroll >/dev/null
 SCROLL=.build/release/scroll

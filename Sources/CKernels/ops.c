@@ -30,13 +30,38 @@ void ck_swiglu(float *gate, const float *up, int n) {
     }
 }
 
-// GELU in its tanh form, as Gemma is trained with it and ggml computes it (ggml_gelu).
-void ck_geglu(float *gate, const float *up, int n) {
+// GELU in its tanh form, as Gemma is trained with it and ggml computes it (ggml_gelu):
+// gelu(g) = g/2 · (1 + tanh(z)), z = √(2/π) · (g + 0.044715 g³).
+void ck_geglu_ref(float *gate, const float *up, int n) {
     const float sqrt_2_over_pi = 0.79788456080286535587989211986876f, coef = 0.044715f;
     for (int i = 0; i < n; i++) {
         const float g = gate[i];
         gate[i] = 0.5f * g * (1.0f + tanhf(sqrt_2_over_pi * g * (1.0f + coef * g * g))) * up[i];
     }
+}
+
+#ifdef CK_X86
+// The same on 8 lanes, as g / (1 + e^(−2z)) (½(1 + tanh z) is the logistic of 2z), e^x by
+// exp256: glibc's tanhf (through expm1f) was 12% of Gemma's prefill (perf).
+CK_AVX2 static void geglu_avx2(float *gate, const float *up, int n) {
+    const __m256 k = _mm256_set1_ps(-2 * 0.79788456080286535587989211986876f), coef = _mm256_set1_ps(0.044715f);
+    const __m256 one = _mm256_set1_ps(1.0f);
+    int i = 0;
+    for (; i + 8 <= n; i += 8) {
+        const __m256 g = _mm256_loadu_ps(gate + i);
+        const __m256 z2 = _mm256_mul_ps(_mm256_mul_ps(k, g), _mm256_fmadd_ps(_mm256_mul_ps(coef, g), g, one));
+        const __m256 gelu = _mm256_div_ps(g, _mm256_add_ps(one, exp256(z2)));
+        _mm256_storeu_ps(gate + i, _mm256_mul_ps(gelu, _mm256_loadu_ps(up + i)));
+    }
+    ck_geglu_ref(gate + i, up + i, n - i);
+}
+#endif
+
+void ck_geglu(float *gate, const float *up, int n) {
+#ifdef CK_X86
+    if (ck_has_avx2()) { geglu_avx2(gate, up, n); return; }
+#endif
+    ck_geglu_ref(gate, up, n);
 }
 
 void ck_scale(float *y, float s, int n) {

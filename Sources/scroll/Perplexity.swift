@@ -35,6 +35,9 @@ struct Ppl: ParsableCommand {
             }
             let (model, tokenizer) = try modelOptions.load(cacheCapacity: cacheOptions.dense ? denseChunk : cacheOptions.requestedCapacity)
             var tokens = tokenizer.encode(String(decoding: data, as: UTF8.self))
+            // A stream starts with the BOS where the model adds one, as llama.cpp's do (each
+            // --chunk gets its own in place of its first token).
+            if chunk == nil { tokens = tokenizer.leadingBOS + tokens }
             if let m = maxTokens, tokens.count > m { tokens = Array(tokens.prefix(m)) }
             guard tokens.count >= 2 else { throw EngineError.invalidArgument("\(file) has fewer than 2 tokens") }
             if let c = chunk, tokens.count < 2 * c {

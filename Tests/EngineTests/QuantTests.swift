@@ -73,6 +73,22 @@ final class QuantTests: XCTestCase {
         }
     }
 
+    /// GELU's AVX2 form (through exp) against the tanhf twin, over the range activations
+    /// take and beyond (|g| up to 30, where it is 0 or g), with a tail that is not a multiple
+    /// of 8: within 2e-6 of each value's size.
+    func testGegluMatchesScalarTwin() {
+        var rng = RandomGenerator(seed: 7)
+        let n = 1003
+        let gate = (0..<n).map { i in i < 40 ? Float(i - 20) * 1.5 : Float(rng.nextUnit() * 16 - 8) }
+        let up = (0..<n).map { _ in Float(rng.nextUnit() * 4 - 2) }
+        var fast = gate, ref = gate
+        ck_geglu(&fast, up, Int32(n))
+        ck_geglu_ref(&ref, up, Int32(n))
+        for i in 0..<n {
+            XCTAssertEqual(fast[i], ref[i], accuracy: 2e-6 * max(1, abs(gate[i] * up[i])), "gate \(gate[i])")
+        }
+    }
+
     func testHalfConversionMatchesSwiftFloat16() {
         for h in 0...UInt16.max {
             let mine = ck_fp16_to_fp32(h)

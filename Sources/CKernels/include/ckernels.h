@@ -132,8 +132,10 @@ void ck_softmax(float *x, int n);
 float ck_log_softmax_at(const float *x, int n, int target);
 // SwiGLU: gate[n] = silu(gate[n]) * up[n]
 void ck_swiglu(float *gate, const float *up, int n);
-// gate[i] = gelu(gate[i]) · up[i], GELU in its tanh form (Gemma's FFN).
+// gate[i] = gelu(gate[i]) · up[i], GELU in its tanh form (Gemma's FFN); AVX2 where the CPU
+// has it, held to the scalar twin by QuantTests.
 void ck_geglu(float *gate, const float *up, int n);
+void ck_geglu_ref(float *gate, const float *up, int n);
 void ck_scale(float *y, float s, int n);
 // y[n] += x[n]
 void ck_add(float *y, const float *x, int n);

@@ -12,19 +12,21 @@ public enum Passkey {
     public static func needle(_ key: Int) -> String { "The pass key is \(key). Remember it. \(key) is the pass key." }
 
     /// The prompt of about `tokens` tokens (never more) with the needle at `depth`: 0 right
-    /// after the intro, 1 right before the question.
+    /// after the intro, 1 right before the question; it starts with the model's BOS where the
+    /// model adds one (Gemma: without it, its answers fell apart).
     public static func prompt(tokens: Int, depth: Double, key: Int, tokenizer: Tokenizer) -> [Int] {
+        let bos = tokenizer.leadingBOS
         let perFiller = tokenizer.encode(" " + filler).count
-        let fixed = tokenizer.encode([intro, filler, needle(key), filler, question].joined(separator: "\n")).count - 2 * perFiller
+        let fixed = bos.count + tokenizer.encode([intro, filler, needle(key), filler, question].joined(separator: "\n")).count - 2 * perFiller
         let total = max(0, (tokens - fixed) / perFiller)
         let before = Int((min(1, max(0, depth)) * Double(total)).rounded())
         func fillers(_ n: Int) -> [String] { n > 0 ? [Array(repeating: filler, count: n).joined(separator: " ")] : [] }
-        var ids = tokenizer.encode(([intro] + fillers(before) + [needle(key)] + fillers(total - before) + [question]).joined(separator: "\n"))
+        var ids = bos + tokenizer.encode(([intro] + fillers(before) + [needle(key)] + fillers(total - before) + [question]).joined(separator: "\n"))
         // Token merges across the joins can make the estimate a token or two long.
         var after = total - before
         while ids.count > tokens, after > 0 {
             after -= 1
-            ids = tokenizer.encode(([intro] + fillers(before) + [needle(key)] + fillers(after) + [question]).joined(separator: "\n"))
+            ids = bos + tokenizer.encode(([intro] + fillers(before) + [needle(key)] + fillers(after) + [question]).joined(separator: "\n"))
         }
         return ids
     }
