@@ -1,6 +1,6 @@
 // AVX-512 VNNI kernels for the repacked Q4_1X and Q8_0X rows (layouts, scalar twins and
 // the AVX2 kernels: quants_repack.c): decoding's matrix-vector products, and prefill's
-// int8 matrix products (ck_matmul_q8; a micro-kernel at the end of this file). One
+// int8 matrix products (ck_matmul_q8; a micro-kernel per layout at the end of this file). One
 // `vpdpbusd` multiplies 64 unsigned by 64 signed bytes and adds each group of four products
 // into an int32 lane: it replaces AVX2's maddubs + add + madd chain and takes twice the
 // bytes per instruction, so a block of weights costs about a third of the instructions.
@@ -259,6 +259,64 @@ CK_AVX512 static void matmul_q4_1x_tile(const uint8_t *row0, size_t row_bytes, i
     }
 }
 
+// The same for four Q8_0X rows × two tokens (Gemma 3's matrices, requantized at load). The
+// decode kernel makes x take w's sign per row; here x is made unsigned once per token and
+// step instead (x + 128, x's bytes xor 0x80), shared by the four rows, and each block's
+// 128·Σw — fixed per row — is taken off at the end: Σ(x + 128)·w − 128·Σw = Σx·w, the same
+// integers as the decode kernel's, summed in another order.
+CK_AVX512 static void matmul_q8_0x_tile(const uint8_t *row0, size_t row_bytes, int rows, const uint8_t *prep,
+                                        int64_t each, int64_t n, int64_t nb, float *y, int64_t ldy) {
+    const int64_t nf = ((nb + 15) / 16 + 1) * 16;
+    const __m512i pair = _mm512_setr_epi32(0, 0, 0, 0, 0, 0, 0, 0, 1, 1, 1, 1, 1, 1, 1, 1), flip = _mm512_set1_epi8((char)0x80);
+    float dw[4][MAX_BLOCKS + 32], cw[4][MAX_BLOCKS + 32];   // each block's scale, and scale · 128 · Σw
+    const uint8_t *row[4];
+    for (int k = 0; k < 4; k++) {
+        row[k] = row0 + (size_t)(k < rows ? k : 0) * row_bytes;   // missing rows repeat row 0; not stored
+        const int8_t *qs = (const int8_t *)row[k];
+        const uint16_t *d = (const uint16_t *)(row[k] + nb * 32);
+        for (int64_t i = 0; i < nf; i++) {
+            int sum = 0;
+            if (i < nb) for (int j = 0; j < QK; j++) sum += qs[i * QK + j];
+            dw[k][i] = i < nb ? h2f(d[i]) : 0;
+            cw[k][i] = dw[k][i] * 128.0f * (float)sum;
+        }
+    }
+    for (int64_t t = 0; t < n; t += 2) {
+        const int tn = n - t >= 2 ? 2 : 1;
+        const __m512i *x2[2];
+        const float *dx[2];
+        for (int j = 0; j < 2; j++) {
+            x2[j] = (const __m512i *)(prep + (t + (j < tn ? j : 0)) * each);
+            dx[j] = (const float *)(x2[j] + nb / 2);
+        }
+        __m512 acc[4][2];
+        for (int k = 0; k < 4; k++) acc[k][0] = acc[k][1] = _mm512_setzero_ps();
+        for (int64_t s = 0; s < nb / 2; s++) {
+            __m512i wv[4];
+            __m512 ws[4];
+            for (int k = 0; k < 4; k++) {
+                wv[k] = _mm512_loadu_si512(row[k] + s * 64);
+                ws[k] = _mm512_permutexvar_ps(pair, _mm512_castps128_ps512(_mm_castpd_ps(_mm_load_sd((const double *)(dw[k] + 2 * s)))));
+            }
+            for (int j = 0; j < 2; j++) {
+                const __m512i xu = _mm512_xor_si512(x2[j][s], flip);
+                const __m512 xs = _mm512_permutexvar_ps(pair, _mm512_castps128_ps512(_mm_castpd_ps(_mm_load_sd((const double *)(dx[j] + 2 * s)))));
+                for (int k = 0; k < 4; k++) {
+                    const __m512i dot = _mm512_dpbusd_epi32(_mm512_setzero_si512(), xu, wv[k]);
+                    acc[k][j] = _mm512_fmadd_ps(_mm512_cvtepi32_ps(dot), _mm512_mul_ps(ws[k], xs), acc[k][j]);
+                }
+            }
+        }
+        for (int j = 0; j < tn; j++) {
+            for (int k = 0; k < rows; k++) {
+                __m512 a = acc[k][j];
+                for (int64_t i = 0; i < nf; i += 16) a = _mm512_fnmadd_ps(_mm512_loadu_ps(cw[k] + i), _mm512_loadu_ps(dx[j] + i), a);
+                y[(t + j) * ldy + k] = _mm512_reduce_add_ps(a);
+            }
+        }
+    }
+}
+
 int ck_matmul_repacked_q8_vnni(int type, const void *w, const ck_block_q8 *x, int64_t n, float *y, int64_t ldy,
                                int64_t cols, int64_t r0, int64_t r1) {
     const int64_t nb = cols / QK, each = prep_bytes(type, nb);
@@ -273,7 +331,7 @@ int ck_matmul_repacked_q8_vnni(int type, const void *w, const ck_block_q8 *x, in
         const int rows = r1 - r < 4 ? (int)(r1 - r) : 4;
         const uint8_t *row0 = (const uint8_t *)w + r * row_bytes;
         if (type == CK_TYPE_Q4_1X) matmul_q4_1x_tile(row0, row_bytes, rows, prep, each, n, nb, y + r, ldy);
-        else for (int64_t t = 0; t < n; t++) row_group(type, row0, row_bytes, rows, prep + t * each, nb, y + t * ldy + r);
+        else matmul_q8_0x_tile(row0, row_bytes, rows, prep, each, n, nb, y + r, ldy);
     }
     return 1;
 }

@@ -58,7 +58,8 @@ struct MatmulJob {
         let r0 = groups * Int(index) / Int(n) * 16, r1 = min(job.rows, groups * (Int(index) + 1) / Int(n) * 16)
         guard r0 < r1 else { return }
         if let xq = job.xq, let m = job.matrix {
-            ck_matmul_q8(m.kernelType, m.data, xq, Int64(job.tokens), job.out, Int64(job.rows), Int64(job.cols), Int64(r0), Int64(r1))
+            let w = m.weights(int8: true)
+            ck_matmul_q8(w.type, w.data, xq, Int64(job.tokens), job.out, Int64(job.rows), Int64(job.cols), Int64(r0), Int64(r1))
             return
         }
         if let m = job.matrix {
@@ -278,8 +279,10 @@ extension Transformer {
 
     /// Whether prefill multiplies `m` in int8 (as decoding does) rather than through sgemm.
     func usesInt8Matmul(_ m: Matrix) -> Bool {
-        // Only Q4_1X has the micro-kernel; the other types would run the decode kernel once
-        // per token, which measured no faster than sgemm.
-        fastPath && int8Prefill && ck_has_avx512vnni() != 0 && m.kernelType == Int32(CK_TYPE_Q4_1X.rawValue)
+        // Q4_1X and Q8_0X (the int8 copies of Gemma's matrices) have micro-kernels; the other
+        // types would run the decode kernel once per token, which measured no faster than sgemm.
+        let type = m.weights(int8: true).type
+        return fastPath && int8Prefill && ck_has_avx512vnni() != 0
+            && (type == Int32(CK_TYPE_Q4_1X.rawValue) || (type == Int32(CK_TYPE_Q8_0X.rawValue) && m.int8Copy != nil))
     }
 }
