@@ -30,6 +30,28 @@ final class TokenizerTests: XCTestCase {
         XCTAssertEqual(gemma.decode(gemma.encode("\u{2581}x  y\n\u{1}")), " x  y\n\u{1}", "a typed ▁ comes back as a space")
     }
 
+    /// The llama3 (`llama-bpe`) pre-tokenizer: Qwen2's pattern with numbers in pieces of up to
+    /// three digits, on the same vocabulary split with Llama 3's pattern in HF.
+    func testLlama3PreTokenizerMatchesHuggingFace() throws {
+        let t = tokenizer
+        let merges = TestSupport.shared.model.gguf.metadata["tokenizer.ggml.merges"]?.array?.compactMap(\.string) ?? []
+        let llama3 = try Tokenizer(tokens: t.tokens, tokenTypes: t.tokenTypes, merges: merges,
+                                   preTokenizer: try XCTUnwrap(PreTokenizer(ggufName: "llama-bpe")), bos: t.bos, eos: t.eos)
+        try checkCorpus("tokenizer_vectors_llama3.json", llama3)
+        // This vocabulary has no multi-digit tokens, so the ids cannot tell the patterns
+        // apart: the pieces can.
+        let cases = try XCTUnwrap(TestSupport.referenceJSON("tokenizer_vectors_llama3.json") as? [[String: Any]])
+        var checked = 0
+        for c in cases {
+            guard let pieces = c["pieces_b64"] as? [String], let raw = Data(base64Encoded: c["text_b64"] as? String ?? "") else { continue }
+            let expected = pieces.map { String(decoding: Data(base64Encoded: $0)!, as: UTF8.self) }
+            XCTAssertEqual(PreTokenizer.llama3.split(String(decoding: raw, as: UTF8.self)).map { String($0) }, expected, c["name"] as? String ?? "?")
+            checked += 1
+        }
+        XCTAssertEqual(checked, cases.count)
+        XCTAssertEqual(PreTokenizer.llama3.split("x 12345").map { String($0) }, ["x", " ", "123", "45"])
+    }
+
     func checkCorpus(_ file: String, _ tokenizer: Tokenizer) throws {
         let cases = try XCTUnwrap(TestSupport.referenceJSON(file) as? [[String: Any]])
         XCTAssertGreaterThan(cases.count, 30)

@@ -12,13 +12,17 @@ public enum PreTokenizer: String {
     /// Qwen2 (the llama-3 pattern with single digits):
     /// `(?i:'s|'t|'re|'ve|'m|'ll|'d)|[^\r\n\p{L}\p{N}]?\p{L}+|\p{N}| ?[^\s\p{L}\p{N}]+[\r\n]*|\s*[\r\n]+|\s+(?!\S)|\s+`
     case qwen2
+    /// Llama 3 (`llama-bpe`): the same pattern with numbers in pieces of up to three digits,
+    /// `\p{N}{1,3}` ("12345" → "123", "45").
+    case llama3
 
     /// The pre-tokenizer for a GGUF `tokenizer.ggml.pre` value; nil if unknown.
     public init?(ggufName: String) {
         switch ggufName {
         case "smollm": self = .smollm
         case "gpt2", "default", "gpt-2", "starcoder", "refact": self = .gpt2
-        case "qwen2", "llama3", "llama-bpe", "deepseek-llm": self = .qwen2
+        case "qwen2", "deepseek-llm": self = .qwen2
+        case "llama3", "llama-bpe": self = .llama3
         default: return nil
         }
     }
@@ -38,7 +42,9 @@ public enum PreTokenizer: String {
             }
             if start < scalars.count { Self.splitGPT2(scalars, start..<scalars.count, into: &ranges) }
         case .qwen2:
-            Self.splitQwen2(scalars, into: &ranges)
+            Self.splitQwen2(scalars, digitsPerPiece: 1, into: &ranges)
+        case .llama3:
+            Self.splitQwen2(scalars, digitsPerPiece: 3, into: &ranges)
         }
         let view = text.unicodeScalars
         // Map scalar offsets back to string indices in one pass.
@@ -124,7 +130,8 @@ public enum PreTokenizer: String {
         }
     }
 
-    static func splitQwen2(_ t: [Unicode.Scalar], into out: inout [Range<Int>]) {
+    /// The Qwen2 / Llama 3 pattern; `digitsPerPiece`: 1 for Qwen2's `\p{N}`, 3 for Llama 3's `\p{N}{1,3}`.
+    static func splitQwen2(_ t: [Unicode.Scalar], digitsPerPiece: Int, into out: inout [Range<Int>]) {
         var i = 0
         let end = t.count
         while i < end {
@@ -136,7 +143,7 @@ public enum PreTokenizer: String {
                 // `[^\r\n\p{L}\p{N}]?\p{L}+`
                 j = run(t, from: isLetter(t[i]) ? i : i + 1, end: end, isLetter)
             } else if isNumber(t[i]) {
-                j = i + 1 // `\p{N}`: one digit at a time
+                j = min(run(t, from: i, end: end, isNumber), i + digitsPerPiece)
             } else if let k = Optional((t[i] == " " && i + 1 < end) ? i + 1 : i), isOther(t[k]) {
                 // ` ?[^\s\p{L}\p{N}]+[\r\n]*`
                 j = run(t, from: run(t, from: k, end: end, isOther), end: end, isNewline)

@@ -26,6 +26,10 @@ QWEN2_PATTERN = (r"(?i:'s|'t|'re|'ve|'m|'ll|'d)|[^\r\n\p{L}\p{N}]?\p{L}+|\p{N}"
                  r"| ?[^\s\p{L}\p{N}]+[\r\n]*|\s*[\r\n]+|\s+(?!\S)|\s+")
 
 
+# Llama 3's (its tokenizer.json): the same, with numbers in pieces of up to three digits.
+LLAMA3_PATTERN = QWEN2_PATTERN.replace(r"|\p{N}", r"|\p{N}{1,3}", 1)
+
+
 def load_hf_tokenizer(gguf_path, specials=False, pre="smollm"):
     r = GGUFReader(gguf_path)
     tokens = _strings(r.fields["tokenizer.ggml.tokens"])
@@ -33,9 +37,9 @@ def load_hf_tokenizer(gguf_path, specials=False, pre="smollm"):
     types = [int(r.fields["tokenizer.ggml.token_type"].parts[i][0]) for i in r.fields["tokenizer.ggml.token_type"].data]
     vocab = {t: i for i, t in reversed(list(enumerate(tokens)))}
     tok = Tokenizer(models.BPE(vocab, merges))
-    if pre == "qwen2":  # the same vocabulary split the way Qwen2 splits text
+    if pre in ("qwen2", "llama3"):  # the same vocabulary split the way Qwen2 or Llama 3 split text
         tok.pre_tokenizer = pre_tokenizers.Sequence([
-            pre_tokenizers.Split(Regex(QWEN2_PATTERN), behavior="isolated"),
+            pre_tokenizers.Split(Regex(QWEN2_PATTERN if pre == "qwen2" else LLAMA3_PATTERN), behavior="isolated"),
             pre_tokenizers.ByteLevel(add_prefix_space=False, use_regex=False),
         ])
     else:

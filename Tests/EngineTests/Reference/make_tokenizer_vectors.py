@@ -3,9 +3,11 @@ hf_tokenizer.py) on a varied corpus, for Tests/EngineTests/TokenizerTests.swift.
 
 Run from the repo root:  python3 Tests/EngineTests/Reference/make_tokenizer_vectors.py
 Writes Tests/EngineTests/Reference/tokenizer_vectors.json (the model's own smollm
-pre-tokenizer) and tokenizer_vectors_qwen2.json (the same vocabulary split with Qwen2's
-pattern), each a list of
-{"name", "text_b64": the exact input bytes, "ids", "decoded_b64": UTF-8 of decode(ids)}.
+pre-tokenizer), tokenizer_vectors_qwen2.json and tokenizer_vectors_llama3.json (the same
+vocabulary split with Qwen2's and Llama 3's patterns), each a list of
+{"name", "text_b64": the exact input bytes, "ids", "decoded_b64": UTF-8 of decode(ids)}; the
+llama3 file also has "pieces_b64", the pre-tokenizer's pieces (this vocabulary splits
+digits one by one, so only the pieces show Llama 3's groups of three).
 Invalid UTF-8 inputs are encoded as bytes.decode("utf-8", errors="replace"), which is what
 Swift's String(decoding:as:) makes of them.
 """
@@ -135,6 +137,15 @@ BYTE_CASES = {
 }
 
 
+def split_pieces(pre, text):
+    """The pieces Hugging Face's Split pre-tokenizer cuts `text` into with the Qwen2 or Llama 3
+    pattern (before the byte-level mapping): what PreTokenizer.split must give."""
+    from hf_tokenizer import LLAMA3_PATTERN, QWEN2_PATTERN
+    from tokenizers import Regex, pre_tokenizers
+    split = pre_tokenizers.Split(Regex(QWEN2_PATTERN if pre == "qwen2" else LLAMA3_PATTERN), behavior="isolated")
+    return [piece for piece, _ in split.pre_tokenize_str(text)]
+
+
 def write(pre, out):
     tok = load_hf_tokenizer(MODEL, pre=pre)
     cases = []
@@ -149,6 +160,8 @@ def write(pre, out):
             "ids": ids,
             "decoded_b64": base64.b64encode(decoded.encode("utf-8")).decode(),
         })
+        if pre == "llama3":
+            cases[-1]["pieces_b64"] = [base64.b64encode(p.encode("utf-8")).decode() for p in split_pieces(pre, text)]
     out.write_text(json.dumps(cases))
     print(f"wrote {out}: {len(cases)} cases, {out.stat().st_size} bytes")
 
@@ -156,6 +169,7 @@ def write(pre, out):
 def main():
     write("smollm", OUT)
     write("qwen2", OUT.with_name("tokenizer_vectors_qwen2.json"))
+    write("llama3", OUT.with_name("tokenizer_vectors_llama3.json"))
 
 
 if __name__ == "__main__":
