@@ -2,7 +2,8 @@ import Engine
 import XCTest
 
 /// Synthetic 2-layer models (Reference/make_tiny_models.py) cover what the default model
-/// does not: qwen2 (Q/K/V biases, rotate-half RoPE), an untied output head, and the F32, F16,
+/// does not: qwen2 (Q/K/V biases, rotate-half RoPE), qwen3 (q/k norms), Llama 3's RoPE
+/// frequency factors, an untied output head, and the F32, F16,
 /// Q4_0, Q5_0, Q8_0, Q4_K and Q6_K types inside a forward pass. Logits at every position are
 /// held to the script's float64 NumPy forward pass.
 final class TinyModelTests: XCTestCase {
@@ -32,4 +33,8 @@ final class TinyModelTests: XCTestCase {
 
     func testTinyLlama() throws { try check("tiny-llama", mode: .normal, untied: true) }
     func testTinyQwen2() throws { try check("tiny-qwen2", mode: .neox, untied: true) }
+    /// Qwen 3: q/k RMSNorm per head, no biases.
+    func testTinyQwen3() throws { try check("tiny-qwen3", mode: .neox, untied: true) }
+    /// Llama 3.x: RoPE frequency factors (without them the logits move by more than 0.05).
+    func testTinyLlama3() throws { try check("tiny-llama3", mode: .normal, untied: true) }
 }

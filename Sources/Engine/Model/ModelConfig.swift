@@ -37,7 +37,10 @@ public struct ModelConfig: Equatable {
     public var localLayers: [Bool]
     public var localRopeBase: Double
 
-    public static let supportedArchitectures = ["llama", "qwen2", "gemma3"]
+    /// Each head's q and k RMS-normed before RoPE (Gemma 3, Qwen 3).
+    public var hasQKNorm: Bool
+
+    public static let supportedArchitectures = ["llama", "qwen2", "qwen3", "gemma3"]
 
     /// Bounds no real model comes near. Every size is checked against them before anything
     /// is sized from it: a crafted file with 0 KV heads divided by zero, key_length 2^62
@@ -78,6 +81,7 @@ public struct ModelConfig: Equatable {
         ropeMode = arch == "llama" ? .normal : .neox
         hasQKVBias = arch == "qwen2"
         isGemma = arch == "gemma3"
+        hasQKNorm = isGemma || arch == "qwen3"
         // Gemma 3: five local layers, then a global one (llama.cpp's default pattern of 6,
         // unless the file gives `attention.sliding_window_pattern`); local RoPE base 10000.
         localWindow = arch == "gemma3" ? try int("attention.sliding_window", 1...L.context, default: 0) : 0

@@ -6,7 +6,7 @@ public struct LayerWeights {
     public let wv: Matrix            // [n_kv_heads * head_dim][d_model]
     public let wo: Matrix            // [d_model][n_heads * head_dim]
     public let bq, bk, bv: Vector?   // qwen2 only: [q_dim], [kv_dim], [kv_dim]
-    public let qNorm, kNorm: Vector? // Gemma: [head_dim], applied to each head
+    public let qNorm, kNorm: Vector? // Gemma, Qwen 3: [head_dim], applied to each head
     public let postAttnNorm: Vector? // Gemma: [d_model] on the attention output before the residual add
     public let postFfnNorm: Vector?  // Gemma: [d_model] on the FFN output before the residual add
     public let ffnNorm: Vector       // [d_model]
@@ -23,6 +23,8 @@ public struct ModelWeights {
     public let outputNorm: Vector       // [d_model]
     /// [vocab][d_model]; the token embedding itself when the model ties them (SmolLM2).
     public let output: Matrix
+    /// [head_dim/2] Llama 3.x's RoPE frequency factors (`rope_freqs.weight`), when the file has them.
+    public let ropeFrequencyFactors: Vector?
     let storage = RepackedStorage()
 
     public init(gguf: GGUFFile, config c: ModelConfig) throws {
@@ -43,8 +45,8 @@ public struct ModelWeights {
                 bq: c.hasQKVBias ? try gguf.vector(p + "attn_q.bias", count: c.qDim) : nil,
                 bk: c.hasQKVBias ? try gguf.vector(p + "attn_k.bias", count: c.kvDim) : nil,
                 bv: c.hasQKVBias ? try gguf.vector(p + "attn_v.bias", count: c.kvDim) : nil,
-                qNorm: c.isGemma ? try gguf.vector(p + "attn_q_norm.weight", count: c.headDim) : nil,
-                kNorm: c.isGemma ? try gguf.vector(p + "attn_k_norm.weight", count: c.headDim) : nil,
+                qNorm: c.hasQKNorm ? try gguf.vector(p + "attn_q_norm.weight", count: c.headDim) : nil,
+                kNorm: c.hasQKNorm ? try gguf.vector(p + "attn_k_norm.weight", count: c.headDim) : nil,
                 postAttnNorm: c.isGemma ? try gguf.vector(p + "post_attention_norm.weight", count: d) : nil,
                 postFfnNorm: c.isGemma ? try gguf.vector(p + "post_ffw_norm.weight", count: d) : nil,
                 ffnNorm: try gguf.vector(p + "ffn_norm.weight", count: d),
@@ -56,5 +58,10 @@ public struct ModelWeights {
         output = gguf.tensors["output.weight"] != nil
             ? try matrix("output.weight", rows: c.vocabSize, cols: d)
             : tokenEmbedding
+        ropeFrequencyFactors = gguf.tensors["rope_freqs.weight"] == nil ? nil
+            : try gguf.vector("rope_freqs.weight", count: c.headDim / 2)
+        if let f = ropeFrequencyFactors, f.values.contains(where: { !($0 > 0) }) {
+            throw EngineError.malformed(gguf.path, "rope_freqs.weight holds a factor that is not positive")
+        }
     }
 }

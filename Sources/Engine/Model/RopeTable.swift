@@ -31,14 +31,17 @@ public final class RopeTable {
     private var fine: [Double] = []   // [B][headDim/2] cos, sin interleaved: of b·θ_i, b < B
     private var coarse: [Double] = [] // [a][headDim/2] cos, sin interleaved: of a·B·θ_i
 
-    public init(headDim: Int, positions: Int, base: Double, scaling: RopeScaling? = nil) {
+    /// `frequencyFactors` (Llama 3.x's `rope_freqs.weight`, one per pair): θ_i is divided by
+    /// factor i, as ggml_rope_ext's freq_factors do.
+    public init(headDim: Int, positions: Int, base: Double, scaling: RopeScaling? = nil, frequencyFactors: [Float]? = nil) {
         let scaling = scaling ?? .none(originalContext: positions)
         self.headDim = headDim
         self.positions = positions
         tabulated = min(positions, Self.maxTabulated)
         self.scaling = scaling
         let half = headDim / 2
-        let theta = scaling.frequencies(headDim: headDim, base: base)
+        var theta = scaling.frequencies(headDim: headDim, base: base)
+        if let f = frequencyFactors { for i in 0..<half { theta[i] /= Double(f[i]) } }
         let m = scaling.mscale
         self.theta = theta
         self.mscale = m

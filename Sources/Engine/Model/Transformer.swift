@@ -61,7 +61,8 @@ public final class Transformer {
         let scaling = ropeScaling ?? RopeScaling(config: c)
         let positions = maxPositions ?? max(c.contextLength, scaling.scaledContext)
         self.maxPositions = positions
-        self.rope = RopeTable(headDim: c.headDim, positions: positions, base: c.ropeBase, scaling: scaling)
+        self.rope = RopeTable(headDim: c.headDim, positions: positions, base: c.ropeBase, scaling: scaling,
+                              frequencyFactors: weights.ropeFrequencyFactors?.values)
         // Local layers see only their own window, well inside the trained context: never scaled.
         localRope = c.localWindow.map { RopeTable(headDim: c.headDim, positions: min(positions, max($0, 1) * 2), base: c.localRopeBase) }
         x = .allocate(capacity: c.embeddingLength)
@@ -228,7 +229,7 @@ public final class Transformer {
 
         for (l, layer) in w.layers.enumerated() {
             // 2. Attention sublayer: pre-norm, then Q/K/V projections (+ biases for qwen2;
-            //    each head's q and k RMS-normed for Gemma).
+            //    each head's q and k RMS-normed for Gemma and Qwen 3).
             rmsnorm(xb, x, layer.attnNorm, d)
             Matrix.matvec((layer.wq, q), (layer.wk, k), (layer.wv, v), input: xb, pool: pool, scratch: scratch)
             if let bq = layer.bq, let bk = layer.bk, let bv = layer.bv {

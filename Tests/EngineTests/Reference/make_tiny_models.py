@@ -2,7 +2,7 @@
 """Make the tiny synthetic GGUF models and their golden logits for TinyModelTests.swift.
 
 Why: the default model (SmolLM2-135M, llama arch, Q4_1/Q8_0, tied embeddings) leaves
-engine paths unexercised. These two 2-layer models cover them:
+engine paths unexercised. These 2-layer models cover them:
 
   * tiny-llama.gguf  llama arch, "normal" RoPE (rotate adjacent pairs), untied Q8_0 output
                      head, layer 0 in Q4_0/Q5_0, layer 1 in Q4_K/Q6_K, plus an F32 and an
@@ -11,6 +11,8 @@ engine paths unexercised. These two 2-layer models cover them:
                      untied F16 output head, Q6_K token embedding (a K-quant row lookup),
                      layer 0 in Q4_K/Q6_K (+ an F32 attn_v), layer 1 in Q4_0/Q5_0/Q8_0
                      (+ an F16 attn_k).
+  * tiny-qwen3.gguf  qwen3 arch: each head's q and k RMS-normed before RoPE, no biases.
+  * tiny-llama3.gguf llama arch with Llama 3's RoPE frequency factors (rope_freqs.weight).
 
 Both: d_model 256, FFN 512, 4 query heads / 2 KV heads (head dim 64, GQA), vocab 384,
 context 512, RoPE base 10000, RMSNorm eps 1e-5, and a minimal GPT-2 byte-level BPE
@@ -87,6 +89,39 @@ TYPES = {
         ],
     },
 }
+
+TYPES["tiny-qwen3"] = {
+    # Qwen 3: each head's q and k RMS-normed before RoPE (attn_q_norm, attn_k_norm), no
+    # biases, "neox" RoPE.
+    "arch": "qwen3",
+    "seed": 9012,
+    "token_embd": T.Q8_0,
+    "output": T.Q6_K,
+    "layers": [
+        {"attn_q": T.Q8_0, "attn_k": T.Q4_K, "attn_v": T.Q6_K, "attn_output": T.Q5_0,
+         "ffn_gate": T.Q4_K, "ffn_up": T.Q6_K, "ffn_down": T.Q8_0},
+        {"attn_q": T.Q6_K, "attn_k": T.Q5_0, "attn_v": T.Q8_0, "attn_output": T.Q4_K,
+         "ffn_gate": T.Q8_0, "ffn_up": T.Q4_0, "ffn_down": T.Q6_K},
+    ],
+}
+TYPES["tiny-llama3"] = {
+    # Llama 3.x: a llama model with RoPE frequency factors (rope_freqs.weight, one per pair:
+    # pair i turns by pos · base^(−2i/head_dim) / factor_i, as ggml_rope_ext's freq_factors).
+    # Here a ramp from 1 to 8 over the pairs, so that the factors move these ten positions'
+    # logits (Llama 3.1's own put 8 only on pairs too slow to matter at short range).
+    "arch": "llama",
+    "seed": 3456,
+    "token_embd": T.Q8_0,
+    "output": T.Q8_0,
+    "rope_freqs": True,
+    "layers": [
+        {"attn_q": T.Q4_K, "attn_k": T.Q8_0, "attn_v": T.Q4_0, "attn_output": T.Q6_K,
+         "ffn_gate": T.Q5_0, "ffn_up": T.Q8_0, "ffn_down": T.Q4_K},
+        {"attn_q": T.Q8_0, "attn_k": T.Q6_K, "attn_v": T.Q5_0, "attn_output": T.Q8_0,
+         "ffn_gate": T.Q4_K, "ffn_up": T.Q6_K, "ffn_down": T.Q5_0},
+    ],
+}
+ROPE_FACTORS = np.linspace(1.0, 8.0, HEAD_DIM // 2)
 
 # (rows = out, cols = in) of each layer matrix, and the std of its random weights.
 Q_DIM = N_HEAD * HEAD_DIM
@@ -283,6 +318,9 @@ def write_model(name: str) -> str:
             add(p + mname + ".weight", std * rng.standard_normal((rows, cols)), ltypes[mname])
             if arch == "qwen2":
                 add(p + mname + ".bias", BIAS_STD * rng.standard_normal(rows), T.F32)
+        if arch == "qwen3":
+            add(p + "attn_q_norm.weight", norm(HEAD_DIM), T.F32)
+            add(p + "attn_k_norm.weight", norm(HEAD_DIM), T.F32)
         rows, cols, std = LAYER_SHAPES["attn_output"]
         add(p + "attn_output.weight", std * rng.standard_normal((rows, cols)), ltypes["attn_output"])
         add(p + "ffn_norm.weight", norm(D_MODEL), T.F32)
@@ -291,6 +329,8 @@ def write_model(name: str) -> str:
             add(p + mname + ".weight", std * rng.standard_normal((rows, cols)), ltypes[mname])
     add("output_norm.weight", norm(D_MODEL), T.F32)
     add("output.weight", OUTPUT_STD * rng.standard_normal((N_VOCAB, D_MODEL)), spec["output"])
+    if spec.get("rope_freqs"):
+        add("rope_freqs.weight", ROPE_FACTORS, T.F32)
 
     w.write_header_to_file()
     w.write_kv_data_to_file()
@@ -314,6 +354,11 @@ def expected_types(name: str) -> dict[str, tuple[T, list[int]]]:
         if spec["arch"] == "qwen2":
             for mname in ("attn_q", "attn_k", "attn_v"):
                 exp[p + mname + ".bias"] = (T.F32, [LAYER_SHAPES[mname][0]])
+        if spec["arch"] == "qwen3":
+            exp[p + "attn_q_norm.weight"] = (T.F32, [HEAD_DIM])
+            exp[p + "attn_k_norm.weight"] = (T.F32, [HEAD_DIM])
+    if spec.get("rope_freqs"):
+        exp["rope_freqs.weight"] = (T.F32, [HEAD_DIM // 2])
     return exp
 
 
@@ -341,12 +386,15 @@ def rms_norm(x: np.ndarray, w: np.ndarray, eps: float) -> np.ndarray:
     return x / np.sqrt(np.mean(x * x) + eps) * w
 
 
-def rope(x: np.ndarray, pos: int, base: float, neox: bool) -> np.ndarray:
-    """x: [n_heads][head_dim]. Pair i rotates by pos * base^(-2i/head_dim): pairs
-    (2i, 2i+1) in llama.cpp's "normal" mode, (i, i + head_dim/2) in "neox" mode."""
+def rope(x: np.ndarray, pos: int, base: float, neox: bool, factors=None) -> np.ndarray:
+    """x: [n_heads][head_dim]. Pair i rotates by pos * base^(-2i/head_dim) (divided by
+    factors[i] when given): pairs (2i, 2i+1) in llama.cpp's "normal" mode, (i, i +
+    head_dim/2) in "neox" mode."""
     hd = x.shape[-1]
     half = hd // 2
     theta = pos * base ** (-2.0 * np.arange(half) / hd)
+    if factors is not None:
+        theta = theta / factors
     cos, sin = np.cos(theta), np.sin(theta)
     if neox:
         a, b = np.arange(half), np.arange(half) + half
@@ -363,7 +411,7 @@ def silu(x: np.ndarray) -> np.ndarray:
     return x / (1.0 + np.exp(-x))
 
 
-def forward(path: str, tokens: list[int]) -> np.ndarray:
+def forward(path: str, tokens: list[int], use_factors: bool = True) -> np.ndarray:
     """float64 causal forward pass over `tokens`; returns logits [len(tokens)][vocab]."""
     meta, W, _ = load(path)
     arch = meta["general.architecture"]
@@ -375,8 +423,9 @@ def forward(path: str, tokens: list[int]) -> np.ndarray:
     d = meta[f"{arch}.embedding_length"]
     hd = d // n_head
     group = n_head // n_kv
-    neox = arch == "qwen2"
+    neox = arch in ("qwen2", "qwen3")
     bias = arch == "qwen2"
+    factors = W.get("rope_freqs.weight") if use_factors else None
     output = W.get("output.weight", W["token_embd.weight"])
 
     keys = [[] for _ in range(n_layer)]    # per layer: list of [n_kv][hd] per position
@@ -394,8 +443,12 @@ def forward(path: str, tokens: list[int]) -> np.ndarray:
                 q += W[p + "attn_q.bias"]
                 k += W[p + "attn_k.bias"]
                 v += W[p + "attn_v.bias"]
-            q = rope(q.reshape(n_head, hd), pos, base, neox)
-            k = rope(k.reshape(n_kv, hd), pos, base, neox)
+            q, k = q.reshape(n_head, hd), k.reshape(n_kv, hd)
+            if arch == "qwen3":
+                q = np.stack([rms_norm(row, W[p + "attn_q_norm.weight"], eps) for row in q])
+                k = np.stack([rms_norm(row, W[p + "attn_k_norm.weight"], eps) for row in k])
+            q = rope(q, pos, base, neox, factors)
+            k = rope(k, pos, base, neox, factors)
             keys[l].append(k)
             values[l].append(v.reshape(n_kv, hd))
             K = np.stack(keys[l])    # [t][n_kv][hd]
@@ -446,6 +499,9 @@ def main() -> int:
         assert 1.0 < mx < 30.0, f"{name}: max |logit| {mx}"
         for i in range(1, len(TOKENS)):
             assert np.abs(logits[i] - logits[i - 1]).max() > 0.1, f"{name}: positions {i - 1}, {i} alike"
+        if TYPES[name].get("rope_freqs"):
+            moved = np.abs(forward(path, TOKENS, use_factors=False) - logits).max()
+            assert moved > 0.05, f"{name}: the frequency factors move the logits by only {moved}"
         result[name] = {"tokens": TOKENS,
                         "logits": [[round6(v) for v in row] for row in logits]}
 
