@@ -41,10 +41,20 @@ llama_bench() {
         || "$1/llama-bench" -m "$MODEL" -t 2 -p 512 -n 128 -r 1 -o json --repack 0 2>/dev/null || echo "[]"
 }
 
-# Prompt-eval tokens/s of llama-perplexity -c 2048 over the text.
+# Prompt-eval tokens/s of llama-perplexity -c 2048 over the text; builds that no longer print
+# it (0c1e570) get the tokens it read (chunks × 2048) over its wall time, load included, as
+# Scroll's figure is.
 llama_read() {
-    "$1/llama-perplexity" -m "$MODEL" -t 2 -c 2048 -f "$TEXT" 2>&1 \
-        | sed -n 's/.*prompt eval time.*, *\([0-9.]*\) tokens per second.*/\1/p' | tail -1
+    local t0 t1 log rate chunks
+    log="$OUT/llama-read.log"
+    t0=$(date +%s.%N)
+    "$1/llama-perplexity" -m "$MODEL" -t 2 -c 2048 -f "$TEXT" > "$log" 2>&1 || true
+    t1=$(date +%s.%N)
+    rate=$(sed -n 's/.*prompt eval time.*, *\([0-9.]*\) tokens per second.*/\1/p' "$log" | tail -1)
+    chunks=$(sed -n 's/.*calculating perplexity over \([0-9]*\) chunks.*/\1/p' "$log" | head -1)
+    if [[ -n $rate ]]; then echo "$rate"
+    elif [[ -n $chunks ]] && grep -q 'Final estimate' "$log"; then python3 -c "print($chunks * 2048 / ($t1 - $t0))"
+    fi
 }
 
 # Scroll's reading speed: tokens read (from its note on stderr) over the wall time.
