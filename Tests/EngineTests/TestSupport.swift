@@ -67,8 +67,9 @@ struct GGUFBuilder {
 
     init() {}
 
-    /// A copy of a real file's metadata and tensors, to be altered one value at a time.
-    init(copying file: GGUFFile) throws {
+    /// A copy of a real file's metadata and tensors, to be altered one value at a time;
+    /// `metadataWhere` keeps only some keys, `tensors: false` none of the tensors.
+    init(copying file: GGUFFile, metadataWhere keep: (String) -> Bool = { _ in true }, tensors copyTensors: Bool = true) throws {
         func value(_ v: GGUFValue) -> Value {
             switch v {
             case .uint8(let x): return .u8(x)
@@ -88,8 +89,8 @@ struct GGUFBuilder {
                 return .array(typeCode: converted.first?.typeCode ?? 0, converted)
             }
         }
-        metadata = file.metadata.keys.sorted().map { ($0, value(file.metadata[$0]!)) }
-        tensors = try file.tensorNames.map { name in
+        metadata = file.metadata.keys.sorted().filter(keep).map { ($0, value(file.metadata[$0]!)) }
+        tensors = try (copyTensors ? file.tensorNames : []).map { name in
             let info = file.tensors[name]!
             let type = GGMLType(rawValue: info.type)!
             let bytes = type.byteCount(elements: info.elementCount)

@@ -52,6 +52,20 @@ final class TokenizerTests: XCTestCase {
         XCTAssertEqual(PreTokenizer.llama3.split("x 12345").map { String($0) }, ["x", " ", "123", "45"])
     }
 
+    /// SentencePiece with `add_space_prefix = true`, as Llama 2 and Mistral files have it: a
+    /// vocabulary-only file with Gemma's tokens and scores and that flag, against llama.cpp's
+    /// ids for the same (Reference/make_gemma_tokenizer_vectors.py).
+    func testSentencePieceWithASpacePrefixMatchesLlamaCpp() throws {
+        var b = try GGUFBuilder(copying: GGUFFile(path: TestSupport.gemmaPath),
+                                metadataWhere: { $0.hasPrefix("tokenizer.ggml.") }, tensors: false)
+        b.set("general.architecture", .str("llama"))
+        b.set("tokenizer.ggml.add_space_prefix", .bool(true))
+        let path = try temporaryFile(b.build())
+        let spm = try Tokenizer(gguf: GGUFFile(path: path))
+        try checkCorpus("spm_space_prefix_tokenizer_vectors.json", spm)
+        XCTAssertEqual(spm.encode("Hello").first.map { spm.tokens[$0] }, "\u{2581}Hello")
+    }
+
     func checkCorpus(_ file: String, _ tokenizer: Tokenizer) throws {
         let cases = try XCTUnwrap(TestSupport.referenceJSON(file) as? [[String: Any]])
         XCTAssertGreaterThan(cases.count, 30)

@@ -47,7 +47,7 @@ public final class Tokenizer {
             }
             let preName = md["tokenizer.ggml.pre"]?.string ?? "gpt2"
             guard let pre = PreTokenizer(ggufName: preName) else {
-                throw EngineError.invalidArgument("unsupported pre-tokenizer '\(preName)' in \(gguf.path) (supported: smollm, gpt2, qwen2)")
+                throw EngineError.invalidArgument("unsupported pre-tokenizer '\(preName)' in \(gguf.path) (supported: smollm, gpt2, qwen2, llama3)")
             }
             try self.init(tokens: tokens, tokenTypes: types, merges: mergeList, preTokenizer: pre, bos: bos, eos: eos)
             if md["tokenizer.ggml.add_bos_token"]?.bool == true, let bos { leadingBOS = [bos] }

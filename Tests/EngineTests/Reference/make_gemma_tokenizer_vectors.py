@@ -5,7 +5,9 @@ Tests/EngineTests/TokenizerTests.swift.
 
 Run from the repo root (scripts/setup.sh fetches the model):
     python3 Tests/EngineTests/Reference/make_gemma_tokenizer_vectors.py /path/to/llama-tokenize
-Writes gemma3_tokenizer_vectors.json: a list of {"name", "text_b64", "ids", "decoded_b64"}
+Writes gemma3_tokenizer_vectors.json, and spm_space_prefix_tokenizer_vectors.json for the same
+vocabulary with add_space_prefix = true (see space_prefix_vocabulary): each a list of
+{"name", "text_b64", "ids", "decoded_b64"}
 in the format of tokenizer_vectors.json (ids without the BOS that llama-tokenize puts
 first; decoded = the text itself, which byte fallback gives back, except that a "▁" typed
 in the text comes back as a space, as llama.cpp detokenizes it: SentencePiece's one loss). The texts: the
@@ -59,23 +61,51 @@ def license_slices(n=8, seed=7):
     return out
 
 
-def main():
-    llama_tokenize = sys.argv[1]
-    items = [(k, v.encode("utf-8")) for k, v in {**TEXT_CASES, **GEMMA_CASES, **license_slices()}.items()]
-    items += list(BYTE_CASES.items())
+def space_prefix_vocabulary(path):
+    """A vocabulary-only GGUF with Gemma's tokens and scores but `add_space_prefix = true`, as
+    Llama 2 and Mistral files have (a leading "▁" before the text and after each user-defined
+    token): the SentencePiece path those models take, which no model here has."""
+    import gguf
+    r = gguf.GGUFReader(MODEL)
+    f = r.fields
+    w = gguf.GGUFWriter(path, "llama")
+    w.add_block_count(1); w.add_context_length(128); w.add_embedding_length(64)
+    w.add_feed_forward_length(128); w.add_head_count(1); w.add_layer_norm_rms_eps(1e-5)
+    w.add_tokenizer_model("llama")
+    w.add_token_list([bytes(f["tokenizer.ggml.tokens"].parts[i]).decode("utf-8") for i in f["tokenizer.ggml.tokens"].data])
+    w.add_token_scores([float(f["tokenizer.ggml.scores"].parts[i][0]) for i in f["tokenizer.ggml.scores"].data])
+    w.add_token_types([int(f["tokenizer.ggml.token_type"].parts[i][0]) for i in f["tokenizer.ggml.token_type"].data])
+    w.add_bos_token_id(2); w.add_eos_token_id(1); w.add_add_bos_token(True); w.add_add_space_prefix(True)
+    w.write_header_to_file(); w.write_kv_data_to_file(); w.write_tensors_to_file(); w.close()
+
+
+def vectors(llama_tokenize, model, items, out, decoded=True):
     cases = []
     with tempfile.NamedTemporaryFile("wb", suffix=".txt") as tmp:
         for name, raw in items:
             text = raw.decode("utf-8", errors="replace")
             tmp.seek(0); tmp.truncate(); tmp.write(text.encode("utf-8")); tmp.flush()
-            run = subprocess.run([llama_tokenize, "-m", MODEL, "-f", tmp.name, "--ids", "--no-parse-special",
+            run = subprocess.run([llama_tokenize, "-m", model, "-f", tmp.name, "--ids", "--no-parse-special",
                                   "--no-escape", "--log-disable"], capture_output=True, text=True, check=True)
             ids = json.loads(run.stdout.strip().splitlines()[-1])
             assert ids[:1] == [2], f"{name}: expected the BOS first, got {ids[:3]}"
-            cases.append({"name": name, "text_b64": base64.b64encode(raw).decode(), "ids": ids[1:],
-                          "decoded_b64": base64.b64encode(text.replace("\u2581", " ").encode("utf-8")).decode()})
-    OUT.write_text(json.dumps(cases))
-    print(f"wrote {OUT}: {len(cases)} cases, {OUT.stat().st_size} bytes")
+            cases.append({"name": name, "text_b64": base64.b64encode(raw).decode(), "ids": ids[1:]})
+            if decoded:
+                cases[-1]["decoded_b64"] = base64.b64encode(text.replace("\u2581", " ").encode("utf-8")).decode()
+    out.write_text(json.dumps(cases))
+    print(f"wrote {out}: {len(cases)} cases, {out.stat().st_size} bytes")
+
+
+def main():
+    llama_tokenize = sys.argv[1]
+    items = [(k, v.encode("utf-8")) for k, v in {**TEXT_CASES, **GEMMA_CASES, **license_slices()}.items()]
+    items += list(BYTE_CASES.items())
+    vectors(llama_tokenize, MODEL, items, OUT)
+    with tempfile.TemporaryDirectory() as d:
+        path = d + "/space-prefix.gguf"
+        space_prefix_vocabulary(path)
+        # No round trip there: each fragment gains a leading space, after every "\n" too.
+        vectors(llama_tokenize, path, items, OUT.with_name("spm_space_prefix_tokenizer_vectors.json"), decoded=False)
 
 
 if __name__ == "__main__":
