@@ -4,14 +4,16 @@
 
 #include "ckernels.h"
 
-// Block layouts: see quants.c (Q4_0, Q4_1, Q8_0) and quants_k.c (Q5_0, Q4_K, Q6_K).
+// Block layouts: see quants.c (Q4_0, Q4_1, Q8_0) and quants_k.c (Q5_0, Q4_K, Q5_K, Q6_K).
 // Each type has a dequantizer and a scalar float-path dot product; n is a multiple of
 // the type's block size.
 void ck_dequant_q5_0(const void *x, float *y, int64_t n);
 void ck_dequant_q4_K(const void *x, float *y, int64_t n);
+void ck_dequant_q5_K(const void *x, float *y, int64_t n);
 void ck_dequant_q6_K(const void *x, float *y, int64_t n);
 float ck_dot_q5_0_f32_ref(const void *x, const float *v, int64_t n);
 float ck_dot_q4_K_f32_ref(const void *x, const float *v, int64_t n);
+float ck_dot_q5_K_f32_ref(const void *x, const float *v, int64_t n);
 float ck_dot_q6_K_f32_ref(const void *x, const float *v, int64_t n);
 
 // Repacked layouts (quants_repack.c); whole rows only.

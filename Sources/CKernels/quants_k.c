@@ -1,8 +1,9 @@
-// Q5_0 and the K-quants Q4_K and Q6_K: block layouts, dequantization and scalar float-path
+// Q5_0 and the K-quants Q4_K, Q5_K and Q6_K: block layouts, dequantization and scalar float-path
 // dot products.
 //
 // The layouts are ggml's: the block structs in ggml/src/ggml-common.h and the decoding in
-// dequantize_row_q5_0 / dequantize_row_q4_K (with get_scale_min_k4) / dequantize_row_q6_K
+// dequantize_row_q5_0 / dequantize_row_q4_K (with get_scale_min_k4) / dequantize_row_q5_K /
+// dequantize_row_q6_K
 // in ggml/src/ggml-quants.c. Each weight is decoded here exactly as there (same float
 // operations in the same order), so the results are bit-identical to ggml's dequantizers.
 //
@@ -166,6 +167,68 @@ float ck_dot_q4_K_f32_ref(const void *x, const float *v, int64_t n) {
             for (int l = 0; l < 32; l++) {
                 block_sum += (mul_lo * (q[l] & 0x0F) - off_lo) * v_lo[l];
                 block_sum += (mul_hi * (q[l] >> 4) - off_hi) * v_hi[l];
+            }
+        }
+        total += block_sum;
+    }
+    return total;
+}
+
+// ---- Q5_K ----------------------------------------------------------------------------
+
+// block_q5_K (ggml-common.h): a super-block of 256 weights in 176 bytes, Q4_K's layout with
+// a fifth bit per weight.
+//   d, dmin, scales[12]  as Q4_K (scale_min_k4)
+//   qh[32]     the fifth bits: bit 2g of qh[l] belongs to weight l of sub-block 2g, bit 2g + 1
+//              to weight l of sub-block 2g + 1 (ggml's u1, u2 masks shifted by 2 per group)
+//   qs[128]    the low 4 bits, as Q4_K's
+// Weight in sub-block s: w = (d * scale[s]) * q - (dmin * min[s]), q the 5-bit code.
+typedef struct {
+    uint16_t d;
+    uint16_t dmin;
+    uint8_t scales[12];
+    uint8_t qh[QK_K / 8];
+    uint8_t qs[QK_K / 2];
+} block_q5_K;
+static_assert(sizeof(block_q5_K) == 176, "block_q5_K must be 176 bytes");
+
+// Weight l (0..31) of sub-blocks 2g (lo) and 2g + 1 (hi), from ggml's dequantize_row_q5_K.
+static inline void q5_K_pair(const block_q5_K *b, float d, float dmin, int g, int l, float *lo, float *hi) {
+    uint8_t sc, m;
+    scale_min_k4(2 * g, b->scales, &sc, &m);
+    const float d1 = d * sc, m1 = dmin * m;
+    scale_min_k4(2 * g + 1, b->scales, &sc, &m);
+    const float d2 = d * sc, m2 = dmin * m;
+    const uint8_t q = b->qs[32 * g + l], h = b->qh[l];
+    *lo = d1 * ((q & 0xF) + ((h >> (2 * g)) & 1 ? 16 : 0)) - m1;
+    *hi = d2 * ((q >> 4) + ((h >> (2 * g + 1)) & 1 ? 16 : 0)) - m2;
+}
+
+void ck_dequant_q5_K(const void *x, float *y, int64_t n) {
+    const block_q5_K *blocks = x;
+    for (int64_t i = 0; i < n / QK_K; i++) {
+        const block_q5_K *b = &blocks[i];
+        const float d = ck_fp16_to_fp32(b->d), dmin = ck_fp16_to_fp32(b->dmin);
+        float *out = y + i * QK_K;
+        for (int g = 0; g < 4; g++)
+            for (int l = 0; l < 32; l++) q5_K_pair(b, d, dmin, g, l, &out[64 * g + l], &out[64 * g + 32 + l]);
+    }
+}
+
+float ck_dot_q5_K_f32_ref(const void *x, const float *v, int64_t n) {
+    const block_q5_K *blocks = x;
+    float total = 0.0f;
+    for (int64_t i = 0; i < n / QK_K; i++) {
+        const block_q5_K *b = &blocks[i];
+        const float d = ck_fp16_to_fp32(b->d), dmin = ck_fp16_to_fp32(b->dmin);
+        const float *vb = v + i * QK_K;
+        float block_sum = 0.0f;
+        for (int g = 0; g < 4; g++) {
+            for (int l = 0; l < 32; l++) {
+                float lo, hi;
+                q5_K_pair(b, d, dmin, g, l, &lo, &hi);
+                block_sum += lo * vb[64 * g + l];
+                block_sum += hi * vb[64 * g + 32 + l];
             }
         }
         total += block_sum;

@@ -63,7 +63,7 @@ final class QuantTests: XCTestCase {
             case .f16: break // below: every element is a half
             case .q4_0, .q5_0, .q8_0: put(b)
             case .q4_1: put(b); put(b + 2)
-            case .q4_K: put(b); put(b + 2)
+            case .q4_K, .q5_K: put(b); put(b + 2)
             case .q6_K: put(b + 208)
             }
         }

@@ -25,6 +25,7 @@ enum ck_type {
     CK_TYPE_Q5_0 = 6,
     CK_TYPE_Q8_0 = 8,
     CK_TYPE_Q4_K = 12,
+    CK_TYPE_Q5_K = 13,
     CK_TYPE_Q6_K = 14,
     // Scroll's own row layouts of Q4_1 and Q8_0 for the decode kernels (quants_repack.c):
     // same bytes per row, never stored in a file; functions on them take whole rows.
@@ -36,7 +37,7 @@ enum ck_type {
 int ck_repacked_type(int type, int64_t cols);
 // Copies rows of `type` into the repacked layout (dst has the same size as src).
 void ck_repack_rows(int type, const void *src, void *dst, int64_t cols, int64_t rows);
-// Rows of Q5_0, Q4_K or Q6_K requantized to Q8_0X for the int8 kernels (lossy: each weight
+// Rows of Q5_0, Q4_K, Q5_K or Q6_K requantized to Q8_0X for the int8 kernels (lossy: each weight
 // within half a step of its block's int8 grid). dst: rows · cols/32 · 34 bytes; cols % 64 == 0.
 void ck_requantize_rows_q8_0x(int type, const void *src, void *dst, int64_t cols, int64_t rows);
 // A large buffer (2 MiB-aligned, transparent huge pages requested: repacked weights, the KV

@@ -11,7 +11,7 @@ public struct Matrix {
     /// The layout the kernels see: `type` as in the file, or Scroll's repacked row layout
     /// of it (CK_TYPE_Q4_1X, CK_TYPE_Q8_0X) after `ModelWeights` repacked the matrix.
     public var kernelType: Int32
-    /// For a type with no int8 kernel (Q5_0, Q4_K, Q6_K), a copy requantized at load to Q8_0X
+    /// For a type with no int8 kernel (Q5_0, Q4_K, Q5_K, Q6_K), a copy requantized at load to Q8_0X
     /// rows that the int8 path multiplies instead (lossy: ck_requantize_rows_q8_0x); the float
     /// path keeps the file's weights.
     public var int8Copy: UnsafeRawPointer?
@@ -96,7 +96,7 @@ final class RepackedStorage {
     /// its type has no int8 kernel, else the matrix itself (also when no memory is left for
     /// the copy: the file's layout still works).
     func repacked(_ m: Matrix) -> Matrix {
-        if [.q5_0, .q4_K, .q6_K].contains(m.type), m.cols % 64 == 0,
+        if [.q5_0, .q4_K, .q5_K, .q6_K].contains(m.type), m.cols % 64 == 0,
            let buffer = place(m.rows * m.cols / 32 * Int(ck_type_block_bytes(Int32(CK_TYPE_Q8_0X.rawValue)))) {
             ck_requantize_rows_q8_0x(Int32(m.type.rawValue), m.data, buffer, Int64(m.cols), Int64(m.rows))
             var copy = m

@@ -5,7 +5,7 @@ reference for the C dequantizers and float-path dot products in Sources/CKernels
 
 For each type a small row is built from a fixed seed:
   - F16, Q8_0, Q4_0, Q4_1, Q5_0: random floats quantized with gguf.quants.quantize;
-  - Q4_K, Q6_K (gguf-py can only dequantize them): random bytes, with the f16 scale
+  - Q4_K, Q5_K, Q6_K (gguf-py can only dequantize them): random bytes, with the f16 scale
     fields overwritten by finite values in [0.01, 0.1).
 The row is dequantized with gguf.quants.dequantize, and the float64 dot product with a
 random activation vector x is computed from the float32 values and x that are written.
@@ -39,12 +39,14 @@ ROWS = [
     (T.Q5_0, 128),
     (T.Q4_K, 512),
     (T.Q6_K, 512),
+    (T.Q5_K, 512),   # last: the cases above keep their random draws
 ]
 
 # K-quants built from random bytes: block size in bytes and offsets of the f16 scale fields.
 RANDOM_BYTE_LAYOUTS = {
     T.Q4_K: (144, [0, 2]),   # d, dmin, scales[12], qs[128]
     T.Q6_K: (210, [208]),    # ql[128], qh[64], scales[16], d
+    T.Q5_K: (176, [0, 2]),   # d, dmin, scales[12], qh[32], qs[128]
 }
 
 

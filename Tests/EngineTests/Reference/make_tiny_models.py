@@ -12,7 +12,8 @@ engine paths unexercised. These 2-layer models cover them:
                      layer 0 in Q4_K/Q6_K (+ an F32 attn_v), layer 1 in Q4_0/Q5_0/Q8_0
                      (+ an F16 attn_k).
   * tiny-qwen3.gguf  qwen3 arch: each head's q and k RMS-normed before RoPE, no biases.
-  * tiny-llama3.gguf llama arch with Llama 3's RoPE frequency factors (rope_freqs.weight).
+  * tiny-llama3.gguf llama arch with Llama 3's RoPE frequency factors (rope_freqs.weight),
+                     and Q5_K matrices (Q4_K_M and Q5_K_M files of real models have them).
 
 Both: d_model 256, FFN 512, 4 query heads / 2 KV heads (head dim 64, GQA), vocab 384,
 context 512, RoPE base 10000, RMSNorm eps 1e-5, and a minimal GPT-2 byte-level BPE
@@ -115,9 +116,9 @@ TYPES["tiny-llama3"] = {
     "output": T.Q8_0,
     "rope_freqs": True,
     "layers": [
-        {"attn_q": T.Q4_K, "attn_k": T.Q8_0, "attn_v": T.Q4_0, "attn_output": T.Q6_K,
-         "ffn_gate": T.Q5_0, "ffn_up": T.Q8_0, "ffn_down": T.Q4_K},
-        {"attn_q": T.Q8_0, "attn_k": T.Q6_K, "attn_v": T.Q5_0, "attn_output": T.Q8_0,
+        {"attn_q": T.Q5_K, "attn_k": T.Q8_0, "attn_v": T.Q4_0, "attn_output": T.Q6_K,
+         "ffn_gate": T.Q5_0, "ffn_up": T.Q8_0, "ffn_down": T.Q5_K},
+        {"attn_q": T.Q8_0, "attn_k": T.Q6_K, "attn_v": T.Q5_0, "attn_output": T.Q5_K,
          "ffn_gate": T.Q4_K, "ffn_up": T.Q6_K, "ffn_down": T.Q5_0},
     ],
 }
@@ -186,23 +187,22 @@ def make_vocab() -> tuple[list[str], list[str]]:
 
 
 # ----------------------------------------------------------------------------- K-quants
-# gguf-py has no quantize_blocks for Q4_K / Q6_K, so pack them here (block layouts as in
-# ggml's block_q4_K / block_q6_K, i.e. as gguf.quants' dequantizers read them).
+# gguf-py has no quantize_blocks for Q4_K / Q5_K / Q6_K, so pack them here (block layouts as
+# in ggml's block_q4_K / block_q5_K / block_q6_K, i.e. as gguf.quants' dequantizers read them).
 
 def f16(x: np.ndarray) -> np.ndarray:
     return np.asarray(x, dtype=np.float16)
 
 
-def quantize_q4_k(w: np.ndarray) -> np.ndarray:
-    """[rows][cols] float -> [rows][cols/256*144] uint8. Per block: f16 d, f16 dmin,
-    12 bytes of packed 6-bit (scale, min) for 8 sub-blocks of 32, 128 bytes of nibbles.
-    x = d * sc[j] * q - dmin * m[j], q in 0..15."""
-    rows, cols = w.shape
+def _scale_min_codes(w: np.ndarray, top: int):
+    """Q4_K's and Q5_K's shared part: per super-block f16 d and dmin, the 12 bytes of packed
+    6-bit (scale, min) for 8 sub-blocks of 32, and the codes q in 0..top, so that
+    x = d * sc[j] * q - dmin * m[j]."""
     x = w.reshape(-1, 8, 32).astype(np.float64)
     nb = x.shape[0]
     lo = np.minimum(x.min(axis=-1), 0.0)             # [nb, 8]
     hi = np.maximum(x.max(axis=-1), 0.0)
-    sub_scale = (hi - lo) / 15.0
+    sub_scale = (hi - lo) / float(top)
     sub_min = -lo                                       # >= 0
     d = f16(np.maximum(sub_scale.max(axis=-1), 1e-8) / 63.0)
     dmin = f16(np.maximum(sub_min.max(axis=-1), 1e-8) / 63.0)
@@ -211,17 +211,41 @@ def quantize_q4_k(w: np.ndarray) -> np.ndarray:
     mn = np.clip(np.rint(sub_min / dmin64), 0, 63).astype(np.uint8)
     step = (d64 * sc)[..., None]
     off = (dmin64 * mn)[..., None]
-    q = np.clip(np.rint((x + off) / step), 0, 15).astype(np.uint8)   # [nb, 8, 32]
-
+    q = np.clip(np.rint((x + off) / step), 0, top).astype(np.uint8)   # [nb, 8, 32]
     scales = np.zeros((nb, 12), dtype=np.uint8)
     scales[:, 0:4] = sc[:, 0:4] | ((sc[:, 4:8] >> 4) << 6)
     scales[:, 4:8] = mn[:, 0:4] | ((mn[:, 4:8] >> 4) << 6)
     scales[:, 8:12] = (sc[:, 4:8] & 0x0F) | ((mn[:, 4:8] & 0x0F) << 4)
+    head = np.concatenate([d.reshape(nb, 1).view(np.uint8), dmin.reshape(nb, 1).view(np.uint8), scales], axis=1)
+    return nb, head, q
+
+
+def quantize_q4_k(w: np.ndarray) -> np.ndarray:
+    """[rows][cols] float -> [rows][cols/256*144] uint8. Per block: f16 d, f16 dmin,
+    12 bytes of packed 6-bit (scale, min) for 8 sub-blocks of 32, 128 bytes of nibbles.
+    x = d * sc[j] * q - dmin * m[j], q in 0..15."""
+    rows, cols = w.shape
+    nb, head, q = _scale_min_codes(w, 15)
     qs = (q[:, 0::2, :] | (q[:, 1::2, :] << 4)).reshape(nb, 128)      # chunk j: sub 2j | 2j+1
-    blocks = np.concatenate([d.reshape(nb, 1).view(np.uint8), dmin.reshape(nb, 1).view(np.uint8),
-                             scales, qs], axis=1)
+    blocks = np.concatenate([head, qs], axis=1)
     assert blocks.shape[1] == 144
     return blocks.reshape(rows, cols // QK_K * 144)
+
+
+def quantize_q5_k(w: np.ndarray) -> np.ndarray:
+    """[rows][cols] float -> [rows][cols/256*176] uint8: Q4_K's layout plus qh[32], the fifth
+    bits (bit 2j of qh[l]: weight l of sub-block 2j; bit 2j+1: of sub-block 2j+1), before
+    the 128 bytes of low nibbles. q in 0..31."""
+    rows, cols = w.shape
+    nb, head, q = _scale_min_codes(w, 31)
+    low = q & 0x0F
+    qs = (low[:, 0::2, :] | (low[:, 1::2, :] << 4)).reshape(nb, 128)
+    qh = np.zeros((nb, 32), dtype=np.uint8)
+    for j in range(8):
+        qh |= ((q[:, j, :] >> 4) & 1) << j
+    blocks = np.concatenate([head, qh, qs], axis=1)
+    assert blocks.shape[1] == 176
+    return blocks.reshape(rows, cols // QK_K * 176)
 
 
 def quantize_q6_k(w: np.ndarray) -> np.ndarray:
@@ -256,6 +280,8 @@ def encode(w: np.ndarray, qtype: T) -> np.ndarray:
     w = w.astype(np.float32)
     if qtype == T.Q4_K:
         raw = quantize_q4_k(w)
+    elif qtype == T.Q5_K:
+        raw = quantize_q5_k(w)
     elif qtype == T.Q6_K:
         raw = quantize_q6_k(w)
     else:
