@@ -123,7 +123,7 @@ struct Bench: ParsableCommand {
     /// (they join the stream) and the median speed is kept, since this host's speed swings.
     private func runStream(_ total: Int) throws {
         try reportingErrors {
-            let (model, _) = try modelOptions.load(cacheCapacity: cacheOptions.requestedCapacity)
+            let (model, _) = try modelOptions.load(cacheCapacity: cacheOptions.requestedCapacity())
             let policy = try cacheOptions.policy(for: model)
             guard policy.window != nil else { throw EngineError.invalidArgument("--stream needs a window (not --dense)") }
             let cache = try cacheOptions.makeCache(for: model)

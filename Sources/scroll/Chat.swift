@@ -56,14 +56,15 @@ struct Chat: ParsableCommand {
                 if !text.trimmingCharacters(in: .whitespacesAndNewlines).isEmpty { document = text }
             }
             let (modelOptions, cacheOptions) = try adoptingSession(in: store)
-            let (model, tokenizer) = try modelOptions.load(cacheCapacity: cacheOptions.requestedCapacity)
+            let (model, tokenizer) = try modelOptions.load(cacheCapacity: cacheOptions.requestedCapacity(document: document != nil))
             // A model without a chat template Scroll knows (a base model) completes text, and says so.
             let templateSource = model.gguf.metadata["tokenizer.chat_template"]?.string
             let raw = prompt.raw || (prompt.template == nil && ChatTemplate.format(tokenizer: tokenizer, templateSource: templateSource) == nil)
             if raw && !prompt.raw {
                 Terminal.note("scroll: \(Terminal.escaped((model.gguf.path as NSString).lastPathComponent)) has no chat template Scroll knows (\(ChatTemplate.Format.allCases.map(\.rawValue).joined(separator: ", "))): it continues the text, as with --raw")
             }
-            let conversation = try Conversation(model: model, tokenizer: tokenizer, cache: try cacheOptions.makeCache(for: model),
+            let conversation = try Conversation(model: model, tokenizer: tokenizer,
+                                                cache: try cacheOptions.makeCache(for: model, document: document != nil),
                                                 sampling: sampling.settings,
                                                 systemPrompt: try prompt.systemPrompt(), raw: raw,
                                                 templateSource: templateSource, templateFormat: prompt.template,

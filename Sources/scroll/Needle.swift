@@ -59,7 +59,7 @@ struct NeedleCommand: ParsableCommand {
                 guard let data = FileManager.default.contents(atPath: path) else { throw EngineError.invalidArgument("cannot read \(path)") }
                 return ((path as NSString).lastPathComponent, String(decoding: data, as: UTF8.self))
             }
-            let (model, tokenizer) = try modelOptions.load(cacheCapacity: cacheOptions.requestedCapacity)
+            let (model, tokenizer) = try modelOptions.load(cacheCapacity: cacheOptions.requestedCapacity(document: true))
             // Greedy and unpenalized by default: that measures finding and using a passage,
             // not sampling; --sampled measures both, as pipe mode answers.
             var sampling = SamplerSettings()
@@ -100,7 +100,7 @@ struct NeedleCommand: ParsableCommand {
                         document.insert(contentsOf: s, at: document.index(document.startIndex, offsetBy: insert))
                         offsets = offsets.map { $0 >= insert ? $0 + s.count : $0 } + [insert]
                     }
-                    let conversation = try Conversation(model: model, tokenizer: tokenizer, cache: try cacheOptions.makeCache(for: model),
+                    let conversation = try Conversation(model: model, tokenizer: tokenizer, cache: try cacheOptions.makeCache(for: model, document: true),
                                                         sampling: sampling, systemPrompt: nil, raw: false, templateSource: model.gguf.metadata["tokenizer.chat_template"]?.string,
                                                         rereadPassages: cacheOptions.reread)
                     conversation.keepsUndo = false

@@ -90,16 +90,23 @@ extension MemoryPositions: ExpressibleByArgument {}
 struct CacheOptions: ParsableArguments {
     @Option(parsing: .unconditional, help: "Attention-sink tokens kept forever at the start of the cache.")
     var sinks = CachePolicy.defaultSinks
-    // 1024, not the 2048 that would fit the trained context: recalled blocks sit beyond the
-    // window, and this 135M model uses a passage only when it is near the question. Passkey
-    // at 8K tokens with the block memory (20 trials, depths 0–1): 20/20 with 1024 (and 512),
-    // 8/10 with 2048 (the needle at depth 0.25 was recalled by 80 of 90 layer-heads yet not
-    // reproduced). Decoding also reads half the keys. Not 512, though retrieval is surer there
-    // (32K: 20/20 on both kernel sets, where 1024 left a needle right before the question a
-    // coin toss): 1024 predicts text better (ppl with the memory 11.56 against 11.90), and
-    // saved sessions name their window, so a new default would refuse the old ones. docs/benchmarks.md.
-    @Option(parsing: .unconditional, help: "Most recent tokens kept in the sliding window.")
-    var window = 1024
+    // Two defaults. A chat: 1024, not the 2048 that would fit the trained context: recalled
+    // blocks sit beyond the window, and this 135M model uses a passage only when it is near
+    // the question (passkey at 8K with the memory: 20/20 with 1024, 8/10 with 2048); 1024
+    // predicts text better than 512 (ppl with the memory 11.56 against 11.90). Questions about
+    // a document (piped, `scroll needle`, `scroll passkey`): 512, where less filler in view
+    // made answers surer (passkey 32K: 20/20 against 18/20 with 1024, the misses needles
+    // right before the question; natural-text facts at 8K: 17/20 against 15/20).
+    // docs/benchmarks.md. Saved sessions name their window, so old ones resume as they were.
+    @Option(parsing: .unconditional, help: "Most recent tokens kept in the sliding window (default: \(CacheOptions.chatWindow); \(CacheOptions.documentWindow) for questions about a piped document, and in needle and passkey).")
+    var window: Int?
+    static let chatWindow = 1024, documentWindow = 512
+
+    /// The window: the one given, else the default for a chat or for questions about a
+    /// document, never shorter than what `model`'s local layers attend to.
+    func windowSize(document: Bool, model: Transformer? = nil) -> Int {
+        window ?? max(document ? Self.documentWindow : Self.chatWindow, model?.config.localWindow ?? 0)
+    }
     @Flag(help: "Plain dense attention up to the model's trained (or RoPE-scaled) context (no eviction; a full context is an error).")
     var dense = false
     @Option(name: .customLong("kv"), help: "KV cache storage: f32, or int8 (per-32 scales; 3.6x smaller).")
@@ -123,7 +130,7 @@ struct CacheOptions: ParsableArguments {
         // Bounded so that sums and products of them cannot overflow; what the machine can
         // hold is checked against memory when the cache is made (MemoryPlan).
         guard (0...ModelConfig.maxContext).contains(sinks) else { throw ValidationError("--sinks must be from 0 to \(ModelConfig.maxContext)") }
-        guard (1...ModelConfig.maxContext).contains(window) else { throw ValidationError("--window must be from 1 to \(ModelConfig.maxContext)") }
+        guard (1...ModelConfig.maxContext).contains(windowSize(document: false)) else { throw ValidationError("--window must be from 1 to \(ModelConfig.maxContext)") }
         guard (1...4096).contains(blockSize) else { throw ValidationError("--block-size must be from 1 to 4096") }
         guard (0...1024).contains(topBlocks) else { throw ValidationError("--top-blocks must be from 0 to 1024") }
         guard representativeKeys >= 0 else { throw ValidationError("--representative-keys must be 0 or more") }
@@ -153,9 +160,10 @@ struct CacheOptions: ParsableArguments {
         return m
     }
 
-    /// A cache for `model` as these flags describe it.
-    func makeCache(for model: Transformer) throws -> KVCache {
-        let policy = try policy(for: model)
+    /// A cache for `model` as these flags describe it; `document`: for questions about a
+    /// document (its default window).
+    func makeCache(for model: Transformer, document: Bool = false) throws -> KVCache {
+        let policy = try policy(for: model, document: document)
         var plan = MemoryPlan()
         model.plan(into: &plan)
         KVCache.plan(config: model.config, policy: policy, precision: kvPrecision, memory: memorySettings, into: &plan)
@@ -164,10 +172,10 @@ struct CacheOptions: ParsableArguments {
     }
 
     /// The capacity RoPE must cover: sinks + window, or nil for dense.
-    var requestedCapacity: Int? { dense ? nil : sinks + window }
+    func requestedCapacity(document: Bool = false) -> Int? { dense ? nil : sinks + windowSize(document: document) }
 
-    func policy(for model: Transformer) throws -> CachePolicy {
-        let limit = model.maxPositions
+    func policy(for model: Transformer, document: Bool = false) throws -> CachePolicy {
+        let limit = model.maxPositions, window = windowSize(document: document, model: model)
         if dense { return .dense(limit) }
         guard sinks + window <= limit else {
             throw EngineError.invalidArgument("--sinks + --window (\(sinks + window)) exceeds the \(limit) positions RoPE is set up for")

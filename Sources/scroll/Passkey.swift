@@ -60,8 +60,8 @@ struct PasskeyCommand: ParsableCommand {
 
     func run() throws {
         try reportingErrors {
-            let (model, tokenizer) = try modelOptions.load(cacheCapacity: cacheOptions.requestedCapacity)
-            let policy = try cacheOptions.policy(for: model)
+            let (model, tokenizer) = try modelOptions.load(cacheCapacity: cacheOptions.requestedCapacity(document: true))
+            let policy = try cacheOptions.policy(for: model, document: true)
             if policy.window == nil, let longest = lengths.max(), longest > policy.capacity {
                 throw EngineError.invalidArgument("--tokens \(longest) does not fit the dense cache of \(policy.capacity) tokens (use a window, or RoPE scaling)")
             }
@@ -78,7 +78,7 @@ struct PasskeyCommand: ParsableCommand {
                         let key = keys.isEmpty ? Int(rng.next() % 50_000) + 1 : keys[trial]
                         let ids = Passkey.prompt(tokens: length, depth: depth, key: key, tokenizer: tokenizer)
                         let generator = Generator(model: model, tokenizer: tokenizer, sampler: Sampler(settings: settings),
-                                                  cache: try cacheOptions.makeCache(for: model))
+                                                  cache: try cacheOptions.makeCache(for: model, document: true))
                         cacheDescription = CacheOptions.describe(generator.cache) + ", " + model.rope.scaling.summary
                         let start = Date()
                         let progress = ProgressLine(total: ids.count)

@@ -33,7 +33,7 @@ struct Ppl: ParsableCommand {
             guard let data = FileManager.default.contents(atPath: file) else {
                 throw EngineError.cannotRead(file, "no such file or not readable")
             }
-            let (model, tokenizer) = try modelOptions.load(cacheCapacity: cacheOptions.dense ? denseChunk : cacheOptions.requestedCapacity)
+            let (model, tokenizer) = try modelOptions.load(cacheCapacity: cacheOptions.dense ? denseChunk : cacheOptions.requestedCapacity())
             var tokens = tokenizer.encode(String(decoding: data, as: UTF8.self))
             // A stream starts with the BOS where the model adds one, as llama.cpp's do (each
             // --chunk gets its own in place of its first token).

@@ -10,7 +10,7 @@ import Foundation
 extension Bench {
     func runSessionBench(_ textPath: String) throws {
         try reportingErrors {
-            let (model, tokenizer) = try modelOptions.load(cacheCapacity: cacheOptions.requestedCapacity)
+            let (model, tokenizer) = try modelOptions.load(cacheCapacity: cacheOptions.requestedCapacity())
             guard let data = FileManager.default.contents(atPath: textPath) else { throw EngineError.fileNotFound(textPath) }
             let all = tokenizer.encode(String(decoding: data, as: UTF8.self))
             let n = sessionTokens, m = sessionEval
