@@ -96,7 +96,7 @@ struct CacheOptions: ParsableArguments {
     // predicts text better than 512 (ppl with the memory 11.56 against 11.90). Questions about
     // a document (piped, `scroll needle`, `scroll passkey`): 512, where less filler in view
     // made answers surer (passkey 32K: 20/20 against 18/20 with 1024, the misses needles
-    // right before the question; natural-text facts at 8K: 17/20 against 15/20).
+    // right before the question; natural-text facts level: 34/40 against 33/40 at 8K and 32K).
     // docs/benchmarks.md. Saved sessions name their window, so old ones resume as they were.
     @Option(parsing: .unconditional, help: "Most recent tokens kept in the sliding window (default: \(CacheOptions.chatWindow); \(CacheOptions.documentWindow) for questions about a piped document, and in needle and passkey).")
     var window: Int?
