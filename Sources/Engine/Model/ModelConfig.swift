@@ -84,7 +84,7 @@ public struct ModelConfig: Equatable {
         hasQKNorm = isGemma || arch == "qwen3"
         // Gemma 3: five local layers, then a global one (llama.cpp's default pattern of 6,
         // unless the file gives `attention.sliding_window_pattern`); local RoPE base 10000.
-        localWindow = arch == "gemma3" ? try int("attention.sliding_window", 1...L.context, default: 0) : 0
+        localWindow = arch == "gemma3" ? try int("attention.sliding_window", 0...L.context, default: 0) : 0
         if localWindow == 0 { localWindow = nil }
         let pattern = try int("attention.sliding_window_pattern", 1...L.layers, default: 6)
         localLayers = (0..<layerCount).map { [localWindow] in localWindow != nil && $0 % pattern < pattern - 1 }
