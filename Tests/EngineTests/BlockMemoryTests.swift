@@ -244,6 +244,46 @@ final class BlockMemoryTests: XCTestCase {
         }
     }
 
+    /// Hidden positions stay hidden once evicted: in the block being filled (there they sit
+    /// between visible tokens, so it becomes two runs) and in a finished block (never
+    /// recalled). Two streams that differ only at the hidden positions, hidden while still in
+    /// the window, give the same logits after more tokens pushed them into the memory; not
+    /// hidden, they differ. (The earlier exchanges of a conversation, hidden while a document
+    /// question is answered, had come back through the memory.)
+    func testHiddenPositionsStayHiddenInTheMemory() throws {
+        let model = try Transformer(path: TestSupport.referenceURL("tiny/tiny-llama.gguf").path, threads: 2)
+        var rng = RandomGenerator(seed: 8)
+        func random(_ n: Int) -> [Int] { (0..<n).map { _ in Int(rng.next() % 384) } }
+        let prefix = random(102), a = random(6), b = random(6), later = random(50), decoded = random(3)
+        // 30 later tokens: blocks of 16 cover 4..<100, the block being filled holds 100..<106
+        // then 100..<111 (102..<108 hidden); 50: the finished block 100..<116 holds them.
+        for laterCount in [30, 50] {
+            func logits(_ varying: [Int], hide: Bool) -> [[Float]] {
+                var settings = MemorySettings()
+                settings.blockSize = 16
+                settings.topBlocks = 16
+                let cache = model.makeCache(policy: CachePolicy(sinks: 4, window: 32), memory: settings)
+                _ = model.prefill(prefix + varying, cache: cache)
+                if hide { cache.hidden = 102..<108 }
+                _ = model.prefill(Array(later.prefix(laterCount)), cache: cache)
+                let memory = cache.memory!
+                XCTAssertEqual(memory.blocks, laterCount == 30 ? 6 : 7)
+                var out = [Array(model.prefill(Array(prefix.prefix(5)), cache: cache))]
+                if laterCount == 30 {
+                    XCTAssertEqual(memory.segments(layer: 0, head: 0, hidden: cache.hidden).count, hide ? 3 : 2,
+                                   "recalled blocks, then the block being filled in one or two runs")
+                }
+                for t in decoded { out.append(Array(model.forward(token: t, cache: cache))) }
+                return out
+            }
+            func difference(hide: Bool) -> Float {
+                zip(logits(a, hide: hide).joined(), logits(b, hide: hide).joined()).map { abs($0 - $1) }.max()!
+            }
+            XCTAssertEqual(difference(hide: true), 0, "\(laterCount) later tokens")
+            XCTAssertGreaterThan(difference(hide: false), 0, "\(laterCount) later tokens")
+        }
+    }
+
     /// Six blocks of four tokens; block 3 (head 0) and block 5 (head 1) point along the
     /// query. Ranking recalls them, in chronological order with at most topBlocks, and the
     /// recalled rows are the evicted ones within int8's bound — also when the budget sends

@@ -111,6 +111,35 @@ final class PassageIndexTests: XCTestCase {
         XCTAssertEqual(index.rank(question, limit: 8).filter { $0.words.contains("amber") }.count, 1)
     }
 
+    /// A conversation's earlier exchanges, hidden while a later document question is read and
+    /// answered, are not read again either: no unit wholly inside them is ranked or taken as a
+    /// neighbour, and `focus` reads nothing of them (a later question about the orange locker
+    /// was answered with the violet locker's code, asked before). The document's last unit,
+    /// which runs on into them, still gives its fact.
+    func testExcludedRangeIsNeverRead() throws {
+        let (text, _) = try prose()
+        let tokenizer = TestSupport.shared.tokenizer
+        let fact = "The secret code of the amber gate is 58213."
+        let document = tokenizer.encode(String(text.prefix(12000)) + "\n\n" + fact)
+        let exchange = tokenizer.encode(String(repeating: " What is the secret code of the amber gate? The amber gate's secret code is 99999.", count: 4))
+        let ids = document + exchange + tokenizer.encode(String(text.prefix(400)))
+        let earlier = document.count ..< document.count + exchange.count
+        let index = PassageIndex(unit: 64, origin: 4)
+        index.catchUp(history: ids, end: ids.count, tokenizer: tokenizer)
+        let question = "What is the secret code of the amber gate?"
+        func inside(_ u: Int) -> Bool { earlier.lowerBound <= index.range(ofUnit: u).lowerBound && index.range(ofUnit: u).upperBound <= earlier.upperBound }
+        XCTAssertTrue(inside(index.rank(question, limit: 1)[0].unit), "seen, the exchange ranks first")
+        XCTAssertFalse(index.rank(question, limit: 64, excluding: earlier).contains { inside($0.unit) })
+        let passages = index.passages(for: question, budget: 512, excluding: earlier)
+        XCTAssertFalse(passages.contains { $0.units.contains(where: inside) })
+        let passage = try XCTUnwrap(passages.last)
+        let focused = index.focus(passage, question: question, history: ids, end: ids.count, tokenizer: tokenizer, budget: 128,
+                                  excluding: earlier)
+        XCTAssertEqual(tokenizer.decode(Array(ids[focused.range])).trimmingCharacters(in: .whitespacesAndNewlines), fact)
+        let seen = index.focus(passage, question: question, history: ids, end: ids.count, tokenizer: tokenizer, budget: 128)
+        XCTAssertTrue(seen.range.overlaps(earlier), "seen, the fact's paragraph runs on into the exchange")
+    }
+
     func testFocusIsTheFactsSentenceAndItsParagraph() throws {
         let (text, _) = try prose()
         let tokenizer = TestSupport.shared.tokenizer

@@ -28,16 +28,16 @@ extension Conversation {
     /// all. In a plain chat recent turns matter more: up to a quarter of the window, only
     /// evicted text, and only passages holding at least half of the question's word weight,
     /// so a turn that names nothing from long ago reads nothing; they are read whole (a turn
-    /// is its own context).
-    func recallPassages(for question: String, document: Bool) -> [Int] {
+    /// is its own context). Nothing is read from `excluding`.
+    func recallPassages(for question: String, document: Bool, excluding: Range<Int>? = nil) -> [Int] {
         lastPassages = []
         guard let index = passages, let window = generator.cache.policy.window else { return [] }
         let history = generator.history, now = generator.cache.tokensSeen
         lastRecallPosition = now
         index.catchUp(history: history, end: now, tokenizer: generator.tokenizer)
         let chosen = document
-            ? index.passages(for: question, budget: window / 2, before: now)
-            : index.passages(for: question, budget: window / 4, minCoverage: 0.5, before: now - window)
+            ? index.passages(for: question, budget: window / 2, before: now, excluding: excluding)
+            : index.passages(for: question, budget: window / 4, minCoverage: 0.5, before: now - window, excluding: excluding)
         var ids: [Int] = []
         let gap = generator.tokenizer.encode("\n\n")
         // As they were, control tokens included: with <|im_start|>/<|im_end|> dropped, a chat
@@ -48,7 +48,8 @@ extension Conversation {
         // question's word weight last, nearest the question.
         let read: [(passage: PassageIndex.Passage, range: Range<Int>)] = document
             ? chosen.enumerated().map { ($0.offset, $0.element, index.focus($0.element, question: question, history: history, end: now,
-                                                                          tokenizer: generator.tokenizer, budget: Self.focusedPassageTokens)) }
+                                                                          tokenizer: generator.tokenizer, budget: Self.focusedPassageTokens,
+                                                                          excluding: excluding)) }
                 .sorted { ($0.2.weight, $0.0) < ($1.2.weight, $1.0) }.map { ($0.1, $0.2.range) }
             : chosen.map { ($0, index.tokens(of: $0, history: history, end: now, tokenizer: generator.tokenizer)) }
         for (p, r) in read {

@@ -81,16 +81,16 @@ public final class Conversation {
             read = try feed(head, shouldStop: shouldStop, events: events)
             if document != nil { documentEnd = generator.cache.tokensSeen }
             if read == head.count {
-                var recalled = recallPassages(for: text, document: document != nil || holdsDocument)
-                if document == nil, !recalled.isEmpty, let end = documentEnd, end < turnStart {
-                    // A later question about the document: the earlier questions and answers
-                    // are hidden while this one is read and answered, so the model sees the
-                    // document's window, the passages and the question. Left visible, the
-                    // 135M model answered with its previous answer's shape ("In which town did
-                    // Colonel Marchetti hide the silver telescope?" → "The secret code of the
-                    // green box is 56577.") in 4 of 8 misses (32K needle, seed 302).
-                    generator.cache.hidden = end ..< turnStart
-                }
+                // A later question about the document: the earlier questions and answers are
+                // hidden while this one is read and answered (from attention, in the window and
+                // in the memory, and from the passages read again), so the model sees the
+                // document, the passages and the question. Left visible, the 135M model
+                // answered with its previous answer's shape ("In which town did Colonel
+                // Marchetti hide the silver telescope?" → "The secret code of the green box is
+                // 56577.") in 4 of 8 misses (32K needle, seed 302).
+                let earlier = documentEnd.flatMap { document == nil && $0 < turnStart ? $0 ..< turnStart : nil }
+                var recalled = recallPassages(for: text, document: document != nil || holdsDocument, excluding: earlier)
+                if let earlier, !recalled.isEmpty { generator.cache.hidden = earlier }
                 if document != nil, let template {
                     // The passages and the question as a user turn of their own after the
                     // document's (later questions have a turn of their own already): read on

@@ -303,7 +303,10 @@ public final class BlockMemory {
     /// Ranks the blocks for one layer against the queries about to attend (`n` rows of
     /// n_heads·head_dim, rotated as for sink keys) and loads the winners for `segments`.
     /// `full`: score every block (a prefill chunk); otherwise only re-rank when due (decoding).
-    func rank(layer l: Int, queries: UnsafePointer<Float>, n: Int, headCount: Int, full: Bool) {
+    /// Blocks holding a `hidden` stream position are never recalled (`KVCache.hidden`): a
+    /// conversation's earlier exchanges must stay out of view once evicted too, not only in
+    /// the window.
+    func rank(layer l: Int, queries: UnsafePointer<Float>, n: Int, headCount: Int, full: Bool, hidden: Range<Int>? = nil) {
         if !full {
             sinceRanking[l] += 1
             guard sinceRanking[l] >= settings.refreshEvery || blockCount[l] > rankedBlocks[l] && recalled[l][0].count < settings.topBlocks
@@ -326,6 +329,7 @@ public final class BlockMemory {
                 let q = querySum + h * hd
                 best.removeAll(keepingCapacity: true)
                 func consider(_ block: Int) {
+                    if let hidden, hidden.overlaps(blockStarts[block] ..< blockStarts[block] + settings.blockSize) { return }
                     let rep = reps.baseAddress! + (block * kvHeadCount + h) * hd
                     var s: Float = 0
                     for j in 0..<hd { s += q[j] * rep[j] }
@@ -406,13 +410,15 @@ public final class BlockMemory {
     }
 
     /// Segments `writeSegments` writes at most.
-    static let maxSegments = 2
+    static let maxSegments = 3
 
     /// What one KV head of one layer attends to beyond the cache: the recalled blocks and the
     /// block being filled, never masked by the window; scored with the queries at their own
     /// positions (`.same`: with the sink-rotated queries). Written to `into` (room for
-    /// `maxSegments`); returns how many.
-    func writeSegments(layer l: Int, head h: Int, into out: UnsafeMutablePointer<ck_kv_segment>) -> Int {
+    /// `maxSegments`); returns how many. The block being filled leaves out its `hidden`
+    /// positions (its tokens are consecutive, so what is left is at most two runs); ranking
+    /// leaves out the finished blocks that hold any.
+    func writeSegments(layer l: Int, head h: Int, hidden: Range<Int>? = nil, into out: UnsafeMutablePointer<ck_kv_segment>) -> Int {
         let b = settings.blockSize, hd = headDim, slots = settings.topBlocks * b
         let f32 = Int32(CK_KV_F32.rawValue), sinkQuery: Int32 = settings.positions == .same ? 1 : 0
         let groups = hd / Int(CK_KV_GROUP)
@@ -426,20 +432,30 @@ public final class BlockMemory {
                                    count: Int64(recalledRows), positions: recallPositions[l] + h * slots)
             n += 1
         }
-        if pendingCount[l] > 0 {
+        func appendPending(_ rows: Range<Int>) {
+            guard !rows.isEmpty else { return }
+            let first = rows.lowerBound
             out[n] = ck_kv_segment(type: f32, sink_query: sinkQuery, windowed: 0,
-                                   keys: pendingKeys[l] + h * b * hd, values: pendingValues[l] + h * b * hd,
+                                   keys: pendingKeys[l] + (h * b + first) * hd, values: pendingValues[l] + (h * b + first) * hd,
                                    key_scales: nil, value_scales: nil, row_stride: Int64(hd),
-                                   count: Int64(pendingCount[l]), positions: pendingPositions[l])
+                                   count: Int64(rows.count), positions: pendingPositions[l] + first)
             n += 1
+        }
+        let pending = 0..<pendingCount[l]
+        if let hidden, let start = pending.first.map({ Int(pendingPositions[l][$0]) }) {
+            let cut = (hidden.lowerBound - start) ..< (hidden.upperBound - start)
+            appendPending(pending.lowerBound ..< min(pending.upperBound, max(0, cut.lowerBound)))
+            appendPending(max(0, min(pending.upperBound, cut.upperBound)) ..< pending.upperBound)
+        } else {
+            appendPending(pending)
         }
         return n
     }
 
     /// `writeSegments` as an array (a prefill chunk, where one array per chunk is nothing).
-    func segments(layer l: Int, head h: Int) -> [ck_kv_segment] {
+    func segments(layer l: Int, head h: Int, hidden: Range<Int>? = nil) -> [ck_kv_segment] {
         [ck_kv_segment](unsafeUninitializedCapacity: BlockMemory.maxSegments) { buffer, count in
-            count = writeSegments(layer: l, head: h, into: buffer.baseAddress!)
+            count = writeSegments(layer: l, head: h, hidden: hidden, into: buffer.baseAddress!)
         }
     }
 

@@ -92,6 +92,17 @@ public final class PassageIndex {
         return range(ofUnit: u).upperBound
     }
 
+    /// Whether a question may read unit u: it ends by `before` and is not wholly inside
+    /// `excluding` (a conversation's earlier exchanges, hidden while a document question is
+    /// answered). A unit only partly inside stays: the document's last unit runs on into the
+    /// first question, and a fact in its last lines would be lost; `focus` reads only the
+    /// part outside.
+    private func usable(_ u: Int, before: Int, excluding: Range<Int>?) -> Bool {
+        let start = range(ofUnit: u).lowerBound, end = end(ofUnit: u)
+        guard let excluding else { return end <= before }
+        return end <= before && !(excluding.lowerBound <= start && end <= excluding.upperBound)
+    }
+
     /// Indexes every unit of `history` that lies wholly before stream position `end`, and
     /// what follows them up to `end` as the open unit.
     public func catchUp(history: [Int], end: Int, tokenizer: Tokenizer) {
@@ -124,8 +135,9 @@ public final class PassageIndex {
     }
 
     /// The `limit` best units for `question` among those that end by stream position
-    /// `before`, best first (only units sharing a word with it).
-    public func rank(_ question: String, limit: Int, before: Int = .max) -> [Match] {
+    /// `before` and are not wholly inside `excluding`, best first (only units sharing a word
+    /// with it).
+    public func rank(_ question: String, limit: Int, before: Int = .max, excluding: Range<Int>? = nil) -> [Match] {
         guard indexed > 0 else { return [] }
         let n = Double(indexed), averageLength = max(1, Double(totalWords) / n)
         let k1 = 1.2, b = 0.75
@@ -134,7 +146,7 @@ public final class PassageIndex {
         for (word, idf) in idf(of: question) {
             let list = postings[word]!
             totalWeight += idf
-            for p in list where end(ofUnit: Int(p.unit)) <= before {
+            for p in list where usable(Int(p.unit), before: before, excluding: excluding) {
                 let u = Int(p.unit), tf = Double(p.count)
                 let norm = tf * (k1 + 1) / (tf + k1 * (1 - b + b * Double(lengths[u]) / averageLength))
                 score[u, default: 0] += idf * norm
@@ -148,20 +160,23 @@ public final class PassageIndex {
             .prefix(limit).map { $0 }
     }
 
-    /// Passages to read again for `question` among the units that end by `before`: the best
+    /// Passages to read again for `question` among the units that end by `before` and are not
+    /// wholly inside `excluding`: the best
     /// units (those scoring at least half the best one's score, with at least `minCoverage`
     /// of the question's weight), each with its neighbours on both sides (a fact may straddle
     /// a unit's edge, and the model reads a sentence better within its paragraph), merged
     /// where they touch, until `budget` tokens. Ordered as they are to be read: the best
     /// last, nearest the question.
-    public func passages(for question: String, budget: Int, minCoverage: Double = 0, before: Int = .max) -> [Passage] {
+    public func passages(for question: String, budget: Int, minCoverage: Double = 0, before: Int = .max,
+                         excluding: Range<Int>? = nil) -> [Passage] {
         var selected = Set<Int>(), best: [Int: Match] = [:]
         let last = (0..<indexed).last { end(ofUnit: $0) <= before } ?? -1
-        let ranked = rank(question, limit: 64, before: before)
+        let ranked = rank(question, limit: 64, before: before, excluding: excluding)
         // Others only when about as relevant as the best: a unit that shares one common word
         // ("number", "open") is noise between the question and its passage.
         for m in ranked where m.coverage >= minCoverage && m.score >= 0.5 * ranked[0].score {
-            var add = Set((max(0, m.unit - 1)...min(last, m.unit + 1))).subtracting(selected)
+            var add = Set((max(0, m.unit - 1)...min(last, m.unit + 1)).filter { usable($0, before: before, excluding: excluding) })
+                .subtracting(selected)
             if (selected.count + add.count) * unit > budget {
                 // The best match alone, when even its neighbours do not fit.
                 guard selected.isEmpty, unit <= budget else { continue }
@@ -215,10 +230,19 @@ public final class PassageIndex {
     /// which passages are ordered: units score by all their words, so a unit where two common
     /// question words meet outranked the one sentence that named the question's subject.
     public func focus(_ passage: Passage, question: String, history: [Int], end: Int, tokenizer: Tokenizer,
-                      budget: Int) -> (range: Range<Int>, weight: Double) {
+                      budget: Int, excluding: Range<Int>? = nil) -> (range: Range<Int>, weight: Double) {
         let limit = min(end, history.count)
-        let lo = range(ofUnit: max(0, passage.units.lowerBound - 1)).lowerBound
-        let hi = min(limit, range(ofUnit: passage.units.upperBound + 1).upperBound)
+        var lo = range(ofUnit: max(0, passage.units.lowerBound - 1)).lowerBound
+        var hi = min(limit, range(ofUnit: passage.units.upperBound + 1).upperBound)
+        // Nothing of `excluding` is searched or read: it lies after the passage's start (its
+        // last unit may run on into it) or before.
+        if let excluding {
+            if excluding.lowerBound >= range(ofUnit: passage.units.lowerBound).lowerBound {
+                hi = min(hi, excluding.lowerBound)
+            } else {
+                lo = max(lo, excluding.upperBound)
+            }
+        }
         // Sentences: token runs ending at a token that holds . ! ? or a line break.
         var sentences: [Range<Int>] = [], breaks: [Bool] = [], start = lo
         for i in lo..<hi {
@@ -232,7 +256,7 @@ public final class PassageIndex {
         let weights = idf(of: question)
         let scores = sentences.map { s in Set(Self.terms(of: tokenizer.decode(Array(history[s])))).reduce(0.0) { $0 + (weights[$1] ?? 0) } }
         guard let best = scores.indices.max(by: { scores[$0] < scores[$1] }), scores[best] > 0 else {
-            return (tokens(of: passage, history: history, end: end, tokenizer: tokenizer), 0)
+            return (tokens(of: passage, history: history, end: end, tokenizer: tokenizer).clamped(to: lo ..< max(lo, hi)), 0)
         }
         var next = best
         while !breaks[next], next + 1 < sentences.count, sentences[next + 1].upperBound - sentences[best].lowerBound <= budget,

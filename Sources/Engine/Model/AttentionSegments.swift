@@ -8,7 +8,8 @@ extension KVCache {
     /// What KV head h of layer l attends to, as runs of keys written to `out` (room for
     /// `maxSegmentsPerHead`); returns how many. The one place this list is made, for a prefill
     /// chunk (ChunkAttention) and for one decoded token (Transformer.attend):
-    /// - the block memory's runs: the recalled blocks and the block being filled, never masked;
+    /// - the block memory's runs: the recalled blocks and the block being filled, never masked
+    ///   by the window, without `hidden` positions;
     /// - the sinks, scored with the sink-rotated query when `separateSinkQuery` (else they are
     ///   one run with the window: the same arithmetic as a dense cache's, while a stream fits);
     /// - the window's slots `sinks ..< held`. A chunk attends before its keys are stored;
@@ -23,7 +24,7 @@ extension KVCache {
     func writeSegments(layer l: Int, head h: Int, held: Int, slotPositions: UnsafePointer<Int64>?,
                        separateSinkQuery: Bool, own: ck_kv_segment, into out: UnsafeMutablePointer<ck_kv_segment>) -> Int {
         let view = self.view(layer: l), heldSinks = separateSinkQuery ? min(policy.sinks, held) : 0
-        var n = memoryLayers[l].flatMap { memory?.writeSegments(layer: $0, head: h, into: out) } ?? 0
+        var n = memoryLayers[l].flatMap { memory?.writeSegments(layer: $0, head: h, hidden: hidden, into: out) } ?? 0
         func append(first: Int, count: Int, sinkQuery: Bool, windowed: Bool) {
             guard count > 0 else { return }
             out[n] = view.segment(head: h, first: first, count: count, headDim: headDim, sinkQuery: sinkQuery,

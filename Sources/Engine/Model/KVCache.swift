@@ -82,9 +82,10 @@ public final class KVCache {
     /// layers attend to their own last 512 positions only, so the memory holds the global
     /// layers alone: a sixth of the blocks).
     var memoryLayers: [Int?]
-    /// Stream positions that attention leaves out of the window while set (writeSegments):
-    /// a conversation hides its earlier exchanges while a question about a document is read
-    /// and answered. Not saved: it is set only for the length of one reply.
+    /// Stream positions that attention leaves out while set, in the window (writeSegments) and
+    /// in the block memory (its ranking and its block being filled): a conversation hides its
+    /// earlier exchanges while a question about a document is read and answered. Not saved:
+    /// it is set only for the length of one reply.
     public var hidden: Range<Int>?
     /// Rows the window overwrote since each mark still held, oldest mark first (Rewind.swift).
     var journals: [KVJournal] = []

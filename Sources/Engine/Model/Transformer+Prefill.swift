@@ -226,7 +226,7 @@ extension Transformer {
         let m = cache.memoryLayers[l]!
         memory?.noteQueries(layer: m, queries: rows.q, n: n, first: pos0, headCount: c.headCount)
         memory?.rank(layer: m, queries: layout.separateSinkQueries ? rows.qSink : rows.q, n: n,
-                     headCount: c.headCount, full: n > 1)
+                     headCount: c.headCount, full: n > 1, hidden: cache.hidden)
         ChunkAttentionJob(cache: cache, layer: l,
                           q: rows.q, qSink: layout.separateSinkQueries ? rows.qSink : nil,
                           k: rows.k, v: rows.v, positions: b.chunkPositions, slotPositions: cache.slotPositions,

@@ -165,7 +165,8 @@ public final class Transformer {
         if let memory, let m = cache.memoryLayers[l] {
             memory.noteQueries(layer: m, queries: q, n: 1, first: p, headCount: c.headCount)
             if !memory.isEmpty(layer: m) {
-                memory.rank(layer: m, queries: separateSinkQuery ? qSink : q, n: 1, headCount: c.headCount, full: false)
+                memory.rank(layer: m, queries: separateSinkQuery ? qSink : q, n: 1, headCount: c.headCount, full: false,
+                            hidden: cache.hidden)
             }
         } else {
             cache.store(layer: l, position: p, key: k, value: v)
