@@ -5,7 +5,11 @@ import Foundation
 /// `scroll needle`: questions about made-up facts hidden in natural text (Engine/Evaluation/
 /// Needle.swift), asked through pipe mode's own path (Conversation.reply with the document),
 /// greedy unless --sampled. Per case: answered or not, the rank of the fact's unit by the question's words,
-/// whether it was read again, and how many layer-heads of the block memory recalled it.
+/// whether it was read again, how many layer-heads of the block memory recalled it, and whether
+/// the model answers the question with the fact alone as the document: how well this model
+/// reads the fact and the wording at all, so that a long document's misses can be told from the
+/// model's (given "Casimir Oyelaran has a goat called Bramble." alone, it answered "What name
+/// did Casimir give the goat?" with "The name of the goat is not specified.").
 struct NeedleCommand: ParsableCommand {
     static let configuration = CommandConfiguration(
         commandName: "needle", abstract: "Natural-text retrieval: questions about facts hidden in long documents.")
@@ -48,6 +52,8 @@ struct NeedleCommand: ParsableCommand {
         /// Rank of the fact's unit by the question's words (1 = first), nil: not matched.
         let wordRank: Int?
         let reread: Bool
+        /// Answered with the fact's statement alone as the document.
+        let answeredAlone: Bool
         /// Layer-heads of the block memory that recalled the fact's block at the last ranking, and its rank by picks.
         let memoryPicks: Int?, memoryRank: Int?
         let seconds: Double
@@ -69,6 +75,9 @@ struct NeedleCommand: ParsableCommand {
                 sampling.temperature = 0
                 sampling.repeatPenalty = 1
             }
+            // As pipe mode asks: a model without a chat template Scroll knows continues the text.
+            let templateSource = model.gguf.metadata["tokenizer.chat_template"]?.string
+            let raw = ChatTemplate.format(tokenizer: tokenizer, templateSource: templateSource) == nil
             var rng = RandomGenerator(seed: seed)
             var results: [Case] = []
             var description = ""
@@ -101,7 +110,7 @@ struct NeedleCommand: ParsableCommand {
                         offsets = offsets.map { $0 >= insert ? $0 + s.count : $0 } + [insert]
                     }
                     let conversation = try Conversation(model: model, tokenizer: tokenizer, cache: try cacheOptions.makeCache(for: model, document: true),
-                                                        sampling: sampling, systemPrompt: nil, raw: false, templateSource: model.gguf.metadata["tokenizer.chat_template"]?.string,
+                                                        sampling: sampling, systemPrompt: nil, raw: raw, templateSource: templateSource,
                                                         rereadPassages: cacheOptions.reread)
                     conversation.keepsUndo = false
                     description = CacheOptions.describe(conversation.generator.cache) + (conversation.passages == nil ? "" : ", passages re-read")
@@ -121,9 +130,17 @@ struct NeedleCommand: ParsableCommand {
                         // Where the question was read (also without re-reading, for the "evicted" column).
                         let questionAt = conversation.lastRecallPosition
                             ?? (turn == 0 ? documentStart + tokenizer.encode(document).count : historyBefore)
-                        results.append(measure(conversation, fact: fact, reply: reply, position: position, questionAt: questionAt,
-                                               length: length, file: file,
-                                               depth: depths[turn], turn: turn, seconds: Date().timeIntervalSince(start)))
+                        let seconds = Date().timeIntervalSince(start)
+                        let alone = try Conversation(model: model, tokenizer: tokenizer, cache: try cacheOptions.makeCache(for: model, document: true),
+                                                     sampling: sampling, systemPrompt: nil, raw: raw, templateSource: templateSource)
+                        alone.keepsUndo = false
+                        var aloneReply = ""
+                        try alone.reply(to: fact.question, document: fact.statement, maxTokens: maxTokens) { event in
+                            if case .text(let piece) = event { aloneReply += piece }
+                        }
+                        results.append(measure(conversation, fact: fact, reply: reply, answeredAlone: fact.isAnswered(by: aloneReply),
+                                               position: position, questionAt: questionAt, length: length, file: file,
+                                               depth: depths[turn], turn: turn, seconds: seconds))
                         if !json { Terminal.write(Self.line(results.last!)) }
                     }
                 }
@@ -142,7 +159,7 @@ struct NeedleCommand: ParsableCommand {
         return starts.filter { !used.contains($0) }.min { abs($0 - target) < abs($1 - target) } ?? 0
     }
 
-    private func measure(_ conversation: Conversation, fact: NeedleFact, reply: String, position: Int, questionAt: Int,
+    private func measure(_ conversation: Conversation, fact: NeedleFact, reply: String, answeredAlone: Bool, position: Int, questionAt: Int,
                          length: Int, file: String,
                          depth: Double, turn: Int, seconds: Double) -> Case {
         let cache = conversation.generator.cache
@@ -162,7 +179,7 @@ struct NeedleCommand: ParsableCommand {
         }
         return Case(tokens: length, file: file, depth: depth, turn: turn, fact: fact, reply: reply,
                     answered: fact.isAnswered(by: reply), position: position, evicted: evicted, wordRank: wordRank, reread: reread,
-                    memoryPicks: picks, memoryRank: memoryRank, seconds: seconds)
+                    answeredAlone: answeredAlone, memoryPicks: picks, memoryRank: memoryRank, seconds: seconds)
     }
 
     static func line(_ c: Case) -> String {
@@ -170,8 +187,9 @@ struct NeedleCommand: ParsableCommand {
         let words = c.wordRank.map { "word rank \($0)" } ?? "no word match"
         let memory = c.memoryPicks.map { "memory \($0) picks" + (c.memoryRank.map { " (rank \($0))" } ?? "") } ?? ""
         let reply = c.reply.replacingOccurrences(of: "\n", with: " ").prefix(90)
-        return String(format: "%6d %@ depth %.2f q%d %@  %@ [%@%@, %@; %@]  %@ → %@  (%.0f s)\n", c.tokens, c.file, c.depth, c.turn + 1,
+        return String(format: "%6d %@ depth %.2f q%d %@  %@ [%@%@, %@; %@; alone %@]  %@ → %@  (%.0f s)\n", c.tokens, c.file, c.depth, c.turn + 1,
                       c.fact.kind, c.answered ? "ok  " : "MISS", words, c.reread ? ", re-read" : "", where_, memory,
+                      c.answeredAlone ? "ok" : "MISS",
                       c.fact.question, String(reply), c.seconds)
     }
 
@@ -184,13 +202,15 @@ struct NeedleCommand: ParsableCommand {
             return
         }
         print(description)
-        print("| tokens | cases | answered | fact evicted: answered | fact re-read | paraphrased: answered |")
-        print("| ---: | ---: | ---: | ---: | ---: | ---: |")
+        print("| tokens | cases | answered | fact evicted: answered | fact re-read | paraphrased: answered | fact alone: answered | answered where the fact alone is |")
+        print("| ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: |")
         for length in lengths {
             let group = results.filter { $0.tokens == length }
             let evicted = group.filter(\.evicted), para = group.filter(\.fact.paraphrased)
             func share(_ g: [Case]) -> String { "\(g.filter(\.answered).count)/\(g.count)" }
-            print("| \(length) | \(group.count) | \(share(group)) | \(share(evicted)) | \(group.filter(\.reread).count)/\(group.count) | \(share(para)) |")
+            let alone = group.filter(\.answeredAlone)
+            print("| \(length) | \(group.count) | \(share(group)) | \(share(evicted)) | \(group.filter(\.reread).count)/\(group.count) | \(share(para)) "
+                  + "| \(alone.count)/\(group.count) | \(share(alone)) |")
         }
         let all = results.filter(\.answered).count
         print(String(format: "overall %d/%d (%.0f%%)", all, results.count, 100 * Double(all) / Double(max(1, results.count))))

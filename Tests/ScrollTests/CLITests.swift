@@ -135,7 +135,8 @@ final class CLITests: XCTestCase {
     }
 
     /// `scroll needle` on real prose: one case, its fact evicted from a small window, reported
-    /// as JSON with the fact, the reply and where the fact ranked by the question's words.
+    /// as JSON with the fact, the reply, where the fact ranked by the question's words, and
+    /// whether the fact alone was answered.
     func testNeedleReportsEachCase() throws {
         let path = "/usr/share/common-licenses/GPL-3"
         guard FileManager.default.fileExists(atPath: path) else { throw XCTSkip("\(path) is missing") }
@@ -146,6 +147,7 @@ final class CLITests: XCTestCase {
         XCTAssertEqual(cases.count, 1, r.stdout)
         XCTAssertEqual(cases.first?["evicted"] as? Bool, true, r.stdout)
         XCTAssertEqual(cases.first?["wordRank"] as? Int, 1, r.stdout)
+        XCTAssertNotNil(cases.first?["answeredAlone"] as? Bool, "the fact alone asked too: \(r.stdout)")
         XCTAssertNotEqual(try run(["needle", "--tokens", "1024"]).status, 0)
     }
 
