@@ -14,7 +14,8 @@ final class AttentionBlockTests: XCTestCase {
         var rng = RandomGenerator(seed: 31)
         func random(_ n: Int, _ scale: Double = 1) -> [Float] { (0..<n).map { _ in Float((rng.nextUnit() * 2 - 1) * scale) } }
         for (nq, group, hd, held, window, sinks) in [(1, 1, 32, 0, 0, 0), (7, 3, 64, 300, 256, 4), (40, 2, 64, 520, 500, 4),
-                                                      (5, 3, 32, 9, 5, 4), (33, 3, 64, 1000, 0, 1000)] {
+                                                      (5, 3, 32, 9, 5, 4), (33, 3, 64, 1000, 0, 1000),
+                                                      (9, 7, 64, 300, 256, 4), (6, 6, 128, 140, 128, 4)] {   // Qwen 2.5's groups
             let pos0 = held + 17 // the stream went on past what the cache holds when windowed
             let qDim = group * hd + 5, kvDim = hd + 3 // strides wider than the rows
             let q = random(nq * qDim, 2), qSink = random(nq * qDim, 2)

@@ -162,7 +162,9 @@ final class KVInt8Tests: XCTestCase {
     func testPartialAttentionKernelsMatchTwin() {
         var rng = RandomGenerator(seed: 25)
         let capacity = 140
-        for (hd, group) in [(64, 3), (64, 4), (128, 4), (64, 2), (192, 3), (256, 2)] {
+        // Also Qwen 2.5's real shapes: 14 query heads over 2 KV heads at head dim 64 (0.5B),
+        // 12/2 (1.5B), 16/2 (3B) and 28/4 (7B) at 128 — groups of 7, 6, 8 and 7.
+        for (hd, group) in [(64, 3), (64, 4), (128, 4), (64, 2), (192, 3), (256, 2), (64, 7), (128, 6), (128, 8), (128, 7)] {
             let q = (0..<group * hd).map { _ in Float(rng.nextUnit() * 2 - 1) }
             let qSink = (0..<group * hd).map { _ in Float(rng.nextUnit() * 2 - 1) }
             let keys = (0..<2 * capacity * hd).map { _ in Float(rng.nextUnit() * 4 - 2) }
