@@ -78,6 +78,13 @@ struct NeedleCommand: ParsableCommand {
             // As pipe mode asks: a model without a chat template Scroll knows continues the text.
             let templateSource = model.gguf.metadata["tokenizer.chat_template"]?.string
             let raw = ChatTemplate.format(tokenizer: tokenizer, templateSource: templateSource) == nil
+            func newConversation() throws -> Conversation {
+                let c = try Conversation(model: model, tokenizer: tokenizer, cache: try cacheOptions.makeCache(for: model, document: true),
+                                         sampling: sampling, systemPrompt: nil, raw: raw, templateSource: templateSource,
+                                         rereadPassages: cacheOptions.reread)
+                c.keepsUndo = false
+                return c
+            }
             var rng = RandomGenerator(seed: seed)
             var results: [Case] = []
             var description = ""
@@ -109,10 +116,7 @@ struct NeedleCommand: ParsableCommand {
                         document.insert(contentsOf: s, at: document.index(document.startIndex, offsetBy: insert))
                         offsets = offsets.map { $0 >= insert ? $0 + s.count : $0 } + [insert]
                     }
-                    let conversation = try Conversation(model: model, tokenizer: tokenizer, cache: try cacheOptions.makeCache(for: model, document: true),
-                                                        sampling: sampling, systemPrompt: nil, raw: raw, templateSource: templateSource,
-                                                        rereadPassages: cacheOptions.reread)
-                    conversation.keepsUndo = false
+                    let conversation = try newConversation()
                     description = CacheOptions.describe(conversation.generator.cache) + (conversation.passages == nil ? "" : ", passages re-read")
                     // Where the document starts in the stream: after the system turn and "<|im_start|>user\n".
                     let documentStart = conversation.turnHeadTokens(firstTurn: true)
@@ -131,11 +135,8 @@ struct NeedleCommand: ParsableCommand {
                         let questionAt = conversation.lastRecallPosition
                             ?? (turn == 0 ? documentStart + tokenizer.encode(document).count : historyBefore)
                         let seconds = Date().timeIntervalSince(start)
-                        let alone = try Conversation(model: model, tokenizer: tokenizer, cache: try cacheOptions.makeCache(for: model, document: true),
-                                                     sampling: sampling, systemPrompt: nil, raw: raw, templateSource: templateSource)
-                        alone.keepsUndo = false
                         var aloneReply = ""
-                        try alone.reply(to: fact.question, document: fact.statement, maxTokens: maxTokens) { event in
+                        try newConversation().reply(to: fact.question, document: fact.statement, maxTokens: maxTokens) { event in
                             if case .text(let piece) = event { aloneReply += piece }
                         }
                         results.append(measure(conversation, fact: fact, reply: reply, answeredAlone: fact.isAnswered(by: aloneReply),
