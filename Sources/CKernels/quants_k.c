@@ -7,9 +7,10 @@
 // in ggml/src/ggml-quants.c. Each weight is decoded here exactly as there (same float
 // operations in the same order), so the results are bit-identical to ggml's dequantizers.
 //
-// These types appear in other GGUF files, not in the default model, so only the scalar
-// reference exists. The dot products decode each weight on the fly, sum one block in a
-// float accumulator and add that to the row total: no temporary buffer of weights.
+// Here: the scalar float path (each dot product decodes weights on the fly, sums one block in
+// a float accumulator and adds that to the row total: no temporary buffer of weights), and
+// Q5_0's and Q4_K's codes and scales for the int8 copies that the fast kernels multiply
+// (ck_make_int8_copy, quants_repack.c).
 #include <assert.h>
 
 #include "quants_internal.h"
@@ -83,6 +84,23 @@ float ck_dot_q5_0_f32_ref(const void *x, const float *v, int64_t n) {
         total += block_sum;
     }
     return total;
+}
+
+// A Q5_0 row as the Q8_0X copy holds it (quants_repack.c): each block's signed codes
+// (q − 16, in the row's element order) and its own f16 scale, so w = d·code exactly.
+void ck_q5_0_codes(const void *x, int64_t n, int8_t *codes, uint16_t *d) {
+    const block_q5_0 *blocks = x;
+    for (int64_t i = 0; i < n / QK5_0; i++) {
+        const block_q5_0 *b = &blocks[i];
+        const uint32_t qh = q5_0_high_bits(b);
+        d[i] = b->d;
+        for (int j = 0; j < QK5_0 / 2; j++) {
+            int lo, hi;
+            q5_0_codes(b, qh, j, &lo, &hi);
+            codes[i * QK5_0 + j] = (int8_t)lo;
+            codes[i * QK5_0 + j + QK5_0 / 2] = (int8_t)hi;
+        }
+    }
 }
 
 // ---- Q4_K ----------------------------------------------------------------------------
@@ -172,6 +190,27 @@ float ck_dot_q4_K_f32_ref(const void *x, const float *v, int64_t n) {
         total += block_sum;
     }
     return total;
+}
+
+// A Q4_K row as Q4_1 holds weights (the Q4_1X copy, quants_repack.c): per 32-weight
+// sub-block s, its codes (0..15, in the row's element order) and w = mul[s]·code − off[s],
+// mul and off computed as ck_dequant_q4_K computes them.
+void ck_q4_K_sub_blocks(const void *x, int64_t n, uint8_t *codes, float *mul, float *off) {
+    const block_q4_K *blocks = x;
+    for (int64_t i = 0; i < n / QK_K; i++) {
+        const block_q4_K *b = &blocks[i];
+        const float d = ck_fp16_to_fp32(b->d), dmin = ck_fp16_to_fp32(b->dmin);
+        for (int g = 0; g < 4; g++) {
+            const uint8_t *q = b->qs + 32 * g;
+            uint8_t *lo = codes + i * QK_K + 64 * g, *hi = lo + 32;
+            for (int l = 0; l < 32; l++) {
+                lo[l] = q[l] & 0x0F;
+                hi[l] = q[l] >> 4;
+            }
+            q4_K_sub_block(b, d, dmin, 2 * g, &mul[8 * i + 2 * g], &off[8 * i + 2 * g]);
+            q4_K_sub_block(b, d, dmin, 2 * g + 1, &mul[8 * i + 2 * g + 1], &off[8 * i + 2 * g + 1]);
+        }
+    }
 }
 
 // ---- Q5_K ----------------------------------------------------------------------------

@@ -57,29 +57,83 @@ void ck_repack_rows(int type, const void *src, void *dst, int64_t cols, int64_t 
     }
 }
 
-// Rows of a type with no int8 kernel (Q5_0, Q4_K, Q6_K: Gemma 3's block matrices) as Q8_0X
-// rows for the int8 kernels: each row dequantized exactly, then quantized per 32 weights as
-// ggml's quantize_row_q8_0_ref does (d = amax / 127 as f16, q = round(w / d)). Each weight
-// moves by at most half a step of its block's int8 grid plus d's f16 rounding: a 4- to
-// 6-bit weight on a 255-level grid. dst: rows · cols/32 · 34 bytes.
-void ck_requantize_rows_q8_0x(int type, const void *src, void *dst, int64_t cols, int64_t rows) {
-    assert(cols % (2 * QK) == 0);
-    const int64_t nb = cols / QK;
-    const int64_t src_row = ck_type_block_bytes(type) * (cols / ck_type_block_size(type));
-    float *w = malloc((size_t)cols * sizeof(float));
-    for (int64_t r = 0; r < rows; r++) {
-        ck_dequantize_row(type, (const uint8_t *)src + r * src_row, w, cols);
-        int8_t *qs = (int8_t *)dst + r * nb * 34;
-        uint16_t *d = (uint16_t *)(qs + nb * 32);
-        for (int64_t i = 0; i < nb; i++) {
-            float amax = 0;
-            for (int j = 0; j < QK; j++) amax = fmaxf(amax, fabsf(w[i * QK + j]));
-            const float scale = amax / 127, inverse = scale != 0 ? 1 / scale : 0;
-            d[i] = ck_fp32_to_fp16(scale);
-            for (int j = 0; j < QK; j++) qs[i * QK + j] = (int8_t)roundf(w[i * QK + j] * inverse);
-        }
+// The int8 kernels' copy of a type that has none of its own (Gemma 3's block matrices:
+// Q5_0, Q4_K, Q6_K; Q5_K in other files), made once at load; the float path keeps the file's
+// weights.
+// - Q4_K → Q4_1X: a Q4_K sub-block is a Q4_1 block (w = mul·q − off) whose scale and min are
+//   6-bit multiples of the super-block's d and dmin; the copy rounds mul and −off to f16, so a
+//   weight moves by at most 2^-11·(15·|mul| + |off|) — a few hundredths of its own 4-bit step.
+//   (The Q8_0X requantization it replaced moved it by up to half an int8 step, and read 8.5
+//   bits a weight where this reads 5.)
+// - Q5_0 → Q8_0X: the codes q − 16 fit int8 and the block's f16 scale is kept: exact.
+// - Q5_K, Q6_K → Q8_0X requantized: each row dequantized exactly, then quantized per 32
+//   weights as ggml's quantize_row_q8_0_ref does (d = amax / 127 as f16, q = round(w / d)), so
+//   each weight moves by at most half a step of its block's int8 grid plus d's f16 rounding.
+int ck_int8_copy_type(int type) {
+    switch (type) {
+    case CK_TYPE_Q4_K: return CK_TYPE_Q4_1X;
+    case CK_TYPE_Q5_0: case CK_TYPE_Q5_K: case CK_TYPE_Q6_K: return CK_TYPE_Q8_0X;
+    default: return type;
     }
-    free(w);
+}
+
+// v as f16 in *h; 0 if it does not fit (a crafted file's scale of 60000 times a 6-bit
+// multiplier): the caller then makes no copy.
+static int put_half(float v, uint16_t *h) {
+    *h = ck_fp32_to_fp16(v);
+    return isfinite(ck_fp16_to_fp32(*h));
+}
+
+static int q4_1x_row_from_q4_K(const void *src, uint8_t *row, int64_t cols, uint8_t *codes, float *mul, float *off) {
+    const int64_t nb = cols / QK;
+    uint16_t *d = (uint16_t *)(row + nb * 16), *m = d + nb;
+    ck_q4_K_sub_blocks(src, cols, codes, mul, off);
+    for (int64_t i = 0; i < nb; i++) {
+        const uint8_t *c = codes + i * QK;
+        for (int j = 0; j < 16; j++) row[i * 16 + j] = (uint8_t)(c[j] | c[j + 16] << 4);
+        if (!put_half(mul[i], &d[i]) || !put_half(-off[i], &m[i])) return 0;
+    }
+    return 1;
+}
+
+static void q8_0x_row_from_q5_0(const void *src, uint8_t *row, int64_t cols) {
+    ck_q5_0_codes(src, cols, (int8_t *)row, (uint16_t *)(row + cols));
+}
+
+static int q8_0x_row_requantized(int type, const void *src, uint8_t *row, int64_t cols, float *w) {
+    const int64_t nb = cols / QK;
+    int8_t *qs = (int8_t *)row;
+    uint16_t *d = (uint16_t *)(row + nb * 32);
+    ck_dequantize_row(type, src, w, cols);
+    for (int64_t i = 0; i < nb; i++) {
+        float amax = 0;
+        for (int j = 0; j < QK; j++) amax = fmaxf(amax, fabsf(w[i * QK + j]));
+        const float scale = amax / 127, inverse = scale != 0 ? 1 / scale : 0;
+        if (!put_half(scale, &d[i])) return 0;
+        for (int j = 0; j < QK; j++) qs[i * QK + j] = (int8_t)roundf(w[i * QK + j] * inverse);
+    }
+    return 1;
+}
+
+int ck_make_int8_copy(int type, const void *src, void *dst, int64_t cols, int64_t rows) {
+    const int copy = ck_int8_copy_type(type);
+    if (copy == type || cols % (2 * QK) != 0 || cols % ck_type_block_size(type) != 0) return -1;
+    const size_t src_row = ck_type_block_bytes(type) * (size_t)(cols / ck_type_block_size(type));
+    const size_t dst_row = ck_type_block_bytes(copy) * (size_t)(cols / QK);
+    float *scratch = malloc((size_t)cols * sizeof(float) + (size_t)cols + 2 * (size_t)(cols / QK) * sizeof(float));
+    if (!scratch) return -1;
+    uint8_t *codes = (uint8_t *)(scratch + cols);
+    float *mul = (float *)(codes + cols), *off = mul + cols / QK;
+    int ok = 1;
+    for (int64_t r = 0; r < rows && ok; r++) {
+        const uint8_t *s = (const uint8_t *)src + r * src_row;
+        uint8_t *row = (uint8_t *)dst + r * dst_row;
+        if (type == CK_TYPE_Q4_K) ok = q4_1x_row_from_q4_K(s, row, cols, codes, mul, off);
+        else if (type == CK_TYPE_Q5_0) q8_0x_row_from_q5_0(s, row, cols);
+        else ok = q8_0x_row_requantized(type, s, row, cols, scratch);
+    }
+    free(scratch);
+    return ok ? 0 : -1;
 }
 
 // ---- scalar: dequantization and both dot products ----

@@ -49,10 +49,10 @@ final class QuantTests: XCTestCase {
         }
     }
 
-    /// Random bytes make arbitrary (even NaN) f16 scales; overwrite them with small finite ones.
-    private func sanitizeScales(_ raw: inout [UInt8], type: GGMLType) {
-        let half: UInt16 = 0x2E66 // 0.1
-        func put(_ at: Int) { raw[at] = UInt8(half & 0xff); raw[at + 1] = UInt8(half >> 8) }
+    /// Random bytes make arbitrary (even NaN) f16 scales; overwrite them with small finite ones
+    /// (0.1, or what `half` gives for each).
+    private func sanitizeScales(_ raw: inout [UInt8], type: GGMLType, half: () -> UInt16 = { 0x2E66 }) {
+        func put(_ at: Int) { let h = half(); raw[at] = UInt8(h & 0xff); raw[at + 1] = UInt8(h >> 8) }
         let bytes = type.blockBytes
         for b in stride(from: 0, to: raw.count, by: bytes) {
             switch type {
@@ -70,6 +70,62 @@ final class QuantTests: XCTestCase {
         if type == .f16 {
             // Keep sign and low exponent/mantissa bits; force exponent near 2^-4: finite, small.
             for i in stride(from: 0, to: raw.count, by: 2) { raw[i + 1] = 0x2C | (raw[i + 1] & 0x83) }
+        }
+    }
+
+    /// The int8 copies of the types with no int8 kernel of their own (ck_make_int8_copy), on
+    /// random rows whose scales span 2^-10 to 4: each weight within its type's bound of the file's
+    /// (assertInt8CopyHoldsWeights: Q5_0 exact, Q4_K the f16 rounding of its sub-block's scale and
+    /// min, Q5_K and Q6_K half an int8 step), and the copy through the int8 kernels (AVX-512 VNNI,
+    /// then AVX2) within the int8 path's bound of the file's float dot. A scale beyond f16 in
+    /// the copy (a crafted d of 65504) makes no copy.
+    func testInt8CopiesHoldTheFileWeights() {
+        var rng = RandomGenerator(seed: 23)
+        for type in [GGMLType.q5_0, .q4_K, .q5_K, .q6_K] {
+            let t = Int32(type.rawValue), copyType = ck_int8_copy_type(t)
+            XCTAssertEqual(copyType, Int32((type == .q4_K ? CK_TYPE_Q4_1X : CK_TYPE_Q8_0X).rawValue), "\(type)")
+            for cols in [256, 1024, 2048] {
+                let rows = 6, rowBytes = type.byteCount(elements: cols)
+                var raw = (0..<rows * rowBytes).map { _ in UInt8(truncatingIfNeeded: rng.next()) }
+                sanitizeScales(&raw, type: type) { Float16(Float(0x1p-10) * Float(1 << Int(rng.next() % 13))).bitPattern }
+                var copy = [UInt8](repeating: 0, count: rows * cols / 32 * Int(ck_type_block_bytes(copyType)))
+                XCTAssertEqual(ck_make_int8_copy(t, raw, &copy, Int64(cols), Int64(rows)), 0, "\(type)")
+                raw.withUnsafeBytes { o in
+                    copy.withUnsafeBytes { c in
+                        assertInt8CopyHoldsWeights(type: type, original: o.baseAddress!, copy: c.baseAddress!, cols: cols, rows: Array(0..<rows))
+                    }
+                }
+                let x = (0..<cols).map { _ in Float(rng.nextUnit() * 2 - 1) }
+                var xq = [ck_block_q8](repeating: ck_block_q8(), count: cols / 32)
+                ck_quantize_q8(x, &xq, Int64(cols))
+                for allowVNNI in ck_has_avx512vnni() != 0 ? [true, false] : [false] {
+                    let before = ck_set_avx512_allowed(allowVNNI ? 1 : 0)
+                    defer { ck_set_avx512_allowed(before) }
+                    var y = [Float](repeating: .nan, count: rows)
+                    ck_matvec_q8(copyType, copy, xq, &y, Int64(cols), 0, Int64(rows))
+                    for r in 0..<rows {
+                        raw.withUnsafeBytes { o in
+                            let row = o.baseAddress! + r * rowBytes
+                            var w = [Float](repeating: 0, count: cols)
+                            ck_dequantize_row(t, row, &w, Int64(cols))
+                            // x's int8 rounding (≤ d/2 an element) plus the copy's (≤ 1/200 of the row's weights here).
+                            let bound = (0..<cols).map { abs(w[$0]) * (xq[$0 / 32].d / 2 + abs(x[$0]) / 200) }.reduce(0, +)
+                            XCTAssertEqual(y[r], ck_dot_row_f32_ref(t, row, x, Int64(cols)), accuracy: bound * 1.01 + 1e-4,
+                                           "\(type) \(cols) row \(r) VNNI \(allowVNNI)")
+                        }
+                    }
+                }
+            }
+        }
+        // Crafted scales: d = 65504 with a 6-bit multiplier (Q4_K) or an int8 one (Q6_K).
+        for (type, at) in [(GGMLType.q4_K, 0), (.q6_K, 208)] {
+            var raw = [UInt8](repeating: 0x7f, count: type.byteCount(elements: 256) * 2)
+            for b in stride(from: 0, to: raw.count, by: type.blockBytes) {
+                raw[b + at] = 0xff; raw[b + at + 1] = 0x7b
+                if type == .q4_K { raw[b + 2] = 0; raw[b + 3] = 0 }
+            }
+            var copy = [UInt8](repeating: 0, count: 8 * Int(ck_type_block_bytes(ck_int8_copy_type(Int32(type.rawValue)))) * 2)
+            XCTAssertEqual(ck_make_int8_copy(Int32(type.rawValue), raw, &copy, 256, 2), -1, "\(type)")
         }
     }
 

@@ -1,3 +1,4 @@
+import CKernels
 import Engine
 import Foundation
 import XCTest
@@ -160,5 +161,40 @@ struct GGUFBuilder {
             while out.count % 32 != 0 { out.append(0) }
         }
         return out
+    }
+}
+
+/// Holds an int8 copy (ck_make_int8_copy) of rows of `type` to the file's weights, row by row:
+/// Q5_0 → Q8_0X is exact; Q4_K → Q4_1X moves a weight by at most the f16 rounding of its
+/// sub-block's scale and min, 2^-11 · (15·|d| + |m|) of the copy's own d and m; Q5_K and
+/// Q6_K → Q8_0X by at most half a step of the block's int8 grid (amax / 127) plus up to 127
+/// steps times the scale's f16 rounding.
+func assertInt8CopyHoldsWeights(type: GGMLType, original: UnsafeRawPointer, copy: UnsafeRawPointer, cols: Int,
+                                rows: [Int], file: StaticString = #filePath, line: UInt = #line) {
+    let t = Int32(type.rawValue), copyType = ck_int8_copy_type(t), nb = cols / 32
+    let copyRowBytes = nb * Int(ck_type_block_bytes(copyType))
+    var exact = [Float](repeating: 0, count: cols), copied = exact
+    for r in rows {
+        let row = copy + r * copyRowBytes
+        _ = ck_dequantize_row(t, original + r * type.byteCount(elements: cols), &exact, Int64(cols))
+        _ = ck_dequantize_row(copyType, row, &copied, Int64(cols))
+        for b in 0..<nb {
+            let block = (b * 32)..<(b * 32 + 32)
+            let bound: Float
+            switch type {
+            case .q5_0: bound = 0
+            case .q4_K:
+                let scales = (row + nb * 16).assumingMemoryBound(to: UInt16.self)
+                let d = Float(Float16(bitPattern: scales[b])), m = Float(Float16(bitPattern: scales[nb + b]))
+                bound = (15 * abs(d) + abs(m)) / 2048 * 1.001 + 0x1p-24
+            default:
+                let step = block.map { abs(exact[$0]) }.max()! / 127
+                bound = step * (0.5 + 127 / 2048) * 1.001 + 1e-7
+            }
+            for j in block where abs(copied[j] - exact[j]) > bound {
+                XCTFail("\(type) row \(r) element \(j): \(copied[j]) against \(exact[j]), bound \(bound)", file: file, line: line)
+                return
+            }
+        }
     }
 }

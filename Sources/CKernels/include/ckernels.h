@@ -37,9 +37,13 @@ enum ck_type {
 int ck_repacked_type(int type, int64_t cols);
 // Copies rows of `type` into the repacked layout (dst has the same size as src).
 void ck_repack_rows(int type, const void *src, void *dst, int64_t cols, int64_t rows);
-// Rows of Q5_0, Q4_K, Q5_K or Q6_K requantized to Q8_0X for the int8 kernels (lossy: each weight
-// within half a step of its block's int8 grid). dst: rows · cols/32 · 34 bytes; cols % 64 == 0.
-void ck_requantize_rows_q8_0x(int type, const void *src, void *dst, int64_t cols, int64_t rows);
+// The int8 kernels' copy of a type with none of its own (quants_repack.c): Q4_K → Q4_1X (scales
+// rounded to f16), Q5_0 → Q8_0X (exact), Q5_K and Q6_K → Q8_0X requantized (each weight within
+// half a step of its block's int8 grid). ck_int8_copy_type: the copy's layout (`type` if none).
+// ck_make_int8_copy: dst holds rows · cols/32 · ck_type_block_bytes(copy type) bytes; needs
+// cols % 64 == 0. Returns 0, or -1 when the weights do not fit the copy (a scale beyond f16).
+int ck_int8_copy_type(int type);
+int ck_make_int8_copy(int type, const void *src, void *dst, int64_t cols, int64_t rows);
 // A large buffer (2 MiB-aligned, transparent huge pages requested: repacked weights, the KV
 // cache), freed with ck_free_huge. NULL when out of memory.
 void *ck_alloc_huge(size_t bytes);

@@ -11,13 +11,13 @@ public struct Matrix {
     /// The layout the kernels see: `type` as in the file, or Scroll's repacked row layout
     /// of it (CK_TYPE_Q4_1X, CK_TYPE_Q8_0X) after `ModelWeights` repacked the matrix.
     public var kernelType: Int32
-    /// For a type with no int8 kernel (Q5_0, Q4_K, Q5_K, Q6_K), a copy requantized at load to Q8_0X
-    /// rows that the int8 path multiplies instead (lossy: ck_requantize_rows_q8_0x); the float
-    /// path keeps the file's weights.
-    public var int8Copy: UnsafeRawPointer?
+    /// For a type with no int8 kernel (Q5_0, Q4_K, Q5_K, Q6_K), a copy made at load in a layout
+    /// that has one (ck_make_int8_copy: Q4_K as Q4_1X, the others as Q8_0X), which the int8 path
+    /// multiplies instead; the float path keeps the file's weights.
+    public var int8Copy: (type: Int32, data: UnsafeRawPointer)?
 
     public init(name: String, data: UnsafeRawPointer, type: GGMLType, rows: Int, cols: Int, kernelType: Int32? = nil,
-                int8Copy: UnsafeRawPointer? = nil) {
+                int8Copy: (type: Int32, data: UnsafeRawPointer)? = nil) {
         self.name = name
         self.data = data
         self.type = type
@@ -29,7 +29,7 @@ public struct Matrix {
 
     /// The weights and their layout for the int8 path (with scratch) or the float path.
     func weights(int8: Bool) -> (type: Int32, data: UnsafeRawPointer) {
-        if int8, let copy = int8Copy { return (Int32(CK_TYPE_Q8_0X.rawValue), copy) }
+        if int8, let copy = int8Copy { return copy }
         return (kernelType, data)
     }
 
@@ -94,13 +94,14 @@ final class RepackedStorage {
 
     /// The matrix in Scroll's repacked layout when its type has one, with an int8 copy when
     /// its type has no int8 kernel, else the matrix itself (also when no memory is left for
-    /// the copy: the file's layout still works).
+    /// the copy, or its weights do not fit one: the file's layout still works).
     func repacked(_ m: Matrix) -> Matrix {
-        if [.q5_0, .q4_K, .q5_K, .q6_K].contains(m.type), m.cols % 64 == 0,
-           let buffer = place(m.rows * m.cols / 32 * Int(ck_type_block_bytes(Int32(CK_TYPE_Q8_0X.rawValue)))) {
-            ck_requantize_rows_q8_0x(Int32(m.type.rawValue), m.data, buffer, Int64(m.cols), Int64(m.rows))
+        let type = Int32(m.type.rawValue), copyType = ck_int8_copy_type(type)
+        if copyType != type, m.cols % 64 == 0,
+           let buffer = place(m.rows * m.cols / 32 * Int(ck_type_block_bytes(copyType))),
+           ck_make_int8_copy(type, m.data, buffer, Int64(m.cols), Int64(m.rows)) == 0 {
             var copy = m
-            copy.int8Copy = UnsafeRawPointer(buffer)
+            copy.int8Copy = (copyType, UnsafeRawPointer(buffer))
             return copy
         }
         let t = ck_repacked_type(Int32(m.type.rawValue), Int64(m.cols))
