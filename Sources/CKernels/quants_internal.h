@@ -15,11 +15,11 @@ float ck_dot_q5_0_f32_ref(const void *x, const float *v, int64_t n);
 float ck_dot_q4_K_f32_ref(const void *x, const float *v, int64_t n);
 float ck_dot_q5_K_f32_ref(const void *x, const float *v, int64_t n);
 float ck_dot_q6_K_f32_ref(const void *x, const float *v, int64_t n);
-// The codes and scales the int8 copies are made of (ck_make_int8_copy): Q5_0 as signed codes
-// (q − 16) and its blocks' f16 scales; Q4_K as codes 0..15 with each 32-weight sub-block's
-// w = mul·code − off.
-void ck_q5_0_codes(const void *x, int64_t n, int8_t *codes, uint16_t *d);
+// The codes and scales the int8 copies are made of (ck_make_int8_copy): per 32 weights, the
+// unsigned codes (0..15 or 0..31) and w = mul·code − off.
+void ck_q5_0_sub_blocks(const void *x, int64_t n, uint8_t *codes, float *mul, float *off);
 void ck_q4_K_sub_blocks(const void *x, int64_t n, uint8_t *codes, float *mul, float *off);
+void ck_q5_K_sub_blocks(const void *x, int64_t n, uint8_t *codes, float *mul, float *off);
 
 // Repacked layouts (quants_repack.c); whole rows only.
 void ck_dequant_repacked(int type, const void *row, float *y, int64_t n);

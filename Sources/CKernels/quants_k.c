@@ -9,7 +9,7 @@
 //
 // Here: the scalar float path (each dot product decodes weights on the fly, sums one block in
 // a float accumulator and adds that to the row total: no temporary buffer of weights), and
-// Q5_0's and Q4_K's codes and scales for the int8 copies that the fast kernels multiply
+// Q5_0's, Q4_K's and Q5_K's codes and scales for the int8 copies that the fast kernels multiply
 // (ck_make_int8_copy, quants_repack.c).
 #include <assert.h>
 
@@ -86,19 +86,21 @@ float ck_dot_q5_0_f32_ref(const void *x, const float *v, int64_t n) {
     return total;
 }
 
-// A Q5_0 row as the Q8_0X copy holds it (quants_repack.c): each block's signed codes
-// (q − 16, in the row's element order) and its own f16 scale, so w = d·code exactly.
-void ck_q5_0_codes(const void *x, int64_t n, int8_t *codes, uint16_t *d) {
+// A Q5_0 row as a block with a min holds it (the Q5_1X copy, quants_repack.c): per block its
+// codes (0..31, in the row's element order) and w = mul·code − off with mul = d, off = 16·d
+// (both exact: d is a half, 16 a power of two).
+void ck_q5_0_sub_blocks(const void *x, int64_t n, uint8_t *codes, float *mul, float *off) {
     const block_q5_0 *blocks = x;
     for (int64_t i = 0; i < n / QK5_0; i++) {
         const block_q5_0 *b = &blocks[i];
         const uint32_t qh = q5_0_high_bits(b);
-        d[i] = b->d;
+        mul[i] = ck_fp16_to_fp32(b->d);
+        off[i] = 16 * mul[i];
         for (int j = 0; j < QK5_0 / 2; j++) {
             int lo, hi;
             q5_0_codes(b, qh, j, &lo, &hi);
-            codes[i * QK5_0 + j] = (int8_t)lo;
-            codes[i * QK5_0 + j + QK5_0 / 2] = (int8_t)hi;
+            codes[i * QK5_0 + j] = (uint8_t)(lo + 16);
+            codes[i * QK5_0 + j + QK5_0 / 2] = (uint8_t)(hi + 16);
         }
     }
 }
@@ -273,6 +275,29 @@ float ck_dot_q5_K_f32_ref(const void *x, const float *v, int64_t n) {
         total += block_sum;
     }
     return total;
+}
+
+// A Q5_K row as a block with a min holds it (the Q5_1X copy): as ck_q4_K_sub_blocks, codes 0..31.
+void ck_q5_K_sub_blocks(const void *x, int64_t n, uint8_t *codes, float *mul, float *off) {
+    const block_q5_K *blocks = x;
+    for (int64_t i = 0; i < n / QK_K; i++) {
+        const block_q5_K *b = &blocks[i];
+        const float d = ck_fp16_to_fp32(b->d), dmin = ck_fp16_to_fp32(b->dmin);
+        for (int g = 0; g < 4; g++) {
+            uint8_t *lo = codes + i * QK_K + 64 * g, *hi = lo + 32;
+            for (int l = 0; l < 32; l++) {
+                const uint8_t q = b->qs[32 * g + l], h = b->qh[l];
+                lo[l] = (uint8_t)((q & 0xF) | ((h >> (2 * g)) & 1) << 4);
+                hi[l] = (uint8_t)((q >> 4) | ((h >> (2 * g + 1)) & 1) << 4);
+            }
+            for (int s = 2 * g; s <= 2 * g + 1; s++) {
+                uint8_t sc, m;
+                scale_min_k4(s, b->scales, &sc, &m);
+                mul[8 * i + s] = d * sc;
+                off[8 * i + s] = dmin * m;
+            }
+        }
+    }
 }
 
 // ---- Q6_K ----------------------------------------------------------------------------

@@ -7,10 +7,16 @@
 // what decoding needs to be limited by memory bandwidth rather than by the core.
 //
 // Row layouts (nb = cols / 32 blocks per row; nb must be even for the paired kernels):
-//   Q4_1X: uint8 qs[nb][16] | f16 d[nb] | f16 m[nb]     (20·nb bytes, as Q4_1)
-//   Q8_0X: int8  qs[nb][32] | f16 d[nb]                  (34·nb bytes, as Q8_0)
-// Element order inside a block is ggml's. These types are internal: never in a file, and
-// every function here takes whole rows.
+//   Q4_1X: uint8 qs[nb][16] | f16 d[nb] | f16 m[nb]                  (20·nb bytes, as Q4_1)
+//   Q5_1X: uint8 qs[nb][16] | f16 d[nb] | f16 m[nb] | uint8 qh[4·nb]  (24·nb bytes)
+//   Q8_0X: int8  qs[nb][32] | f16 d[nb]                               (34·nb bytes, as Q8_0)
+// Element order inside a block is ggml's Q4_1's: byte j holds element j in its low nibble and
+// element j + 16 in its high one; w = d·code + m. Q5_1X is Q4_1X with a fifth bit per code,
+// laid out for the kernels' steps of four blocks (two for a row's last pair when nb % 4 = 2):
+// for blocks b..b+c−1 of a step, qh[4b …] holds c 16-bit masks of elements 0–15 (block b
+// first), then c masks of elements 16–31, so one 64-bit load is the high bits of the 64 low
+// nibbles that the VNNI kernel loads at once, and a 32-bit half is those of an AVX2 pair.
+// These types are internal: never in a file, and every function here takes whole rows.
 #include <assert.h>
 #include <math.h>
 #include <stdlib.h>
@@ -60,19 +66,21 @@ void ck_repack_rows(int type, const void *src, void *dst, int64_t cols, int64_t 
 // The int8 kernels' copy of a type that has none of its own (Gemma 3's block matrices:
 // Q5_0, Q4_K, Q6_K; Q5_K in other files), made once at load; the float path keeps the file's
 // weights.
-// - Q4_K → Q4_1X: a Q4_K sub-block is a Q4_1 block (w = mul·q − off) whose scale and min are
-//   6-bit multiples of the super-block's d and dmin; the copy rounds mul and −off to f16, so a
-//   weight moves by at most 2^-11·(15·|mul| + |off|) — a few hundredths of its own 4-bit step.
-//   (The Q8_0X requantization it replaced moved it by up to half an int8 step, and read 8.5
-//   bits a weight where this reads 5.)
-// - Q5_0 → Q8_0X: the codes q − 16 fit int8 and the block's f16 scale is kept: exact.
-// - Q5_K, Q6_K → Q8_0X requantized: each row dequantized exactly, then quantized per 32
-//   weights as ggml's quantize_row_q8_0_ref does (d = amax / 127 as f16, q = round(w / d)), so
-//   each weight moves by at most half a step of its block's int8 grid plus d's f16 rounding.
+// - Q4_K → Q4_1X, Q5_K → Q5_1X: a K-quant sub-block is a block with a min (w = mul·q − off)
+//   whose scale and min are 6-bit multiples of the super-block's d and dmin; the copy rounds
+//   mul and −off to f16, so a weight moves by at most 2^-11·(q_max·|mul| + |off|): a few
+//   hundredths of its own step. (The Q8_0X requantization this replaced moved it by up to half
+//   an int8 step, and read 8.5 bits a weight where these read 5 and 6.)
+// - Q5_0 → Q5_1X: d kept and m = −16·d, both exact: the copy is the file's weights.
+// - Q6_K → Q8_0X requantized: each row dequantized exactly, then quantized per 32 weights as
+//   ggml's quantize_row_q8_0_ref does (d = amax / 127 as f16, q = round(w / d)), so each weight
+//   moves by at most half a step of its block's int8 grid plus d's f16 rounding. (Q6_K's
+//   sub-blocks of 16 have two scales per 32 weights: no exact copy with one.)
 int ck_int8_copy_type(int type) {
     switch (type) {
     case CK_TYPE_Q4_K: return CK_TYPE_Q4_1X;
-    case CK_TYPE_Q5_0: case CK_TYPE_Q5_K: case CK_TYPE_Q6_K: return CK_TYPE_Q8_0X;
+    case CK_TYPE_Q5_0: case CK_TYPE_Q5_K: return CK_TYPE_Q5_1X;
+    case CK_TYPE_Q6_K: return CK_TYPE_Q8_0X;
     default: return type;
     }
 }
@@ -84,20 +92,30 @@ static int put_half(float v, uint16_t *h) {
     return isfinite(ck_fp16_to_fp32(*h));
 }
 
-static int q4_1x_row_from_q4_K(const void *src, uint8_t *row, int64_t cols, uint8_t *codes, float *mul, float *off) {
-    const int64_t nb = cols / QK;
+// Byte offset in a Q5_1X row's qh of the high-bit mask of the pair of blocks b, b+1 (b even):
+// elements 0–15, or 16–31 when `upper`. Its 32 bits are the pair's two 16-bit masks.
+static inline int64_t q5_1x_pair_mask(int64_t nb, int64_t b, int upper) {
+    const int64_t first = b / 4 * 4, c = nb - first < 4 ? nb - first : 4;
+    return 4 * first + (upper ? 2 * c : 0) + 2 * (b - first);
+}
+
+// A row of codes (0..15 for Q4_1X, 0..31 for Q5_1X) with w = mul·code − off per block.
+static int x1_row(int copy, const uint8_t *codes, const float *mul, const float *off, int64_t nb, uint8_t *row) {
     uint16_t *d = (uint16_t *)(row + nb * 16), *m = d + nb;
-    ck_q4_K_sub_blocks(src, cols, codes, mul, off);
+    uint8_t *qh = row + nb * 20;
+    if (copy == CK_TYPE_Q5_1X) memset(qh, 0, (size_t)nb * 4);
     for (int64_t i = 0; i < nb; i++) {
         const uint8_t *c = codes + i * QK;
-        for (int j = 0; j < 16; j++) row[i * 16 + j] = (uint8_t)(c[j] | c[j + 16] << 4);
+        for (int j = 0; j < 16; j++) row[i * 16 + j] = (uint8_t)((c[j] & 0x0f) | (c[j + 16] & 0x0f) << 4);
+        if (copy == CK_TYPE_Q5_1X) {
+            for (int j = 0; j < QK; j++) {
+                const int64_t at = q5_1x_pair_mask(nb, i & ~(int64_t)1, j >= 16) + 2 * (i & 1) + (j & 15) / 8;
+                qh[at] |= (uint8_t)((c[j] >> 4) << (j & 7));
+            }
+        }
         if (!put_half(mul[i], &d[i]) || !put_half(-off[i], &m[i])) return 0;
     }
     return 1;
-}
-
-static void q8_0x_row_from_q5_0(const void *src, uint8_t *row, int64_t cols) {
-    ck_q5_0_codes(src, cols, (int8_t *)row, (uint16_t *)(row + cols));
 }
 
 static int q8_0x_row_requantized(int type, const void *src, uint8_t *row, int64_t cols, float *w) {
@@ -128,9 +146,14 @@ int ck_make_int8_copy(int type, const void *src, void *dst, int64_t cols, int64_
     for (int64_t r = 0; r < rows && ok; r++) {
         const uint8_t *s = (const uint8_t *)src + r * src_row;
         uint8_t *row = (uint8_t *)dst + r * dst_row;
-        if (type == CK_TYPE_Q4_K) ok = q4_1x_row_from_q4_K(s, row, cols, codes, mul, off);
-        else if (type == CK_TYPE_Q5_0) q8_0x_row_from_q5_0(s, row, cols);
-        else ok = q8_0x_row_requantized(type, s, row, cols, scratch);
+        switch (type) {
+        case CK_TYPE_Q4_K: ck_q4_K_sub_blocks(s, cols, codes, mul, off); break;
+        case CK_TYPE_Q5_K: ck_q5_K_sub_blocks(s, cols, codes, mul, off); break;
+        case CK_TYPE_Q5_0: ck_q5_0_sub_blocks(s, cols, codes, mul, off); break;
+        default: break;
+        }
+        ok = copy == CK_TYPE_Q8_0X ? q8_0x_row_requantized(type, s, row, cols, scratch)
+                                   : x1_row(copy, codes, mul, off, cols / QK, row);
     }
     free(scratch);
     return ok ? 0 : -1;
@@ -138,16 +161,21 @@ int ck_make_int8_copy(int type, const void *src, void *dst, int64_t cols, int64_
 
 // ---- scalar: dequantization and both dot products ----
 
+// Code j (0..31) of block i of a Q4_1X or Q5_1X row of nb blocks.
+static inline int x1_code(int type, const uint8_t *row, int64_t nb, int64_t i, int j) {
+    const int nibble = j < 16 ? row[i * 16 + j] & 0x0f : row[i * 16 + j - 16] >> 4;
+    if (type != CK_TYPE_Q5_1X) return nibble;
+    const int64_t at = q5_1x_pair_mask(nb, i & ~(int64_t)1, j >= 16) + 2 * (i & 1) + (j & 15) / 8;
+    return nibble | ((row[nb * 20 + at] >> (j & 7)) & 1) << 4;
+}
+
 // Block i of a repacked row of nb blocks into y[32]: its scales sit at the row's end, so
 // the row length is needed.
 static void dequant_block(int type, const uint8_t *row, int64_t nb, int64_t i, float *y) {
-    if (type == CK_TYPE_Q4_1X) {
+    if (type == CK_TYPE_Q4_1X || type == CK_TYPE_Q5_1X) {
         const uint16_t *d = (const uint16_t *)(row + nb * 16), *m = d + nb;
         const float di = ck_fp16_to_fp32(d[i]), mi = ck_fp16_to_fp32(m[i]);
-        for (int j = 0; j < 16; j++) {
-            y[j] = di * (row[i * 16 + j] & 0x0f) + mi;
-            y[j + 16] = di * (row[i * 16 + j] >> 4) + mi;
-        }
+        for (int j = 0; j < QK; j++) y[j] = di * x1_code(type, row, nb, i, j) + mi;
     } else {
         const uint16_t *d = (const uint16_t *)(row + nb * 32);
         const float di = ck_fp16_to_fp32(d[i]);
@@ -174,13 +202,11 @@ float ck_dot_repacked_q8_ref(int type, const void *row, const ck_block_q8 *x, in
     const int64_t nb = n / QK;
     const uint8_t *qs = row;
     float s = 0;
-    if (type == CK_TYPE_Q4_1X) {
+    if (type == CK_TYPE_Q4_1X || type == CK_TYPE_Q5_1X) {
         const uint16_t *d = (const uint16_t *)(qs + nb * 16), *m = d + nb;
         for (int64_t i = 0; i < nb; i++) {
             int acc = 0;
-            for (int j = 0; j < 16; j++) {
-                acc += (qs[i * 16 + j] & 0x0f) * x[i].qs[j] + (qs[i * 16 + j] >> 4) * x[i].qs[j + 16];
-            }
+            for (int j = 0; j < QK; j++) acc += x1_code(type, qs, nb, i, j) * x[i].qs[j];
             s += ck_fp16_to_fp32(d[i]) * x[i].d * (float)acc + ck_fp16_to_fp32(m[i]) * x[i].s;
         }
     } else {
@@ -224,14 +250,32 @@ static_assert(sizeof(x_prepared) == 20480, "x_prepared size");
 // 128-bit halves hold the even and the odd blocks; this permutation puts them in order.
 #define PAIR_SUMS_IN_ORDER _mm256_setr_epi32(0, 4, 1, 5, 2, 6, 3, 7)
 
-// One 32-byte load of Q4_1X codes (blocks b, b+1) times the prepared pair: eight int32
-// lanes, four per block. Low nibbles are elements 0–15 of a block and high nibbles 16–31,
-// so x is regrouped per pair: lo = [x_b 0–15 | x_b+1 0–15], hi = [x_b 16–31 | x_b+1 16–31].
-CK_AVX2 static inline __m256i q4_pair(const uint8_t *codes, const __m256i *xp) {
+// 0x10 in byte k where bit k of `bits` is set: a Q5_1X pair's fifth bits (as ggml's
+// bytes_from_bits_32: byte k takes byte k / 8 of the bits, then tests bit k % 8).
+CK_AVX2 static inline __m256i fifth_bits(const uint8_t *at) {
+    uint32_t bits;
+    memcpy(&bits, at, sizeof bits);
+    const __m256i spread = _mm256_shuffle_epi8(_mm256_set1_epi32((int)bits),
+        _mm256_setr_epi64x(0, 0x0101010101010101, 0x0202020202020202, 0x0303030303030303));
+    const __m256i bit = _mm256_set1_epi64x((long long)0x8040201008040201ULL);
+    return _mm256_and_si256(_mm256_cmpeq_epi8(_mm256_and_si256(spread, bit), bit), _mm256_set1_epi8(0x10));
+}
+
+// One 32-byte load of Q4_1X or Q5_1X codes (blocks b, b+1) times the prepared pair: eight
+// int32 lanes, four per block. Low nibbles are elements 0–15 of a block and high nibbles
+// 16–31, so x is regrouped per pair: lo = [x_b 0–15 | x_b+1 0–15], hi = [x_b 16–31 | x_b+1
+// 16–31]. Q5_1X (qh its row's high bits, NULL for Q4_1X) adds the fifth bits; maddubs' pair
+// sums stay below 2·31·127, far from int16's saturation.
+CK_AVX2 static inline __attribute__((always_inline)) __m256i x1_pair(const uint8_t *codes, const __m256i *xp,
+                                                                     const uint8_t *qh, int64_t nb, int64_t b) {
     const __m256i mask = _mm256_set1_epi8(0x0f);
     const __m256i v = _mm256_loadu_si256((const __m256i *)codes);
-    const __m256i lo = _mm256_and_si256(v, mask);
-    const __m256i hi = _mm256_and_si256(_mm256_srli_epi16(v, 4), mask);
+    __m256i lo = _mm256_and_si256(v, mask);
+    __m256i hi = _mm256_and_si256(_mm256_srli_epi16(v, 4), mask);
+    if (qh) {
+        lo = _mm256_or_si256(lo, fifth_bits(qh + q5_1x_pair_mask(nb, b, 0)));
+        hi = _mm256_or_si256(hi, fifth_bits(qh + q5_1x_pair_mask(nb, b, 1)));
+    }
     const __m256i s16 = _mm256_add_epi16(_mm256_maddubs_epi16(lo, xp[0]), _mm256_maddubs_epi16(hi, xp[1]));
     return _mm256_madd_epi16(s16, _mm256_set1_epi16(1));
 }
@@ -243,22 +287,26 @@ CK_AVX2 static inline __m128i two_halves(const uint16_t *h) {
     return _mm_cvtsi32_si128(bits);
 }
 
-// One row of Q4_1X times x, mins included: Σ_b d_b·xd_b·(codes·x)_b + m_b·xs_b.
-CK_AVX2 static inline float row_q4_1x(const uint8_t *row, size_t row_bytes, const x_prepared *xp, int64_t nb) {
+// One row of Q4_1X (five = 0) or Q5_1X (five = 1) times x, mins included:
+// Σ_b d_b·xd_b·(codes·x)_b + m_b·xs_b.
+CK_AVX2 static inline __attribute__((always_inline)) float row_x1(const uint8_t *row, size_t row_bytes, const x_prepared *xp,
+                                                                  int64_t nb, const int five) {
     const uint16_t *d = (const uint16_t *)(row + nb * 16), *m = d + nb;
+    const uint8_t *qh = five ? row + nb * 20 : NULL;
     const uint8_t *ahead = row + PREFETCH_ROWS * row_bytes;
     __m256 acc = _mm256_setzero_ps(), mins = _mm256_setzero_ps();
     int64_t b = 0;
     for (; b + 8 <= nb; b += 8) {
-        // Eight blocks are 160 bytes of the row (codes and scales): three lines ahead.
+        // Eight blocks are 160 (Q5_1X: 192) bytes of the row: three lines ahead.
         // Past the matrix end a prefetch is a harmless hint: prefetches never fault.
         _mm_prefetch((const char *)(ahead + b * 20), _MM_HINT_T0);
         _mm_prefetch((const char *)(ahead + b * 20 + 64), _MM_HINT_T0);
         _mm_prefetch((const char *)(ahead + b * 20 + 128), _MM_HINT_T0);
-        const __m256i s01 = q4_pair(row + b * 16, xp->pairs + b);
-        const __m256i s23 = q4_pair(row + b * 16 + 32, xp->pairs + b + 2);
-        const __m256i s45 = q4_pair(row + b * 16 + 64, xp->pairs + b + 4);
-        const __m256i s67 = q4_pair(row + b * 16 + 96, xp->pairs + b + 6);
+        if (five) _mm_prefetch((const char *)(ahead + nb * 20 + b * 4), _MM_HINT_T0);
+        const __m256i s01 = x1_pair(row + b * 16, xp->pairs + b, qh, nb, b);
+        const __m256i s23 = x1_pair(row + b * 16 + 32, xp->pairs + b + 2, qh, nb, b + 2);
+        const __m256i s45 = x1_pair(row + b * 16 + 64, xp->pairs + b + 4, qh, nb, b + 4);
+        const __m256i s67 = x1_pair(row + b * 16 + 96, xp->pairs + b + 6, qh, nb, b + 6);
         const __m256i sums = _mm256_permutevar8x32_epi32(
             _mm256_hadd_epi32(_mm256_hadd_epi32(s01, s23), _mm256_hadd_epi32(s45, s67)), PAIR_SUMS_IN_ORDER);
         const __m256 scale = _mm256_mul_ps(_mm256_cvtph_ps(_mm_loadu_si128((const __m128i *)(d + b))), _mm256_loadu_ps(xp->d + b));
@@ -272,7 +320,7 @@ CK_AVX2 static inline float row_q4_1x(const uint8_t *row, size_t row_bytes, cons
         const __m128 xd = _mm_castsi128_ps(_mm_loadl_epi64((const __m128i *)(xp->d + b)));
         const __m128 two = _mm_mul_ps(_mm_cvtph_ps(two_halves(d + b)), xd);
         const __m256 scale = _mm256_permutevar8x32_ps(_mm256_castps128_ps256(two), _mm256_setr_epi32(0, 0, 0, 0, 1, 1, 1, 1));
-        acc = _mm256_fmadd_ps(_mm256_cvtepi32_ps(q4_pair(row + b * 16, xp->pairs + b)), scale, acc);
+        acc = _mm256_fmadd_ps(_mm256_cvtepi32_ps(x1_pair(row + b * 16, xp->pairs + b, qh, nb, b)), scale, acc);
         const __m128 xs = _mm_castsi128_ps(_mm_loadl_epi64((const __m128i *)(xp->s + b)));
         tail_mins = _mm_fmadd_ps(_mm_cvtph_ps(two_halves(m + b)), xs, tail_mins);
     }
@@ -282,7 +330,12 @@ CK_AVX2 static inline float row_q4_1x(const uint8_t *row, size_t row_bytes, cons
 
 CK_AVX2 static void matvec_q4_1x(const uint8_t *w, const x_prepared *xp, float *y, int64_t nb, int64_t r0, int64_t r1) {
     const size_t row_bytes = (size_t)nb * 20;
-    for (int64_t r = r0; r < r1; r++) y[r] = row_q4_1x(w + (size_t)r * row_bytes, row_bytes, xp, nb);
+    for (int64_t r = r0; r < r1; r++) y[r] = row_x1(w + (size_t)r * row_bytes, row_bytes, xp, nb, 0);
+}
+
+CK_AVX2 static void matvec_q5_1x(const uint8_t *w, const x_prepared *xp, float *y, int64_t nb, int64_t r0, int64_t r1) {
+    const size_t row_bytes = (size_t)nb * 24;
+    for (int64_t r = r0; r < r1; r++) y[r] = row_x1(w + (size_t)r * row_bytes, row_bytes, xp, nb, 1);
 }
 
 // One block of Q8_0X times x: eight int32 lanes. maddubs multiplies unsigned by signed
@@ -327,10 +380,10 @@ CK_AVX2 static void matvec_q8_0x(const uint8_t *w, const ck_block_q8 *x, const x
     for (int64_t r = r0; r < r1; r++) y[r] = row_q8_0x(w + (size_t)r * row_bytes, row_bytes, x, xp, nb);
 }
 
-// Fills xp for one call: scales always, the regrouped codes for Q4_1X.
+// Fills xp for one call: scales always, the regrouped codes for Q4_1X and Q5_1X.
 CK_AVX2 static void prepare_x(int type, const ck_block_q8 *x, int64_t nb, x_prepared *xp) {
     for (int64_t i = 0; i < nb; i++) { xp->d[i] = x[i].d; xp->s[i] = x[i].s; }
-    if (type != CK_TYPE_Q4_1X) return;
+    if (type == CK_TYPE_Q8_0X) return;
     for (int64_t b = 0; b + 1 < nb; b += 2) {
         const __m256i x0 = _mm256_loadu_si256((const __m256i *)x[b].qs);
         const __m256i x1 = _mm256_loadu_si256((const __m256i *)x[b + 1].qs);
@@ -352,10 +405,11 @@ void ck_matvec_repacked_q8(int type, const void *w, const ck_block_q8 *x, float 
         x_prepared xp;
         prepare_x(type, x, nb, &xp);
         if (type == CK_TYPE_Q4_1X) matvec_q4_1x(w, &xp, y, nb, r0, r1);
+        else if (type == CK_TYPE_Q5_1X) matvec_q5_1x(w, &xp, y, nb, r0, r1);
         else matvec_q8_0x(w, x, &xp, y, nb, r0, r1);
         return;
     }
 #endif
-    const size_t row_bytes = (size_t)nb * (type == CK_TYPE_Q4_1X ? 20 : 34);
+    const size_t row_bytes = (size_t)nb * ck_type_block_bytes(type);
     for (int64_t r = r0; r < r1; r++) y[r] = ck_dot_repacked_q8_ref(type, (const uint8_t *)w + r * row_bytes, x, cols);
 }

@@ -1,4 +1,4 @@
-// AVX-512 VNNI kernels for the repacked Q4_1X and Q8_0X rows (layouts, scalar twins and
+// AVX-512 VNNI kernels for the repacked Q4_1X, Q5_1X and Q8_0X rows (layouts, scalar twins and
 // the AVX2 kernels: quants_repack.c): decoding's matrix-vector products, and prefill's
 // int8 matrix products (ck_matmul_q8; a micro-kernel per layout at the end of this file). One
 // `vpdpbusd` multiplies 64 unsigned by 64 signed bytes and adds each group of four products
@@ -12,7 +12,8 @@
 // per call into lo = [x_b 0–15 | … | x_b+3 0–15] and hi = [x_b 16–31 | …]; int32 lanes
 // 4j..4j+3 then belong to block b+j and take its scale d·d8. A row of 18 blocks (576
 // columns) ends with a half step of two blocks: a masked load, and zero x and scales
-// beyond the row so the missing lanes add nothing.
+// beyond the row so the missing lanes add nothing. Q5_1X is Q4_1X with one 64-bit load of
+// fifth bits per half of a step, put in as 0x10 bytes by a masked move.
 // Q8_0X, two blocks per step: vpdpbusd needs one unsigned side, so |w| is it and x takes
 // w's sign (a code of −128 becomes 128 unsigned, which is exact; x is quantized to ±127).
 #include <stdlib.h>
@@ -54,6 +55,23 @@ int ck_set_avx512_allowed(int allowed) {
 // at a time, start to end, so this is a plain sequential stream to the prefetchers.
 #define PREFETCH_ROWS 4
 
+// Adds a Q5_1X step's fifth bits (the step of blocks b.. of a row with high bits qh) to its
+// low-nibble (elements 0–15) and high-nibble (16–31) codes: bit k of each 64-bit mask is
+// byte k's (quants_repack.c's layout); a last step of two blocks has 32-bit masks.
+CK_AVX512 static inline void fifth_bits_512(const uint8_t *qh, int64_t nb, int64_t b, __m512i *lo, __m512i *hi) {
+    const __m512i sixteen = _mm512_set1_epi8(0x10);
+    uint64_t lower = 0, upper = 0;
+    if (nb - b >= 4) {
+        memcpy(&lower, qh + 4 * b, 8);
+        memcpy(&upper, qh + 4 * b + 8, 8);
+    } else {
+        memcpy(&lower, qh + 4 * b, 4);
+        memcpy(&upper, qh + 4 * b + 4, 4);
+    }
+    *lo = _mm512_or_si512(*lo, _mm512_maskz_mov_epi8(_cvtu64_mask64(lower), sixteen));
+    *hi = _mm512_or_si512(*hi, _mm512_maskz_mov_epi8(_cvtu64_mask64(upper), sixteen));
+}
+
 // One Q4_1X row times the regrouped x as 16 lanes whose sum is the dot product, mins
 // included: Σ_b d_b·d8_b·(q_b·x8_b) + Σ_b m_b·s8_b. Sixteen blocks' scales d_b·d8_b sit in
 // one register and each step's four are spread to its lanes by a permute; the horizontal
@@ -61,9 +79,12 @@ int ck_set_avx512_allowed(int allowed) {
 // saves a store and reload of the scales and two horizontal sums: on one core, with a
 // 576-column matrix in L2, ~17–21 → ~20–23 GB/s (medians of 7 and 15 runs); streaming from
 // DRAM on two threads it changed nothing measurable — decoding is bound by memory there.
-CK_AVX512 static inline __m512 row_q4_1x_512(const uint8_t *row, size_t row_bytes, const __m512i *xlo, const __m512i *xhi,
-                                             const float *xd, const float *xs, int64_t nb) {
+CK_AVX512 static inline __attribute__((always_inline)) __m512 row_x1_512(const uint8_t *row, size_t row_bytes,
+                                                                         const __m512i *xlo, const __m512i *xhi,
+                                                                         const float *xd, const float *xs, int64_t nb,
+                                                                         const int five) {
     const __m512i mask = _mm512_set1_epi8(0x0f), four = _mm512_set1_epi32(4);
+    const uint8_t *qh = row + nb * 20;
     const __m512i quad = _mm512_setr_epi32(0, 0, 0, 0, 1, 1, 1, 1, 2, 2, 2, 2, 3, 3, 3, 3);
     const uint16_t *d = (const uint16_t *)(row + nb * 16), *m = d + nb;
     __m512 acc = _mm512_setzero_ps();
@@ -76,8 +97,9 @@ CK_AVX512 static inline __m512 row_q4_1x_512(const uint8_t *row, size_t row_byte
             const __mmask64 k64 = nb - b >= 4 ? ~(__mmask64)0 : ((__mmask64)1 << ((nb - b) * 16)) - 1;
             _mm_prefetch((const char *)(row + PREFETCH_ROWS * row_bytes + b * 16), _MM_HINT_T0);
             const __m512i v = _mm512_maskz_loadu_epi8(k64, row + b * 16);
-            const __m512i lo = _mm512_and_si512(v, mask);
-            const __m512i hi = _mm512_and_si512(_mm512_srli_epi16(v, 4), mask);
+            __m512i lo = _mm512_and_si512(v, mask);
+            __m512i hi = _mm512_and_si512(_mm512_srli_epi16(v, 4), mask);
+            if (five) fifth_bits_512(qh, nb, b, &lo, &hi);
             const __m512i dot = _mm512_dpbusd_epi32(_mm512_dpbusd_epi32(_mm512_setzero_si512(), lo, xlo[b / 4]), hi, xhi[b / 4]);
             acc = _mm512_fmadd_ps(_mm512_cvtepi32_ps(dot), _mm512_permutexvar_ps(lanes, sd), acc);
             lanes = _mm512_add_epi32(lanes, four);
@@ -111,17 +133,17 @@ CK_AVX512 static inline __m512 row_q8_0x_512(const uint8_t *row, size_t row_byte
     return acc;
 }
 
-// One token's x prepared for these kernels, in 64-byte units: Q4_1X: lo[steps], hi[steps]
+// One token's x prepared for these kernels, in 64-byte units: Q4_1X, Q5_1X: lo[steps], hi[steps]
 // (steps = ⌈nb/4⌉, zero past nb), then d8 and s8 as floats; Q8_0X: pairs[nb/2], then d8.
 // Prepared once per call, or once per token of a matrix product, for every row.
 static int64_t prep_bytes(int type, int64_t nb) {
     const int64_t floats = ((nb + 15) / 16 + 1) * 16;
-    return type == CK_TYPE_Q4_1X ? (nb + 3) / 4 * 128 + 2 * floats * 4 : nb / 2 * 64 + floats * 4;
+    return type != CK_TYPE_Q8_0X ? (nb + 3) / 4 * 128 + 2 * floats * 4 : nb / 2 * 64 + floats * 4;
 }
 
 static void prep_x(int type, const ck_block_q8 *x, int64_t nb, uint8_t *prep) {
     memset(prep, 0, (size_t)prep_bytes(type, nb));
-    if (type == CK_TYPE_Q4_1X) {
+    if (type != CK_TYPE_Q8_0X) {
         const int64_t steps = (nb + 3) / 4;
         int8_t *lo = (int8_t *)prep, *hi = lo + steps * 64;
         float *d = (float *)(hi + steps * 64), *s = d + ((nb + 15) / 16 + 1) * 16;
@@ -140,7 +162,7 @@ static void prep_x(int type, const ck_block_q8 *x, int64_t nb, uint8_t *prep) {
     }
 }
 
-// Rows of Q4_1X or Q8_0X from row0 times one prepared x, into out[rows], one row at a
+// Rows of Q4_1X, Q5_1X or Q8_0X from row0 times one prepared x, into out[rows], one row at a
 // time from its first byte to its last. The kernels used to interleave four rows, one
 // 64-byte step of each in turn, to share the x registers: from DRAM that ran at a third
 // to a half of the bandwidth (one thread: the 30 MB Q8_0 head at ~7 GB/s, against 16–20
@@ -150,14 +172,15 @@ CK_AVX512 static inline void row_group(int type, const uint8_t *row0, size_t row
                                        const uint8_t *prep, int64_t nb, float *out) {
     const int64_t steps = (nb + 3) / 4, floats = ((nb + 15) / 16 + 1) * 16;
     const __m512i *lo = (const __m512i *)prep, *hi = lo + steps, *x2 = (const __m512i *)prep;
-    const float *xd = type == CK_TYPE_Q4_1X ? (const float *)(hi + steps) : (const float *)(x2 + nb / 2), *xs = xd + floats;
+    const float *xd = type != CK_TYPE_Q8_0X ? (const float *)(hi + steps) : (const float *)(x2 + nb / 2), *xs = xd + floats;
     for (int64_t r = 0; r < rows; r += 16) {
         const int nr = rows - r < 16 ? (int)(rows - r) : 16;
         __m512 acc[16];
         for (int k = 0; k < 16; k++) {
             const uint8_t *row = row0 + (r + k) * row_bytes;
             acc[k] = k >= nr ? _mm512_setzero_ps()
-                   : type == CK_TYPE_Q4_1X ? row_q4_1x_512(row, row_bytes, lo, hi, xd, xs, nb)
+                   : type == CK_TYPE_Q4_1X ? row_x1_512(row, row_bytes, lo, hi, xd, xs, nb, 0)
+                   : type == CK_TYPE_Q5_1X ? row_x1_512(row, row_bytes, lo, hi, xd, xs, nb, 1)
                                            : row_q8_0x_512(row, row_bytes, x2, xd, nb);
         }
         _mm512_mask_storeu_ps(out + r, (__mmask16)(nr == 16 ? 0xffff : (1u << nr) - 1), sum16_512(acc));
@@ -180,10 +203,11 @@ static uint8_t *prep_space(int64_t bytes) {
 }
 
 static int applies(int type, int64_t nb) {
-    return ck_has_avx512vnni() && nb <= MAX_BLOCKS && nb % 2 == 0 && (type == CK_TYPE_Q4_1X || type == CK_TYPE_Q8_0X);
+    return ck_has_avx512vnni() && nb <= MAX_BLOCKS && nb % 2 == 0 &&
+           (type == CK_TYPE_Q4_1X || type == CK_TYPE_Q5_1X || type == CK_TYPE_Q8_0X);
 }
 
-static size_t row_bytes_of(int type, int64_t nb) { return (size_t)nb * (type == CK_TYPE_Q4_1X ? 20 : 34); }
+static size_t row_bytes_of(int type, int64_t nb) { return (size_t)nb * ck_type_block_bytes(type); }
 
 int ck_matvec_repacked_q8_vnni(int type, const void *w, const ck_block_q8 *x, float *y,
                                int64_t cols, int64_t r0, int64_t r1) {
@@ -196,14 +220,15 @@ int ck_matvec_repacked_q8_vnni(int type, const void *w, const ck_block_q8 *x, fl
     return 1;
 }
 
-// Prefill's micro-kernel: four Q4_1X rows × two tokens at a time. The rows' scales and mins
+// Prefill's micro-kernel: four Q4_1X (or Q5_1X: five = 1) rows × two tokens at a time. The rows' scales and mins
 // become floats once for all tokens; each 64-byte step of a row is unpacked once for both
 // tokens; the mins join the accumulators, so each (row, token) ends in one reduction. (Run
 // per token, the decode kernel spent more on per-row scale setup and reductions than on
 // its dot products: int8 prefill was then no faster than sgemm.) The per-block products are
 // the decode kernel's; only the order of the final sums differs.
-CK_AVX512 static void matmul_q4_1x_tile(const uint8_t *row0, size_t row_bytes, int rows, const uint8_t *prep,
-                                        int64_t each, int64_t n, int64_t nb, float *y, int64_t ldy) {
+CK_AVX512 static inline __attribute__((always_inline)) void matmul_x1_tile(const uint8_t *row0, size_t row_bytes, int rows,
+                                                                           const uint8_t *prep, int64_t each, int64_t n,
+                                                                           int64_t nb, float *y, int64_t ldy, const int five) {
     const int64_t steps = (nb + 3) / 4, nf = ((nb + 15) / 16 + 1) * 16;
     const __m512i mask = _mm512_set1_epi8(0x0f);
     const __m512i quad = _mm512_setr_epi32(0, 0, 0, 0, 1, 1, 1, 1, 2, 2, 2, 2, 3, 3, 3, 3);
@@ -238,6 +263,7 @@ CK_AVX512 static void matmul_q4_1x_tile(const uint8_t *row0, size_t row_bytes, i
                 const __m512i v = _mm512_maskz_loadu_epi8(k64, row[k] + s * 64);
                 wl[k] = _mm512_and_si512(v, mask);
                 wh[k] = _mm512_and_si512(_mm512_srli_epi16(v, 4), mask);
+                if (five) fifth_bits_512(row[k] + nb * 20, nb, 4 * s, &wl[k], &wh[k]);
                 ws[k] = _mm512_permutexvar_ps(quad, _mm512_castps128_ps512(_mm_loadu_ps(dw[k] + 4 * s)));
             }
             for (int j = 0; j < 2; j++) {
@@ -257,6 +283,16 @@ CK_AVX512 static void matmul_q4_1x_tile(const uint8_t *row0, size_t row_bytes, i
             }
         }
     }
+}
+
+CK_AVX512 static void matmul_q4_1x_tile(const uint8_t *row0, size_t row_bytes, int rows, const uint8_t *prep,
+                                        int64_t each, int64_t n, int64_t nb, float *y, int64_t ldy) {
+    matmul_x1_tile(row0, row_bytes, rows, prep, each, n, nb, y, ldy, 0);
+}
+
+CK_AVX512 static void matmul_q5_1x_tile(const uint8_t *row0, size_t row_bytes, int rows, const uint8_t *prep,
+                                        int64_t each, int64_t n, int64_t nb, float *y, int64_t ldy) {
+    matmul_x1_tile(row0, row_bytes, rows, prep, each, n, nb, y, ldy, 1);
 }
 
 // The same for four Q8_0X rows × two tokens (Gemma 3's matrices, requantized at load). The
@@ -331,6 +367,7 @@ int ck_matmul_repacked_q8_vnni(int type, const void *w, const ck_block_q8 *x, in
         const int rows = r1 - r < 4 ? (int)(r1 - r) : 4;
         const uint8_t *row0 = (const uint8_t *)w + r * row_bytes;
         if (type == CK_TYPE_Q4_1X) matmul_q4_1x_tile(row0, row_bytes, rows, prep, each, n, nb, y + r, ldy);
+        else if (type == CK_TYPE_Q5_1X) matmul_q5_1x_tile(row0, row_bytes, rows, prep, each, n, nb, y + r, ldy);
         else matmul_q8_0x_tile(row0, row_bytes, rows, prep, each, n, nb, y + r, ldy);
     }
     return 1;

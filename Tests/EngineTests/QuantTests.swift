@@ -75,17 +75,22 @@ final class QuantTests: XCTestCase {
 
     /// The int8 copies of the types with no int8 kernel of their own (ck_make_int8_copy), on
     /// random rows whose scales span 2^-10 to 4: each weight within its type's bound of the file's
-    /// (assertInt8CopyHoldsWeights: Q5_0 exact, Q4_K the f16 rounding of its sub-block's scale and
-    /// min, Q5_K and Q6_K half an int8 step), and the copy through the int8 kernels (AVX-512 VNNI,
-    /// then AVX2) within the int8 path's bound of the file's float dot. A scale beyond f16 in
-    /// the copy (a crafted d of 65504) makes no copy.
+    /// (assertInt8CopyHoldsWeights: Q5_0 exact, Q4_K and Q5_K the f16 rounding of a sub-block's
+    /// scale and min, Q6_K half an int8 step); the copy through the int8 kernels (AVX-512 VNNI,
+    /// then AVX2) within 1e-4 of the scalar twin on the copy, and within the int8 path's bound of
+    /// the file's float dot. Q5_0's row lengths end the kernels' steps every way (18 blocks: a
+    /// half step of the VNNI loop; 20 and 28: AVX2 pairs after groups of eight); 18 rows leave
+    /// a partial group of sixteen. A scale beyond f16 in the copy (a crafted d of 65504) makes
+    /// no copy.
     func testInt8CopiesHoldTheFileWeights() {
         var rng = RandomGenerator(seed: 23)
+        let copies: [GGMLType: ck_type] = [.q5_0: CK_TYPE_Q5_1X, .q4_K: CK_TYPE_Q4_1X, .q5_K: CK_TYPE_Q5_1X, .q6_K: CK_TYPE_Q8_0X]
         for type in [GGMLType.q5_0, .q4_K, .q5_K, .q6_K] {
             let t = Int32(type.rawValue), copyType = ck_int8_copy_type(t)
-            XCTAssertEqual(copyType, Int32((type == .q4_K ? CK_TYPE_Q4_1X : CK_TYPE_Q8_0X).rawValue), "\(type)")
-            for cols in [256, 1024, 2048] {
-                let rows = 6, rowBytes = type.byteCount(elements: cols)
+            XCTAssertEqual(copyType, Int32(copies[type]!.rawValue), "\(type)")
+            for cols in type == .q5_0 ? [64, 576, 640, 896, 2048] : [256, 1024, 2048] {
+                let rows = cols == 576 ? 18 : 6, rowBytes = type.byteCount(elements: cols)
+                let copyRowBytes = cols / 32 * Int(ck_type_block_bytes(copyType))
                 var raw = (0..<rows * rowBytes).map { _ in UInt8(truncatingIfNeeded: rng.next()) }
                 sanitizeScales(&raw, type: type) { Float16(Float(0x1p-10) * Float(1 << Int(rng.next() % 13))).bitPattern }
                 var copy = [UInt8](repeating: 0, count: rows * cols / 32 * Int(ck_type_block_bytes(copyType)))
@@ -104,6 +109,10 @@ final class QuantTests: XCTestCase {
                     var y = [Float](repeating: .nan, count: rows)
                     ck_matvec_q8(copyType, copy, xq, &y, Int64(cols), 0, Int64(rows))
                     for r in 0..<rows {
+                        copy.withUnsafeBytes { c in
+                            let twin = ck_dot_row_q8_ref(copyType, c.baseAddress! + r * copyRowBytes, xq, Int64(cols))
+                            XCTAssertEqual(y[r], twin, accuracy: 1e-4 * max(1, abs(twin)), "\(type) \(cols) row \(r) twin, VNNI \(allowVNNI)")
+                        }
                         raw.withUnsafeBytes { o in
                             let row = o.baseAddress! + r * rowBytes
                             var w = [Float](repeating: 0, count: cols)
@@ -244,20 +253,25 @@ final class QuantTests: XCTestCase {
     }
 
     /// The int8 matrix product (prefill's alternative to sgemm) is the decode kernel run for
-    /// each token: bit for bit where it runs that kernel (Q8_0; everything without VNNI);
-    /// with VNNI, Q4_1 goes through the four-rows × two-tokens micro-kernel, whose block
-    /// products are the same and only the final sums' order differs (within 1e-5). Rows
+    /// each token: bit for bit where it runs that kernel (everything without VNNI); with VNNI,
+    /// Q4_1X, Q5_1X (Q5_0's copy) and Q8_0X go through the four-rows × two-tokens micro-kernels,
+    /// whose block products are the same and only the final sums' order differs (within 1e-5). Rows
     /// 3..<10 leave a partial group of four; five tokens leave a lone one; 576 columns end in
     /// a half step.
     func testInt8MatmulIsMatvecPerToken() {
         var rng = RandomGenerator(seed: 17)
-        for type in [GGMLType.q4_1, .q8_0] {
+        for type in [GGMLType.q4_1, .q8_0, .q5_0] {
             let rows = 12, cols = 576, tokens = 5, t = Int32(type.rawValue)
-            let packed = ck_repacked_type(t, Int64(cols))
+            let packed = type == .q5_0 ? ck_int8_copy_type(t) : ck_repacked_type(t, Int64(cols))
+            let packedRowBytes = cols / 32 * Int(ck_type_block_bytes(packed))
             var raw = (0..<rows * type.byteCount(elements: cols)).map { _ in UInt8(truncatingIfNeeded: rng.next()) }
             sanitizeScales(&raw, type: type)
-            var w = [UInt8](repeating: 0, count: raw.count)
-            ck_repack_rows(t, raw, &w, Int64(cols), Int64(rows))
+            var w = [UInt8](repeating: 0, count: rows * packedRowBytes)
+            if type == .q5_0 {
+                XCTAssertEqual(ck_make_int8_copy(t, raw, &w, Int64(cols), Int64(rows)), 0)
+            } else {
+                ck_repack_rows(t, raw, &w, Int64(cols), Int64(rows))
+            }
             var xq = [ck_block_q8](repeating: ck_block_q8(), count: tokens * cols / 32)
             let x = (0..<tokens * cols).map { _ in Float(rng.nextUnit() * 2 - 1) }
             ck_quantize_q8(x, &xq, Int64(tokens * cols))
@@ -277,10 +291,10 @@ final class QuantTests: XCTestCase {
                         }
                     }
                     XCTAssertTrue(product[k * rows + 2].isNaN && product[k * rows + 10].isNaN, "rows outside the range untouched")
-                    raw.withUnsafeBytes { o in
+                    w.withUnsafeBytes { o in
                         xq.withUnsafeBufferPointer { xp in
-                            let expected = ck_dot_row_q8_ref(t, o.baseAddress! + 9 * type.byteCount(elements: cols), xp.baseAddress! + k * cols / 32, Int64(cols))
-                            XCTAssertEqual(product[k * rows + 9], expected, accuracy: 1e-4 * max(1, abs(expected)))
+                            let expected = ck_dot_row_q8_ref(packed, o.baseAddress! + 9 * packedRowBytes, xp.baseAddress! + k * cols / 32, Int64(cols))
+                            XCTAssertEqual(product[k * rows + 9], expected, accuracy: 1e-4 * max(1, abs(expected)), "\(type) twin")
                         }
                     }
                 }

@@ -165,10 +165,10 @@ struct GGUFBuilder {
 }
 
 /// Holds an int8 copy (ck_make_int8_copy) of rows of `type` to the file's weights, row by row:
-/// Q5_0 → Q8_0X is exact; Q4_K → Q4_1X moves a weight by at most the f16 rounding of its
-/// sub-block's scale and min, 2^-11 · (15·|d| + |m|) of the copy's own d and m; Q5_K and
-/// Q6_K → Q8_0X by at most half a step of the block's int8 grid (amax / 127) plus up to 127
-/// steps times the scale's f16 rounding.
+/// Q5_0 → Q5_1X is exact; Q4_K → Q4_1X and Q5_K → Q5_1X move a weight by at most the f16
+/// rounding of its sub-block's scale and min, 2^-11 · (q_max·|d| + |m|) of the copy's own d
+/// and m (q_max 15 or 31); Q6_K → Q8_0X by at most half a step of the block's int8 grid
+/// (amax / 127) plus up to 127 steps times the scale's f16 rounding.
 func assertInt8CopyHoldsWeights(type: GGMLType, original: UnsafeRawPointer, copy: UnsafeRawPointer, cols: Int,
                                 rows: [Int], file: StaticString = #filePath, line: UInt = #line) {
     let t = Int32(type.rawValue), copyType = ck_int8_copy_type(t), nb = cols / 32
@@ -183,10 +183,10 @@ func assertInt8CopyHoldsWeights(type: GGMLType, original: UnsafeRawPointer, copy
             let bound: Float
             switch type {
             case .q5_0: bound = 0
-            case .q4_K:
+            case .q4_K, .q5_K:
                 let scales = (row + nb * 16).assumingMemoryBound(to: UInt16.self)
                 let d = Float(Float16(bitPattern: scales[b])), m = Float(Float16(bitPattern: scales[nb + b]))
-                bound = (15 * abs(d) + abs(m)) / 2048 * 1.001 + 0x1p-24
+                bound = ((type == .q4_K ? 15 : 31) * abs(d) + abs(m)) / 2048 * 1.001 + 0x1p-24
             default:
                 let step = block.map { abs(exact[$0]) }.max()! / 127
                 bound = step * (0.5 + 127 / 2048) * 1.001 + 1e-7

@@ -27,9 +27,12 @@ enum ck_type {
     CK_TYPE_Q4_K = 12,
     CK_TYPE_Q5_K = 13,
     CK_TYPE_Q6_K = 14,
-    // Scroll's own row layouts of Q4_1 and Q8_0 for the decode kernels (quants_repack.c):
-    // same bytes per row, never stored in a file; functions on them take whole rows.
+    // Scroll's own row layouts for the int8 kernels (quants_repack.c), never stored in a file;
+    // functions on them take whole rows. Q4_1X and Q8_0X: Q4_1 and Q8_0 repacked (same bytes
+    // per row); Q5_1X: 5-bit codes with a scale and a min per 32 weights, the copy of Q5_0 and
+    // Q5_K matrices (24 bytes a block).
     CK_TYPE_Q4_1X = 1003,
+    CK_TYPE_Q5_1X = 1007,
     CK_TYPE_Q8_0X = 1008,
 };
 
@@ -37,9 +40,9 @@ enum ck_type {
 int ck_repacked_type(int type, int64_t cols);
 // Copies rows of `type` into the repacked layout (dst has the same size as src).
 void ck_repack_rows(int type, const void *src, void *dst, int64_t cols, int64_t rows);
-// The int8 kernels' copy of a type with none of its own (quants_repack.c): Q4_K → Q4_1X (scales
-// rounded to f16), Q5_0 → Q8_0X (exact), Q5_K and Q6_K → Q8_0X requantized (each weight within
-// half a step of its block's int8 grid). ck_int8_copy_type: the copy's layout (`type` if none).
+// The int8 kernels' copy of a type with none of its own (quants_repack.c): Q4_K → Q4_1X and
+// Q5_K → Q5_1X (scales and mins rounded to f16), Q5_0 → Q5_1X (exact), Q6_K → Q8_0X
+// requantized (each weight within half a step of its block's int8 grid). ck_int8_copy_type: the copy's layout (`type` if none).
 // ck_make_int8_copy: dst holds rows · cols/32 · ck_type_block_bytes(copy type) bytes; needs
 // cols % 64 == 0. Returns 0, or -1 when the weights do not fit the copy (a scale beyond f16).
 int ck_int8_copy_type(int type);
@@ -88,7 +91,8 @@ typedef struct { float d; float s; int8_t qs[32]; } ck_block_q8;
 void ck_quantize_q8(const float *x, ck_block_q8 *y, int64_t n);
 void ck_quantize_q8_ref(const float *x, ck_block_q8 *y, int64_t n);
 
-// Whether `type` has an int8 dot (Q4_0, Q4_1, Q8_0); other types use the float path.
+// Whether `type` has an int8 dot (Q4_0, Q4_1, Q8_0 and the repacked layouts); other types use
+// the float path.
 int ck_type_has_q8_path(int type);
 float ck_dot_row_q8(int type, const void *row, const ck_block_q8 *x, int64_t n);
 float ck_dot_row_q8_ref(int type, const void *row, const ck_block_q8 *x, int64_t n);
