@@ -85,7 +85,7 @@ int ck_type_block_size(int type) {
     switch (type) {
     case CK_TYPE_F32: case CK_TYPE_F16: return 1;
     case CK_TYPE_Q4_0: case CK_TYPE_Q4_1: case CK_TYPE_Q5_0: case CK_TYPE_Q8_0:
-    case CK_TYPE_Q4_1X: case CK_TYPE_Q5_1X: case CK_TYPE_Q8_0X: return QK;
+    case CK_TYPE_Q4_1X: case CK_TYPE_Q5_1X: case CK_TYPE_Q6_0X: case CK_TYPE_Q8_0X: return QK;
     case CK_TYPE_Q4_K: case CK_TYPE_Q5_K: case CK_TYPE_Q6_K: return 256;
     default: return 0;
     }
@@ -98,6 +98,7 @@ size_t ck_type_block_bytes(int type) {
     case CK_TYPE_Q4_0: return sizeof(block_q4_0);
     case CK_TYPE_Q4_1: case CK_TYPE_Q4_1X: return sizeof(block_q4_1);
     case CK_TYPE_Q5_1X: return 24;
+    case CK_TYPE_Q6_0X: return 28;
     case CK_TYPE_Q5_0: return 22;
     case CK_TYPE_Q8_0: case CK_TYPE_Q8_0X: return sizeof(block_q8_0);
     case CK_TYPE_Q4_K: return 144;
@@ -193,7 +194,7 @@ int ck_dequantize_row(int type, const void *x, float *y, int64_t n) {
     case CK_TYPE_Q4_K: ck_dequant_q4_K(x, y, n); return 0;
     case CK_TYPE_Q5_K: ck_dequant_q5_K(x, y, n); return 0;
     case CK_TYPE_Q6_K: ck_dequant_q6_K(x, y, n); return 0;
-    case CK_TYPE_Q4_1X: case CK_TYPE_Q5_1X: case CK_TYPE_Q8_0X: ck_dequant_repacked(type, x, y, n); return 0;
+    case CK_TYPE_Q4_1X: case CK_TYPE_Q5_1X: case CK_TYPE_Q6_0X: case CK_TYPE_Q8_0X: ck_dequant_repacked(type, x, y, n); return 0;
     default: return -1;
     }
 }
@@ -259,7 +260,7 @@ float ck_dot_row_f32_ref(int type, const void *row, const float *x, int64_t n) {
     case CK_TYPE_Q4_K: return ck_dot_q4_K_f32_ref(row, x, n);
     case CK_TYPE_Q5_K: return ck_dot_q5_K_f32_ref(row, x, n);
     case CK_TYPE_Q6_K: return ck_dot_q6_K_f32_ref(row, x, n);
-    case CK_TYPE_Q4_1X: case CK_TYPE_Q5_1X: case CK_TYPE_Q8_0X: return ck_dot_repacked_f32_ref(type, row, x, n);
+    case CK_TYPE_Q4_1X: case CK_TYPE_Q5_1X: case CK_TYPE_Q6_0X: case CK_TYPE_Q8_0X: return ck_dot_repacked_f32_ref(type, row, x, n);
     default: return NAN;
     }
 }

@@ -20,6 +20,8 @@ float ck_dot_q6_K_f32_ref(const void *x, const float *v, int64_t n);
 void ck_q5_0_sub_blocks(const void *x, int64_t n, uint8_t *codes, float *mul, float *off);
 void ck_q4_K_sub_blocks(const void *x, int64_t n, uint8_t *codes, float *mul, float *off);
 void ck_q5_K_sub_blocks(const void *x, int64_t n, uint8_t *codes, float *mul, float *off);
+// Q6_K: codes 0..63 and w = scale16[element / 16]·(code − 32).
+void ck_q6_K_sub_blocks(const void *x, int64_t n, uint8_t *codes, float *scale16);
 
 // Repacked layouts (quants_repack.c); whole rows only.
 void ck_dequant_repacked(int type, const void *row, float *y, int64_t n);

@@ -9,7 +9,7 @@
 //
 // Here: the scalar float path (each dot product decodes weights on the fly, sums one block in
 // a float accumulator and adds that to the row total: no temporary buffer of weights), and
-// Q5_0's, Q4_K's and Q5_K's codes and scales for the int8 copies that the fast kernels multiply
+// the codes and scales of Q5_0, Q4_K, Q5_K and Q6_K for the int8 copies that the fast kernels multiply
 // (ck_make_int8_copy, quants_repack.c).
 #include <assert.h>
 
@@ -346,6 +346,24 @@ void ck_dequant_q6_K(const void *x, float *y, int64_t n) {
                 int q[4];
                 q6_K_codes(ql, qh, l, q);
                 for (int r = 0; r < 4; r++) out[l + 32 * r] = d * sc[is + 2 * r] * q[r];
+            }
+        }
+    }
+}
+
+// A Q6_K row as the Q6_0X copy holds it (quants_repack.c): codes 0..63 in element order and
+// each 16-weight sub-block's scale d·sc (exact in a float), so w = scale·(code − 32).
+void ck_q6_K_sub_blocks(const void *x, int64_t n, uint8_t *codes, float *scale16) {
+    const block_q6_K *blocks = x;
+    for (int64_t i = 0; i < n / QK_K; i++) {
+        const block_q6_K *b = &blocks[i];
+        const float d = ck_fp16_to_fp32(b->d);
+        for (int s = 0; s < QK_K / 16; s++) scale16[i * (QK_K / 16) + s] = d * b->scales[s];
+        for (int half = 0; half < 2; half++) {
+            for (int l = 0; l < 32; l++) {
+                int q[4];
+                q6_K_codes(b->ql + 64 * half, b->qh + 32 * half, l, q);
+                for (int r = 0; r < 4; r++) codes[i * QK_K + 128 * half + 32 * r + l] = (uint8_t)(q[r] + 32);
             }
         }
     }

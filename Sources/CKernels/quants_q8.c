@@ -79,7 +79,7 @@ static float dot_q8_0_q8_ref(const block_q8_0 *w, const ck_block_q8 *x, int64_t 
 
 int ck_type_has_q8_path(int type) {
     return type == CK_TYPE_Q4_0 || type == CK_TYPE_Q4_1 || type == CK_TYPE_Q8_0 ||
-           type == CK_TYPE_Q4_1X || type == CK_TYPE_Q5_1X || type == CK_TYPE_Q8_0X;
+           type == CK_TYPE_Q4_1X || type == CK_TYPE_Q5_1X || type == CK_TYPE_Q6_0X || type == CK_TYPE_Q8_0X;
 }
 
 float ck_dot_row_q8_ref(int type, const void *row, const ck_block_q8 *x, int64_t n) {
@@ -87,7 +87,7 @@ float ck_dot_row_q8_ref(int type, const void *row, const ck_block_q8 *x, int64_t
     case CK_TYPE_Q4_0: return dot_q4_0_q8_ref(row, x, n / QK);
     case CK_TYPE_Q4_1: return dot_q4_1_q8_ref(row, x, n / QK);
     case CK_TYPE_Q8_0: return dot_q8_0_q8_ref(row, x, n / QK);
-    case CK_TYPE_Q4_1X: case CK_TYPE_Q5_1X: case CK_TYPE_Q8_0X: return ck_dot_repacked_q8_ref(type, row, x, n);
+    case CK_TYPE_Q4_1X: case CK_TYPE_Q5_1X: case CK_TYPE_Q6_0X: case CK_TYPE_Q8_0X: return ck_dot_repacked_q8_ref(type, row, x, n);
     default: return NAN;
     }
 }
@@ -273,7 +273,7 @@ float ck_dot_row_q8(int type, const void *row, const ck_block_q8 *x, int64_t n) 
 
 void ck_matvec_q8(int type, const void *w, const ck_block_q8 *x, float *y,
                   int64_t cols, int64_t row_begin, int64_t row_end) {
-    if (type == CK_TYPE_Q4_1X || type == CK_TYPE_Q5_1X || type == CK_TYPE_Q8_0X) {
+    if (type == CK_TYPE_Q4_1X || type == CK_TYPE_Q5_1X || type == CK_TYPE_Q6_0X || type == CK_TYPE_Q8_0X) {
         ck_matvec_repacked_q8(type, w, x, y, cols, row_begin, row_end);
         return;
     }

@@ -9,6 +9,7 @@
 // Row layouts (nb = cols / 32 blocks per row; nb must be even for the paired kernels):
 //   Q4_1X: uint8 qs[nb][16] | f16 d[nb] | f16 m[nb]                  (20·nb bytes, as Q4_1)
 //   Q5_1X: uint8 qs[nb][16] | f16 d[nb] | f16 m[nb] | uint8 qh[4·nb]  (24·nb bytes)
+//   Q6_0X: uint8 qs[nb][16] | f16 d[nb] | f16 e[nb] | uint8 planes[8·nb]  (28·nb bytes)
 //   Q8_0X: int8  qs[nb][32] | f16 d[nb]                               (34·nb bytes, as Q8_0)
 // Element order inside a block is ggml's Q4_1's: byte j holds element j in its low nibble and
 // element j + 16 in its high one; w = d·code + m. Q5_1X is Q4_1X with a fifth bit per code,
@@ -16,6 +17,11 @@
 // for blocks b..b+c−1 of a step, qh[4b …] holds c 16-bit masks of elements 0–15 (block b
 // first), then c masks of elements 16–31, so one 64-bit load is the high bits of the 64 low
 // nibbles that the VNNI kernel loads at once, and a 32-bit half is those of an AVX2 pair.
+// Q6_0X holds Q6_K's sub-blocks of 16: w = d·(code − 32) for elements 0–15 of a block and
+// e·(code − 32) for 16–31, codes 0..63 whose bits 4 and 5 are bit planes, per step of four
+// blocks b..b+3: planes[8b …] holds four 64-bit masks, bit 4 of elements 0–15 (block b
+// first, 16 bits a block), bit 4 of elements 16–31, then bit 5 of each; its rows are a
+// multiple of eight blocks (Q6_K's 256 weights).
 // These types are internal: never in a file, and every function here takes whole rows.
 #include <assert.h>
 #include <math.h>
@@ -69,18 +75,17 @@ void ck_repack_rows(int type, const void *src, void *dst, int64_t cols, int64_t 
 // - Q4_K → Q4_1X, Q5_K → Q5_1X: a K-quant sub-block is a block with a min (w = mul·q − off)
 //   whose scale and min are 6-bit multiples of the super-block's d and dmin; the copy rounds
 //   mul and −off to f16, so a weight moves by at most 2^-11·(q_max·|mul| + |off|): a few
-//   hundredths of its own step. (The Q8_0X requantization this replaced moved it by up to half
-//   an int8 step, and read 8.5 bits a weight where these read 5 and 6.)
+//   hundredths of its own step.
 // - Q5_0 → Q5_1X: d kept and m = −16·d, both exact: the copy is the file's weights.
-// - Q6_K → Q8_0X requantized: each row dequantized exactly, then quantized per 32 weights as
-//   ggml's quantize_row_q8_0_ref does (d = amax / 127 as f16, q = round(w / d)), so each weight
-//   moves by at most half a step of its block's int8 grid plus d's f16 rounding. (Q6_K's
-//   sub-blocks of 16 have two scales per 32 weights: no exact copy with one.)
+// - Q6_K → Q6_0X: each sub-block of 16 keeps its codes and its scale d·sc rounded to f16, so a
+//   weight moves by at most 2^-11·32·|scale|.
+// (A requantization to Q8_0X, which these replaced, moved each weight by up to half a step of
+// its block's int8 grid, and read 8.5 bits a weight where these read 5 to 7.)
 int ck_int8_copy_type(int type) {
     switch (type) {
     case CK_TYPE_Q4_K: return CK_TYPE_Q4_1X;
     case CK_TYPE_Q5_0: case CK_TYPE_Q5_K: return CK_TYPE_Q5_1X;
-    case CK_TYPE_Q6_K: return CK_TYPE_Q8_0X;
+    case CK_TYPE_Q6_K: return CK_TYPE_Q6_0X;
     default: return type;
     }
 }
@@ -118,17 +123,27 @@ static int x1_row(int copy, const uint8_t *codes, const float *mul, const float 
     return 1;
 }
 
-static int q8_0x_row_requantized(int type, const void *src, uint8_t *row, int64_t cols, float *w) {
-    const int64_t nb = cols / QK;
-    int8_t *qs = (int8_t *)row;
-    uint16_t *d = (uint16_t *)(row + nb * 32);
-    ck_dequantize_row(type, src, w, cols);
+// Byte offset in a Q6_0X row's planes of the 64-bit mask of bit `bit` (4 or 5) of elements
+// 0–15 (or 16–31 when `upper`) of the step of blocks b..b+3, b % 4 = 0.
+static inline int64_t q6_0x_plane(int64_t b, int upper, int bit) {
+    return 8 * b + (upper ? 8 : 0) + (bit == 5 ? 16 : 0);
+}
+
+// A Q6_0X row from codes 0..63 and scales per 16 weights (w = scale·(code − 32)).
+static int q6_0x_row(const uint8_t *codes, const float *scale16, int64_t nb, uint8_t *row) {
+    uint16_t *d = (uint16_t *)(row + nb * 16), *e = d + nb;
+    uint8_t *planes = row + nb * 20;
+    memset(planes, 0, (size_t)nb * 8);
     for (int64_t i = 0; i < nb; i++) {
-        float amax = 0;
-        for (int j = 0; j < QK; j++) amax = fmaxf(amax, fabsf(w[i * QK + j]));
-        const float scale = amax / 127, inverse = scale != 0 ? 1 / scale : 0;
-        if (!put_half(scale, &d[i])) return 0;
-        for (int j = 0; j < QK; j++) qs[i * QK + j] = (int8_t)roundf(w[i * QK + j] * inverse);
+        const uint8_t *c = codes + i * QK;
+        for (int j = 0; j < 16; j++) row[i * 16 + j] = (uint8_t)((c[j] & 0x0f) | (c[j + 16] & 0x0f) << 4);
+        for (int j = 0; j < QK; j++) {
+            const int64_t k = (i % 4) * 16 + (j & 15);   // the bit of this element in its step's masks
+            for (int bit = 4; bit <= 5; bit++) {
+                planes[q6_0x_plane(i / 4 * 4, j >= 16, bit) + k / 8] |= (uint8_t)(((c[j] >> bit) & 1) << (k % 8));
+            }
+        }
+        if (!put_half(scale16[2 * i], &d[i]) || !put_half(scale16[2 * i + 1], &e[i])) return 0;
     }
     return 1;
 }
@@ -136,12 +151,14 @@ static int q8_0x_row_requantized(int type, const void *src, uint8_t *row, int64_
 int ck_make_int8_copy(int type, const void *src, void *dst, int64_t cols, int64_t rows) {
     const int copy = ck_int8_copy_type(type);
     if (copy == type || cols % (2 * QK) != 0 || cols % ck_type_block_size(type) != 0) return -1;
+    if (copy == CK_TYPE_Q6_0X && cols % (8 * QK) != 0) return -1;
     const size_t src_row = ck_type_block_bytes(type) * (size_t)(cols / ck_type_block_size(type));
     const size_t dst_row = ck_type_block_bytes(copy) * (size_t)(cols / QK);
-    float *scratch = malloc((size_t)cols * sizeof(float) + (size_t)cols + 2 * (size_t)(cols / QK) * sizeof(float));
-    if (!scratch) return -1;
-    uint8_t *codes = (uint8_t *)(scratch + cols);
-    float *mul = (float *)(codes + cols), *off = mul + cols / QK;
+    // Per row: the codes, and a scale and a min per 32 weights (Q6_K: a scale per 16, in the same floats).
+    float *mul = malloc(2 * (size_t)(cols / QK) * sizeof(float) + (size_t)cols);
+    if (!mul) return -1;
+    float *off = mul + cols / QK, *scale16 = mul;
+    uint8_t *codes = (uint8_t *)(off + cols / QK);
     int ok = 1;
     for (int64_t r = 0; r < rows && ok; r++) {
         const uint8_t *s = (const uint8_t *)src + r * src_row;
@@ -150,12 +167,12 @@ int ck_make_int8_copy(int type, const void *src, void *dst, int64_t cols, int64_
         case CK_TYPE_Q4_K: ck_q4_K_sub_blocks(s, cols, codes, mul, off); break;
         case CK_TYPE_Q5_K: ck_q5_K_sub_blocks(s, cols, codes, mul, off); break;
         case CK_TYPE_Q5_0: ck_q5_0_sub_blocks(s, cols, codes, mul, off); break;
+        case CK_TYPE_Q6_K: ck_q6_K_sub_blocks(s, cols, codes, scale16); break;
         default: break;
         }
-        ok = copy == CK_TYPE_Q8_0X ? q8_0x_row_requantized(type, s, row, cols, scratch)
-                                   : x1_row(copy, codes, mul, off, cols / QK, row);
+        ok = copy == CK_TYPE_Q6_0X ? q6_0x_row(codes, scale16, cols / QK, row) : x1_row(copy, codes, mul, off, cols / QK, row);
     }
-    free(scratch);
+    free(mul);
     return ok ? 0 : -1;
 }
 
@@ -169,10 +186,24 @@ static inline int x1_code(int type, const uint8_t *row, int64_t nb, int64_t i, i
     return nibble | ((row[nb * 20 + at] >> (j & 7)) & 1) << 4;
 }
 
+// Code j (0..63) of block i of a Q6_0X row of nb blocks.
+static inline int q6_0x_code(const uint8_t *row, int64_t nb, int64_t i, int j) {
+    const int nibble = j < 16 ? row[i * 16 + j] & 0x0f : row[i * 16 + j - 16] >> 4;
+    const uint8_t *planes = row + nb * 20;
+    const int64_t k = (i % 4) * 16 + (j & 15), b = i / 4 * 4;
+    const int bit4 = (planes[q6_0x_plane(b, j >= 16, 4) + k / 8] >> (k % 8)) & 1;
+    const int bit5 = (planes[q6_0x_plane(b, j >= 16, 5) + k / 8] >> (k % 8)) & 1;
+    return nibble | bit4 << 4 | bit5 << 5;
+}
+
 // Block i of a repacked row of nb blocks into y[32]: its scales sit at the row's end, so
 // the row length is needed.
 static void dequant_block(int type, const uint8_t *row, int64_t nb, int64_t i, float *y) {
-    if (type == CK_TYPE_Q4_1X || type == CK_TYPE_Q5_1X) {
+    if (type == CK_TYPE_Q6_0X) {
+        const uint16_t *d = (const uint16_t *)(row + nb * 16), *e = d + nb;
+        const float lo = ck_fp16_to_fp32(d[i]), hi = ck_fp16_to_fp32(e[i]);
+        for (int j = 0; j < QK; j++) y[j] = (j < 16 ? lo : hi) * (q6_0x_code(row, nb, i, j) - 32);
+    } else if (type == CK_TYPE_Q4_1X || type == CK_TYPE_Q5_1X) {
         const uint16_t *d = (const uint16_t *)(row + nb * 16), *m = d + nb;
         const float di = ck_fp16_to_fp32(d[i]), mi = ck_fp16_to_fp32(m[i]);
         for (int j = 0; j < QK; j++) y[j] = di * x1_code(type, row, nb, i, j) + mi;
@@ -202,7 +233,17 @@ float ck_dot_repacked_q8_ref(int type, const void *row, const ck_block_q8 *x, in
     const int64_t nb = n / QK;
     const uint8_t *qs = row;
     float s = 0;
-    if (type == CK_TYPE_Q4_1X || type == CK_TYPE_Q5_1X) {
+    if (type == CK_TYPE_Q6_0X) {
+        const uint16_t *d = (const uint16_t *)(qs + nb * 16), *e = d + nb;
+        for (int64_t i = 0; i < nb; i++) {
+            int lo = 0, hi = 0;
+            for (int j = 0; j < 16; j++) {
+                lo += (q6_0x_code(qs, nb, i, j) - 32) * x[i].qs[j];
+                hi += (q6_0x_code(qs, nb, i, j + 16) - 32) * x[i].qs[j + 16];
+            }
+            s += x[i].d * (ck_fp16_to_fp32(d[i]) * (float)lo + ck_fp16_to_fp32(e[i]) * (float)hi);
+        }
+    } else if (type == CK_TYPE_Q4_1X || type == CK_TYPE_Q5_1X) {
         const uint16_t *d = (const uint16_t *)(qs + nb * 16), *m = d + nb;
         for (int64_t i = 0; i < nb; i++) {
             int acc = 0;
@@ -235,9 +276,10 @@ float ck_dot_repacked_q8_ref(int type, const void *row, const ck_block_q8 *x, in
 // pair (see row_q4_1x). Regrouping x for every row cost two shuffles per pair of blocks.
 typedef struct {
     float d[512], s[512];
-    __m256i pairs[512];       // Q4_1X, per block pair p: [2p] = lo, [2p + 1] = hi
+    __m256i pairs[512];       // Q4_1X, Q5_1X, Q6_0X, per block pair p: [2p] = lo, [2p + 1] = hi
+    __m256i corr[512];        // Q6_0X: −32 · the sum of each int32 lane's four bytes of pairs
 } x_prepared;
-static_assert(sizeof(x_prepared) == 20480, "x_prepared size");
+static_assert(sizeof(x_prepared) == 36864, "x_prepared size");
 
 // The kernels below sum eight blocks' integer dot products into one vector of eight lanes
 // (two levels of hadd) and apply the eight blocks' scales with one convert and one FMA,
@@ -250,15 +292,16 @@ static_assert(sizeof(x_prepared) == 20480, "x_prepared size");
 // 128-bit halves hold the even and the odd blocks; this permutation puts them in order.
 #define PAIR_SUMS_IN_ORDER _mm256_setr_epi32(0, 4, 1, 5, 2, 6, 3, 7)
 
-// 0x10 in byte k where bit k of `bits` is set: a Q5_1X pair's fifth bits (as ggml's
-// bytes_from_bits_32: byte k takes byte k / 8 of the bits, then tests bit k % 8).
-CK_AVX2 static inline __m256i fifth_bits(const uint8_t *at) {
+// `value` in byte k where bit k of the 32 bits at `at` is set: a Q5_1X pair's fifth bits, a
+// Q6_0X pair's fifth or sixth (as ggml's bytes_from_bits_32: byte k takes byte k / 8 of the
+// bits, then tests bit k % 8).
+CK_AVX2 static inline __m256i bits_as_bytes(const uint8_t *at, char value) {
     uint32_t bits;
     memcpy(&bits, at, sizeof bits);
     const __m256i spread = _mm256_shuffle_epi8(_mm256_set1_epi32((int)bits),
         _mm256_setr_epi64x(0, 0x0101010101010101, 0x0202020202020202, 0x0303030303030303));
     const __m256i bit = _mm256_set1_epi64x((long long)0x8040201008040201ULL);
-    return _mm256_and_si256(_mm256_cmpeq_epi8(_mm256_and_si256(spread, bit), bit), _mm256_set1_epi8(0x10));
+    return _mm256_and_si256(_mm256_cmpeq_epi8(_mm256_and_si256(spread, bit), bit), _mm256_set1_epi8(value));
 }
 
 // One 32-byte load of Q4_1X or Q5_1X codes (blocks b, b+1) times the prepared pair: eight
@@ -273,8 +316,8 @@ CK_AVX2 static inline __attribute__((always_inline)) __m256i x1_pair(const uint8
     __m256i lo = _mm256_and_si256(v, mask);
     __m256i hi = _mm256_and_si256(_mm256_srli_epi16(v, 4), mask);
     if (qh) {
-        lo = _mm256_or_si256(lo, fifth_bits(qh + q5_1x_pair_mask(nb, b, 0)));
-        hi = _mm256_or_si256(hi, fifth_bits(qh + q5_1x_pair_mask(nb, b, 1)));
+        lo = _mm256_or_si256(lo, bits_as_bytes(qh + q5_1x_pair_mask(nb, b, 0), 0x10));
+        hi = _mm256_or_si256(hi, bits_as_bytes(qh + q5_1x_pair_mask(nb, b, 1), 0x10));
     }
     const __m256i s16 = _mm256_add_epi16(_mm256_maddubs_epi16(lo, xp[0]), _mm256_maddubs_epi16(hi, xp[1]));
     return _mm256_madd_epi16(s16, _mm256_set1_epi16(1));
@@ -338,6 +381,48 @@ CK_AVX2 static void matvec_q5_1x(const uint8_t *w, const x_prepared *xp, float *
     for (int64_t r = r0; r < r1; r++) y[r] = row_x1(w + (size_t)r * row_bytes, row_bytes, xp, nb, 1);
 }
 
+// One row of Q6_0X times x: Σ_b xd_b·(d_b·(codes − 32)·x_lo + e_b·(codes − 32)·x_hi). Eight
+// blocks at a time (its rows are a multiple of eight); a pair's low-nibble half (elements
+// 0–15, scale d) and high-nibble half (16–31, scale e) are summed apart, the −32 offset taken
+// off each int32 lane by x's prepared lane sums. maddubs' pair sums stay below 2·63·127.
+CK_AVX2 static float row_q6_0x(const uint8_t *row, size_t row_bytes, const x_prepared *xp, int64_t nb) {
+    const uint16_t *d = (const uint16_t *)(row + nb * 16), *e = d + nb;
+    const uint8_t *planes = row + nb * 20, *ahead = row + PREFETCH_ROWS * row_bytes;
+    const __m256i mask = _mm256_set1_epi8(0x0f), ones = _mm256_set1_epi16(1);
+    __m256 acc = _mm256_setzero_ps();
+    for (int64_t b = 0; b < nb; b += 8) {
+        // Eight blocks: 128 bytes of codes, 64 of planes, 16 of each scale.
+        _mm_prefetch((const char *)(ahead + b * 16), _MM_HINT_T0);
+        _mm_prefetch((const char *)(ahead + b * 16 + 64), _MM_HINT_T0);
+        _mm_prefetch((const char *)(ahead + nb * 20 + b * 8), _MM_HINT_T0);
+        _mm_prefetch((const char *)(ahead + nb * 16 + b * 2), _MM_HINT_T0);
+        __m256i lo_sums[4], hi_sums[4];
+        for (int p = 0; p < 4; p++) {
+            const int64_t pb = b + 2 * p;
+            const uint8_t *pl = planes + q6_0x_plane(pb / 4 * 4, 0, 4) + 4 * ((pb % 4) / 2);
+            const __m256i v = _mm256_loadu_si256((const __m256i *)(row + pb * 16));
+            __m256i lo = _mm256_and_si256(v, mask), hi = _mm256_and_si256(_mm256_srli_epi16(v, 4), mask);
+            lo = _mm256_or_si256(lo, _mm256_or_si256(bits_as_bytes(pl, 0x10), bits_as_bytes(pl + 16, 0x20)));
+            hi = _mm256_or_si256(hi, _mm256_or_si256(bits_as_bytes(pl + 8, 0x10), bits_as_bytes(pl + 24, 0x20)));
+            lo_sums[p] = _mm256_add_epi32(_mm256_madd_epi16(_mm256_maddubs_epi16(lo, xp->pairs[pb]), ones), xp->corr[pb]);
+            hi_sums[p] = _mm256_add_epi32(_mm256_madd_epi16(_mm256_maddubs_epi16(hi, xp->pairs[pb + 1]), ones), xp->corr[pb + 1]);
+        }
+        const __m256i lo8 = _mm256_permutevar8x32_epi32(_mm256_hadd_epi32(_mm256_hadd_epi32(lo_sums[0], lo_sums[1]),
+                                                                          _mm256_hadd_epi32(lo_sums[2], lo_sums[3])), PAIR_SUMS_IN_ORDER);
+        const __m256i hi8 = _mm256_permutevar8x32_epi32(_mm256_hadd_epi32(_mm256_hadd_epi32(hi_sums[0], hi_sums[1]),
+                                                                          _mm256_hadd_epi32(hi_sums[2], hi_sums[3])), PAIR_SUMS_IN_ORDER);
+        const __m256 xd = _mm256_loadu_ps(xp->d + b);
+        acc = _mm256_fmadd_ps(_mm256_cvtepi32_ps(lo8), _mm256_mul_ps(_mm256_cvtph_ps(_mm_loadu_si128((const __m128i *)(d + b))), xd), acc);
+        acc = _mm256_fmadd_ps(_mm256_cvtepi32_ps(hi8), _mm256_mul_ps(_mm256_cvtph_ps(_mm_loadu_si128((const __m128i *)(e + b))), xd), acc);
+    }
+    return hsum256(acc);
+}
+
+CK_AVX2 static void matvec_q6_0x(const uint8_t *w, const x_prepared *xp, float *y, int64_t nb, int64_t r0, int64_t r1) {
+    const size_t row_bytes = (size_t)nb * 28;
+    for (int64_t r = r0; r < r1; r++) y[r] = row_q6_0x(w + (size_t)r * row_bytes, row_bytes, xp, nb);
+}
+
 // One block of Q8_0X times x: eight int32 lanes. maddubs multiplies unsigned by signed
 // bytes, so |w| is the unsigned side and x takes w's sign. (Not the other way round, though
 // |x| could be shared by the rows: a code of −128, which ggml never writes but a file may
@@ -380,7 +465,8 @@ CK_AVX2 static void matvec_q8_0x(const uint8_t *w, const ck_block_q8 *x, const x
     for (int64_t r = r0; r < r1; r++) y[r] = row_q8_0x(w + (size_t)r * row_bytes, row_bytes, x, xp, nb);
 }
 
-// Fills xp for one call: scales always, the regrouped codes for Q4_1X and Q5_1X.
+// Fills xp for one call: scales always, the regrouped codes for Q4_1X, Q5_1X and Q6_0X, and
+// Q6_0X's lane sums.
 CK_AVX2 static void prepare_x(int type, const ck_block_q8 *x, int64_t nb, x_prepared *xp) {
     for (int64_t i = 0; i < nb; i++) { xp->d[i] = x[i].d; xp->s[i] = x[i].s; }
     if (type == CK_TYPE_Q8_0X) return;
@@ -389,6 +475,12 @@ CK_AVX2 static void prepare_x(int type, const ck_block_q8 *x, int64_t nb, x_prep
         const __m256i x1 = _mm256_loadu_si256((const __m256i *)x[b + 1].qs);
         xp->pairs[b] = _mm256_permute2x128_si256(x0, x1, 0x20);
         xp->pairs[b + 1] = _mm256_permute2x128_si256(x0, x1, 0x31);
+    }
+    if (type != CK_TYPE_Q6_0X) return;
+    const __m256i thirty_two = _mm256_set1_epi8(32), ones = _mm256_set1_epi16(1);
+    for (int64_t k = 0; k < nb; k++) {
+        const __m256i sums = _mm256_madd_epi16(_mm256_maddubs_epi16(thirty_two, xp->pairs[k]), ones);
+        xp->corr[k] = _mm256_sub_epi32(_mm256_setzero_si256(), sums);
     }
 }
 
@@ -399,13 +491,14 @@ void ck_matvec_repacked_q8(int type, const void *w, const ck_block_q8 *x, float 
     const int64_t nb = cols / QK;
     if (ck_matvec_repacked_q8_vnni(type, w, x, y, cols, r0, r1)) return;
 #ifdef CK_X86
-    if (ck_has_avx2() && nb <= 512) {
+    if (ck_has_avx2() && nb <= 512 && (type != CK_TYPE_Q6_0X || nb % 8 == 0)) {
         // 20 KB on the calling thread's stack, filled per call: a few instructions per block
         // of x against a dispatch's share of at least sixteen rows.
         x_prepared xp;
         prepare_x(type, x, nb, &xp);
         if (type == CK_TYPE_Q4_1X) matvec_q4_1x(w, &xp, y, nb, r0, r1);
         else if (type == CK_TYPE_Q5_1X) matvec_q5_1x(w, &xp, y, nb, r0, r1);
+        else if (type == CK_TYPE_Q6_0X) matvec_q6_0x(w, &xp, y, nb, r0, r1);
         else matvec_q8_0x(w, x, &xp, y, nb, r0, r1);
         return;
     }

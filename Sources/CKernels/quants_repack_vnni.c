@@ -1,4 +1,4 @@
-// AVX-512 VNNI kernels for the repacked Q4_1X, Q5_1X and Q8_0X rows (layouts, scalar twins and
+// AVX-512 VNNI kernels for the repacked Q4_1X, Q5_1X, Q6_0X and Q8_0X rows (layouts, scalar twins and
 // the AVX2 kernels: quants_repack.c): decoding's matrix-vector products, and prefill's
 // int8 matrix products (ck_matmul_q8; a micro-kernel per layout at the end of this file). One
 // `vpdpbusd` multiplies 64 unsigned by 64 signed bytes and adds each group of four products
@@ -13,7 +13,9 @@
 // 4j..4j+3 then belong to block b+j and take its scale d·d8. A row of 18 blocks (576
 // columns) ends with a half step of two blocks: a masked load, and zero x and scales
 // beyond the row so the missing lanes add nothing. Q5_1X is Q4_1X with one 64-bit load of
-// fifth bits per half of a step, put in as 0x10 bytes by a masked move.
+// fifth bits per half of a step, put in as 0x10 bytes by a masked move. Q6_0X takes two such
+// planes per half, and scales its halves apart (Q6_K's sub-blocks of 16); each int32 lane
+// starts from x's prepared −32·Σx of its four bytes, so the offset costs nothing per row.
 // Q8_0X, two blocks per step: vpdpbusd needs one unsigned side, so |w| is it and x takes
 // w's sign (a code of −128 becomes 128 unsigned, which is exact; x is quantized to ±127).
 #include <stdlib.h>
@@ -70,6 +72,49 @@ CK_AVX512 static inline void fifth_bits_512(const uint8_t *qh, int64_t nb, int64
     }
     *lo = _mm512_or_si512(*lo, _mm512_maskz_mov_epi8(_cvtu64_mask64(lower), sixteen));
     *hi = _mm512_or_si512(*hi, _mm512_maskz_mov_epi8(_cvtu64_mask64(upper), sixteen));
+}
+
+// A Q6_0X step's bits 4 and 5 (blocks b..b+3 of a row whose planes start at `planes`) into
+// its low-nibble and high-nibble codes.
+CK_AVX512 static inline void q6_bits_512(const uint8_t *planes, int64_t b, __m512i *lo, __m512i *hi) {
+    uint64_t m[4];
+    memcpy(m, planes + 8 * b, sizeof m);   // bit 4 lo, bit 4 hi, bit 5 lo, bit 5 hi
+    const __m512i b4 = _mm512_set1_epi8(0x10), b5 = _mm512_set1_epi8(0x20);
+    *lo = _mm512_or_si512(*lo, _mm512_or_si512(_mm512_maskz_mov_epi8(_cvtu64_mask64(m[0]), b4),
+                                               _mm512_maskz_mov_epi8(_cvtu64_mask64(m[2]), b5)));
+    *hi = _mm512_or_si512(*hi, _mm512_or_si512(_mm512_maskz_mov_epi8(_cvtu64_mask64(m[1]), b4),
+                                               _mm512_maskz_mov_epi8(_cvtu64_mask64(m[3]), b5)));
+}
+
+// One Q6_0X row times the regrouped x, as 16 lanes to be summed: per step, each half's dot
+// starts from x's lane offsets (clo, chi) and takes its own scale (d, e).
+CK_AVX512 static inline __m512 row_q6_0x_512(const uint8_t *row, size_t row_bytes, const __m512i *xlo, const __m512i *xhi,
+                                             const __m512i *clo, const __m512i *chi, const float *xd, int64_t nb) {
+    const __m512i mask = _mm512_set1_epi8(0x0f), four = _mm512_set1_epi32(4);
+    const __m512i quad = _mm512_setr_epi32(0, 0, 0, 0, 1, 1, 1, 1, 2, 2, 2, 2, 3, 3, 3, 3);
+    const uint16_t *d = (const uint16_t *)(row + nb * 16), *e = d + nb;
+    const uint8_t *planes = row + nb * 20;
+    __m512 acc = _mm512_setzero_ps();
+    for (int64_t c = 0; c < nb; c += 16) {
+        const __mmask16 k16 = nb - c >= 16 ? 0xffff : (__mmask16)((1u << (nb - c)) - 1);
+        const __m512 x16 = _mm512_maskz_loadu_ps(k16, xd + c);
+        const __m512 sd = _mm512_mul_ps(_mm512_cvtph_ps(_mm256_maskz_loadu_epi16(k16, d + c)), x16);
+        const __m512 se = _mm512_mul_ps(_mm512_cvtph_ps(_mm256_maskz_loadu_epi16(k16, e + c)), x16);
+        __m512i lanes = quad;
+        for (int64_t b = c; b < nb && b < c + 16; b += 4) {
+            _mm_prefetch((const char *)(row + PREFETCH_ROWS * row_bytes + b * 16), _MM_HINT_T0);
+            _mm_prefetch((const char *)(row + PREFETCH_ROWS * row_bytes + nb * 20 + b * 8), _MM_HINT_T0);
+            const __m512i v = _mm512_loadu_si512(row + b * 16);
+            __m512i lo = _mm512_and_si512(v, mask), hi = _mm512_and_si512(_mm512_srli_epi16(v, 4), mask);
+            q6_bits_512(planes, b, &lo, &hi);
+            const __m512i dlo = _mm512_dpbusd_epi32(clo[b / 4], lo, xlo[b / 4]);
+            const __m512i dhi = _mm512_dpbusd_epi32(chi[b / 4], hi, xhi[b / 4]);
+            acc = _mm512_fmadd_ps(_mm512_cvtepi32_ps(dlo), _mm512_permutexvar_ps(lanes, sd), acc);
+            acc = _mm512_fmadd_ps(_mm512_cvtepi32_ps(dhi), _mm512_permutexvar_ps(lanes, se), acc);
+            lanes = _mm512_add_epi32(lanes, four);
+        }
+    }
+    return acc;
 }
 
 // One Q4_1X row times the regrouped x as 16 lanes whose sum is the dot product, mins
@@ -134,24 +179,33 @@ CK_AVX512 static inline __m512 row_q8_0x_512(const uint8_t *row, size_t row_byte
 }
 
 // One token's x prepared for these kernels, in 64-byte units: Q4_1X, Q5_1X: lo[steps], hi[steps]
-// (steps = ⌈nb/4⌉, zero past nb), then d8 and s8 as floats; Q8_0X: pairs[nb/2], then d8.
+// (steps = ⌈nb/4⌉, zero past nb), then d8 and s8 as floats; Q6_0X: lo, hi, then their int32
+// lanes' −32·Σx (clo[steps], chi[steps]), then d8 and s8; Q8_0X: pairs[nb/2], then d8.
 // Prepared once per call, or once per token of a matrix product, for every row.
 static int64_t prep_bytes(int type, int64_t nb) {
     const int64_t floats = ((nb + 15) / 16 + 1) * 16;
-    return type != CK_TYPE_Q8_0X ? (nb + 3) / 4 * 128 + 2 * floats * 4 : nb / 2 * 64 + floats * 4;
+    const int64_t halves = type == CK_TYPE_Q6_0X ? 4 : 2;
+    return type != CK_TYPE_Q8_0X ? (nb + 3) / 4 * 64 * halves + 2 * floats * 4 : nb / 2 * 64 + floats * 4;
 }
 
 static void prep_x(int type, const ck_block_q8 *x, int64_t nb, uint8_t *prep) {
     memset(prep, 0, (size_t)prep_bytes(type, nb));
     if (type != CK_TYPE_Q8_0X) {
-        const int64_t steps = (nb + 3) / 4;
+        const int64_t steps = (nb + 3) / 4, halves = type == CK_TYPE_Q6_0X ? 4 : 2;
         int8_t *lo = (int8_t *)prep, *hi = lo + steps * 64;
-        float *d = (float *)(hi + steps * 64), *s = d + ((nb + 15) / 16 + 1) * 16;
+        float *d = (float *)(lo + halves * steps * 64), *s = d + ((nb + 15) / 16 + 1) * 16;
         for (int64_t i = 0; i < nb; i++) {
             memcpy(lo + i * 16, x[i].qs, 16);
             memcpy(hi + i * 16, x[i].qs + 16, 16);
             d[i] = x[i].d;
             s[i] = x[i].s;
+        }
+        if (type == CK_TYPE_Q6_0X) {
+            int32_t *corr = (int32_t *)(hi + steps * 64);   // clo[steps][16], then chi
+            for (int64_t k = 0; k < 2 * steps * 16; k++) {
+                const int8_t *four = lo + 4 * k;   // lo and hi are contiguous, as clo and chi
+                corr[k] = -32 * (four[0] + four[1] + four[2] + four[3]);
+            }
         }
     } else {
         float *d = (float *)(prep + nb / 2 * 64);
@@ -172,7 +226,9 @@ CK_AVX512 static inline void row_group(int type, const uint8_t *row0, size_t row
                                        const uint8_t *prep, int64_t nb, float *out) {
     const int64_t steps = (nb + 3) / 4, floats = ((nb + 15) / 16 + 1) * 16;
     const __m512i *lo = (const __m512i *)prep, *hi = lo + steps, *x2 = (const __m512i *)prep;
-    const float *xd = type != CK_TYPE_Q8_0X ? (const float *)(hi + steps) : (const float *)(x2 + nb / 2), *xs = xd + floats;
+    const __m512i *clo = hi + steps, *chi = clo + steps;
+    const float *xd = type == CK_TYPE_Q6_0X ? (const float *)(chi + steps)
+                    : type != CK_TYPE_Q8_0X ? (const float *)(hi + steps) : (const float *)(x2 + nb / 2), *xs = xd + floats;
     for (int64_t r = 0; r < rows; r += 16) {
         const int nr = rows - r < 16 ? (int)(rows - r) : 16;
         __m512 acc[16];
@@ -181,6 +237,7 @@ CK_AVX512 static inline void row_group(int type, const uint8_t *row0, size_t row
             acc[k] = k >= nr ? _mm512_setzero_ps()
                    : type == CK_TYPE_Q4_1X ? row_x1_512(row, row_bytes, lo, hi, xd, xs, nb, 0)
                    : type == CK_TYPE_Q5_1X ? row_x1_512(row, row_bytes, lo, hi, xd, xs, nb, 1)
+                   : type == CK_TYPE_Q6_0X ? row_q6_0x_512(row, row_bytes, lo, hi, clo, chi, xd, nb)
                                            : row_q8_0x_512(row, row_bytes, x2, xd, nb);
         }
         _mm512_mask_storeu_ps(out + r, (__mmask16)(nr == 16 ? 0xffff : (1u << nr) - 1), sum16_512(acc));
@@ -204,7 +261,7 @@ static uint8_t *prep_space(int64_t bytes) {
 
 static int applies(int type, int64_t nb) {
     return ck_has_avx512vnni() && nb <= MAX_BLOCKS && nb % 2 == 0 &&
-           (type == CK_TYPE_Q4_1X || type == CK_TYPE_Q5_1X || type == CK_TYPE_Q8_0X);
+           (type == CK_TYPE_Q4_1X || type == CK_TYPE_Q5_1X || type == CK_TYPE_Q8_0X || (type == CK_TYPE_Q6_0X && nb % 4 == 0));
 }
 
 static size_t row_bytes_of(int type, int64_t nb) { return (size_t)nb * ck_type_block_bytes(type); }
@@ -213,11 +270,26 @@ int ck_matvec_repacked_q8_vnni(int type, const void *w, const ck_block_q8 *x, fl
                                int64_t cols, int64_t r0, int64_t r1) {
     const int64_t nb = cols / QK;
     if (!applies(type, nb)) return 0;
-    _Alignas(64) uint8_t prep[MAX_BLOCKS / 4 * 128 + 2 * (MAX_BLOCKS + 32) * 4];
+    _Alignas(64) uint8_t prep[MAX_BLOCKS / 4 * 256 + 2 * (MAX_BLOCKS + 32) * 4];
     prep_x(type, x, nb, prep);
     const size_t row_bytes = row_bytes_of(type, nb);
     row_group(type, (const uint8_t *)w + r0 * row_bytes, row_bytes, r1 - r0, prep, nb, y + r0);
     return 1;
+}
+
+// A prefill tile's four rows (missing rows repeat row 0; their sums are not stored) and the
+// two f16 arrays after their codes (d and m; Q6_0X: d and e) as floats, zero past nb up to nf.
+CK_AVX512 static inline void tile_rows(const uint8_t *row0, size_t row_bytes, int rows, int64_t nb, int64_t nf,
+                                       const uint8_t *row[4], float first[4][MAX_BLOCKS + 32],
+                                       float second[4][MAX_BLOCKS + 32]) {
+    for (int k = 0; k < 4; k++) {
+        row[k] = row0 + (size_t)(k < rows ? k : 0) * row_bytes;
+        const uint16_t *a = (const uint16_t *)(row[k] + nb * 16), *b = a + nb;
+        for (int64_t i = 0; i < nf; i++) {
+            first[k][i] = i < nb ? h2f(a[i]) : 0;
+            second[k][i] = i < nb ? h2f(b[i]) : 0;
+        }
+    }
 }
 
 // Prefill's micro-kernel: four Q4_1X (or Q5_1X: five = 1) rows × two tokens at a time. The rows' scales and mins
@@ -234,14 +306,7 @@ CK_AVX512 static inline __attribute__((always_inline)) void matmul_x1_tile(const
     const __m512i quad = _mm512_setr_epi32(0, 0, 0, 0, 1, 1, 1, 1, 2, 2, 2, 2, 3, 3, 3, 3);
     float dw[4][MAX_BLOCKS + 32], mw[4][MAX_BLOCKS + 32];
     const uint8_t *row[4];
-    for (int k = 0; k < 4; k++) {
-        row[k] = row0 + (size_t)(k < rows ? k : 0) * row_bytes;   // missing rows repeat row 0; not stored
-        const uint16_t *d = (const uint16_t *)(row[k] + nb * 16), *m = d + nb;
-        for (int64_t i = 0; i < nf; i++) {
-            dw[k][i] = i < nb ? h2f(d[i]) : 0;
-            mw[k][i] = i < nb ? h2f(m[i]) : 0;
-        }
-    }
+    tile_rows(row0, row_bytes, rows, nb, nf, row, dw, mw);
     for (int64_t t = 0; t < n; t += 2) {
         const int tn = n - t >= 2 ? 2 : 1;
         const uint8_t *p[2] = { prep + t * each, prep + (t + tn - 1) * each };
@@ -293,6 +358,55 @@ CK_AVX512 static void matmul_q4_1x_tile(const uint8_t *row0, size_t row_bytes, i
 CK_AVX512 static void matmul_q5_1x_tile(const uint8_t *row0, size_t row_bytes, int rows, const uint8_t *prep,
                                         int64_t each, int64_t n, int64_t nb, float *y, int64_t ldy) {
     matmul_x1_tile(row0, row_bytes, rows, prep, each, n, nb, y, ldy, 1);
+}
+
+// The same for four Q6_0X rows × two tokens: each half of a step its own dot (starting from
+// x's lane offsets) and its own scale; no mins.
+CK_AVX512 static void matmul_q6_0x_tile(const uint8_t *row0, size_t row_bytes, int rows, const uint8_t *prep,
+                                        int64_t each, int64_t n, int64_t nb, float *y, int64_t ldy) {
+    const int64_t steps = nb / 4, nf = ((nb + 15) / 16 + 1) * 16;
+    const __m512i mask = _mm512_set1_epi8(0x0f);
+    const __m512i quad = _mm512_setr_epi32(0, 0, 0, 0, 1, 1, 1, 1, 2, 2, 2, 2, 3, 3, 3, 3);
+    float dw[4][MAX_BLOCKS + 32], ew[4][MAX_BLOCKS + 32];
+    const uint8_t *row[4];
+    tile_rows(row0, row_bytes, rows, nb, nf, row, dw, ew);
+    for (int64_t t = 0; t < n; t += 2) {
+        const int tn = n - t >= 2 ? 2 : 1;
+        const __m512i *lo[2], *hi[2], *cl[2], *ch[2];
+        const float *dx[2];
+        for (int j = 0; j < 2; j++) {
+            lo[j] = (const __m512i *)(prep + (t + (j < tn ? j : 0)) * each);
+            hi[j] = lo[j] + steps;
+            cl[j] = hi[j] + steps;
+            ch[j] = cl[j] + steps;
+            dx[j] = (const float *)(ch[j] + steps);
+        }
+        __m512 acc[4][2];
+        for (int k = 0; k < 4; k++) acc[k][0] = acc[k][1] = _mm512_setzero_ps();
+        for (int64_t s = 0; s < steps; s++) {
+            __m512i wl[4], wh[4];
+            __m512 wd[4], we[4];
+            for (int k = 0; k < 4; k++) {
+                const __m512i v = _mm512_loadu_si512(row[k] + s * 64);
+                wl[k] = _mm512_and_si512(v, mask);
+                wh[k] = _mm512_and_si512(_mm512_srli_epi16(v, 4), mask);
+                q6_bits_512(row[k] + nb * 20, 4 * s, &wl[k], &wh[k]);
+                wd[k] = _mm512_permutexvar_ps(quad, _mm512_castps128_ps512(_mm_loadu_ps(dw[k] + 4 * s)));
+                we[k] = _mm512_permutexvar_ps(quad, _mm512_castps128_ps512(_mm_loadu_ps(ew[k] + 4 * s)));
+            }
+            for (int j = 0; j < 2; j++) {
+                const __m512 xs = _mm512_permutexvar_ps(quad, _mm512_castps128_ps512(_mm_loadu_ps(dx[j] + 4 * s)));
+                for (int k = 0; k < 4; k++) {
+                    const __m512i dl = _mm512_dpbusd_epi32(cl[j][s], wl[k], lo[j][s]);
+                    const __m512i dh = _mm512_dpbusd_epi32(ch[j][s], wh[k], hi[j][s]);
+                    acc[k][j] = _mm512_fmadd_ps(_mm512_cvtepi32_ps(dl), _mm512_mul_ps(wd[k], xs), acc[k][j]);
+                    acc[k][j] = _mm512_fmadd_ps(_mm512_cvtepi32_ps(dh), _mm512_mul_ps(we[k], xs), acc[k][j]);
+                }
+            }
+        }
+        for (int j = 0; j < tn; j++)
+            for (int k = 0; k < rows; k++) y[(t + j) * ldy + k] = _mm512_reduce_add_ps(acc[k][j]);
+    }
 }
 
 // The same for four Q8_0X rows × two tokens (Gemma 3's matrices, requantized at load). The
@@ -368,6 +482,7 @@ int ck_matmul_repacked_q8_vnni(int type, const void *w, const ck_block_q8 *x, in
         const uint8_t *row0 = (const uint8_t *)w + r * row_bytes;
         if (type == CK_TYPE_Q4_1X) matmul_q4_1x_tile(row0, row_bytes, rows, prep, each, n, nb, y + r, ldy);
         else if (type == CK_TYPE_Q5_1X) matmul_q5_1x_tile(row0, row_bytes, rows, prep, each, n, nb, y + r, ldy);
+        else if (type == CK_TYPE_Q6_0X) matmul_q6_0x_tile(row0, row_bytes, rows, prep, each, n, nb, y + r, ldy);
         else matmul_q8_0x_tile(row0, row_bytes, rows, prep, each, n, nb, y + r, ldy);
     }
     return 1;

@@ -118,7 +118,7 @@ final class GemmaTests: XCTestCase {
     }
 
     /// Gemma's Q5_0, Q4_K and Q6_K matrices have no int8 kernel of their own: the int8 path
-    /// multiplies copies made at load (Q4_K as Q4_1X rows, the others as Q8_0X), each weight
+    /// multiplies copies made at load (Q4_K as Q4_1X rows, Q5_0 as Q5_1X, Q6_K as Q6_0X), each weight
     /// within its type's bound of the file's (assertInt8CopyHoldsWeights).
     func testInt8CopiesOfQ5_0Q4_KAndQ6_KHoldTheWeights() throws {
         let layer = model.weights.layers[0]
@@ -136,7 +136,7 @@ final class GemmaTests: XCTestCase {
     /// The fast path (int8 activations; the int8 copies of Q5_0/Q4_K/Q6_K, Q8_0 rows for the
     /// output head) against the exact float path, decoding llama.cpp's continuations, measured
     /// as ModelTests measures SmolLM2's: the exact top-20 logits relative to the top one. Over
-    /// 18 layers and these 40 steps that moved by up to 0.56 (measured); every choice that leads
+    /// 18 layers and these 40 steps that moved by up to 0.73 (measured); every choice that leads
     /// by more than twice the tolerance is the same.
     func testFastPathStaysNearTheFloatPath() throws {
         let cases = try XCTUnwrap(try reference()["greedy"] as? [[String: String]])

@@ -75,8 +75,8 @@ final class QuantTests: XCTestCase {
 
     /// The int8 copies of the types with no int8 kernel of their own (ck_make_int8_copy), on
     /// random rows whose scales span 2^-10 to 4: each weight within its type's bound of the file's
-    /// (assertInt8CopyHoldsWeights: Q5_0 exact, Q4_K and Q5_K the f16 rounding of a sub-block's
-    /// scale and min, Q6_K half an int8 step); the copy through the int8 kernels (AVX-512 VNNI,
+    /// (assertInt8CopyHoldsWeights: Q5_0 exact, the K-quants the f16 rounding of a sub-block's
+    /// scale and min); the copy through the int8 kernels (AVX-512 VNNI,
     /// then AVX2) within 1e-4 of the scalar twin on the copy, and within the int8 path's bound of
     /// the file's float dot. Q5_0's row lengths end the kernels' steps every way (18 blocks: a
     /// half step of the VNNI loop; 20 and 28: AVX2 pairs after groups of eight); 18 rows leave
@@ -84,7 +84,7 @@ final class QuantTests: XCTestCase {
     /// no copy.
     func testInt8CopiesHoldTheFileWeights() {
         var rng = RandomGenerator(seed: 23)
-        let copies: [GGMLType: ck_type] = [.q5_0: CK_TYPE_Q5_1X, .q4_K: CK_TYPE_Q4_1X, .q5_K: CK_TYPE_Q5_1X, .q6_K: CK_TYPE_Q8_0X]
+        let copies: [GGMLType: ck_type] = [.q5_0: CK_TYPE_Q5_1X, .q4_K: CK_TYPE_Q4_1X, .q5_K: CK_TYPE_Q5_1X, .q6_K: CK_TYPE_Q6_0X]
         for type in [GGMLType.q5_0, .q4_K, .q5_K, .q6_K] {
             let t = Int32(type.rawValue), copyType = ck_int8_copy_type(t)
             XCTAssertEqual(copyType, Int32(copies[type]!.rawValue), "\(type)")
@@ -254,20 +254,21 @@ final class QuantTests: XCTestCase {
 
     /// The int8 matrix product (prefill's alternative to sgemm) is the decode kernel run for
     /// each token: bit for bit where it runs that kernel (everything without VNNI); with VNNI,
-    /// Q4_1X, Q5_1X (Q5_0's copy) and Q8_0X go through the four-rows × two-tokens micro-kernels,
+    /// Q4_1X, Q5_1X (Q5_0's copy), Q6_0X (Q6_K's) and Q8_0X go through the four-rows × two-tokens micro-kernels,
     /// whose block products are the same and only the final sums' order differs (within 1e-5). Rows
     /// 3..<10 leave a partial group of four; five tokens leave a lone one; 576 columns end in
     /// a half step.
     func testInt8MatmulIsMatvecPerToken() {
         var rng = RandomGenerator(seed: 17)
-        for type in [GGMLType.q4_1, .q8_0, .q5_0] {
-            let rows = 12, cols = 576, tokens = 5, t = Int32(type.rawValue)
-            let packed = type == .q5_0 ? ck_int8_copy_type(t) : ck_repacked_type(t, Int64(cols))
+        for type in [GGMLType.q4_1, .q8_0, .q5_0, .q6_K] {
+            let rows = 12, cols = type == .q6_K ? 768 : 576, tokens = 5, t = Int32(type.rawValue)
+            let copied = type == .q5_0 || type == .q6_K
+            let packed = copied ? ck_int8_copy_type(t) : ck_repacked_type(t, Int64(cols))
             let packedRowBytes = cols / 32 * Int(ck_type_block_bytes(packed))
             var raw = (0..<rows * type.byteCount(elements: cols)).map { _ in UInt8(truncatingIfNeeded: rng.next()) }
             sanitizeScales(&raw, type: type)
             var w = [UInt8](repeating: 0, count: rows * packedRowBytes)
-            if type == .q5_0 {
+            if copied {
                 XCTAssertEqual(ck_make_int8_copy(t, raw, &w, Int64(cols), Int64(rows)), 0)
             } else {
                 ck_repack_rows(t, raw, &w, Int64(cols), Int64(rows))

@@ -167,8 +167,8 @@ struct GGUFBuilder {
 /// Holds an int8 copy (ck_make_int8_copy) of rows of `type` to the file's weights, row by row:
 /// Q5_0 → Q5_1X is exact; Q4_K → Q4_1X and Q5_K → Q5_1X move a weight by at most the f16
 /// rounding of its sub-block's scale and min, 2^-11 · (q_max·|d| + |m|) of the copy's own d
-/// and m (q_max 15 or 31); Q6_K → Q8_0X by at most half a step of the block's int8 grid
-/// (amax / 127) plus up to 127 steps times the scale's f16 rounding.
+/// and m (q_max 15 or 31); Q6_K → Q6_0X by at most the f16 rounding of its sub-block's scale,
+/// 2^-11 · 32·|d| of the copy's own d (elements 0–15) or e (16–31).
 func assertInt8CopyHoldsWeights(type: GGMLType, original: UnsafeRawPointer, copy: UnsafeRawPointer, cols: Int,
                                 rows: [Int], file: StaticString = #filePath, line: UInt = #line) {
     let t = Int32(type.rawValue), copyType = ck_int8_copy_type(t), nb = cols / 32
@@ -188,8 +188,9 @@ func assertInt8CopyHoldsWeights(type: GGMLType, original: UnsafeRawPointer, copy
                 let d = Float(Float16(bitPattern: scales[b])), m = Float(Float16(bitPattern: scales[nb + b]))
                 bound = ((type == .q4_K ? 15 : 31) * abs(d) + abs(m)) / 2048 * 1.001 + 0x1p-24
             default:
-                let step = block.map { abs(exact[$0]) }.max()! / 127
-                bound = step * (0.5 + 127 / 2048) * 1.001 + 1e-7
+                let scales = (row + nb * 16).assumingMemoryBound(to: UInt16.self)
+                let d = max(abs(Float(Float16(bitPattern: scales[b]))), abs(Float(Float16(bitPattern: scales[nb + b]))))
+                bound = 32 * d / 2048 * 1.001 + 0x1p-24
             }
             for j in block where abs(copied[j] - exact[j]) > bound {
                 XCTFail("\(type) row \(r) element \(j): \(copied[j]) against \(exact[j]), bound \(bound)", file: file, line: line)

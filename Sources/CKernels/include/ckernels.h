@@ -30,8 +30,10 @@ enum ck_type {
     // Scroll's own row layouts for the int8 kernels (quants_repack.c), never stored in a file;
     // functions on them take whole rows. Q4_1X and Q8_0X: Q4_1 and Q8_0 repacked (same bytes
     // per row); Q5_1X: 5-bit codes with a scale and a min per 32 weights, the copy of Q5_0 and
-    // Q5_K matrices (24 bytes a block).
+    // Q5_K matrices (24 bytes a block); Q6_0X: 6-bit codes with a scale per 16 weights, the copy
+    // of Q6_K matrices (28 bytes a block).
     CK_TYPE_Q4_1X = 1003,
+    CK_TYPE_Q6_0X = 1005,
     CK_TYPE_Q5_1X = 1007,
     CK_TYPE_Q8_0X = 1008,
 };
@@ -40,9 +42,8 @@ enum ck_type {
 int ck_repacked_type(int type, int64_t cols);
 // Copies rows of `type` into the repacked layout (dst has the same size as src).
 void ck_repack_rows(int type, const void *src, void *dst, int64_t cols, int64_t rows);
-// The int8 kernels' copy of a type with none of its own (quants_repack.c): Q4_K → Q4_1X and
-// Q5_K → Q5_1X (scales and mins rounded to f16), Q5_0 → Q5_1X (exact), Q6_K → Q8_0X
-// requantized (each weight within half a step of its block's int8 grid). ck_int8_copy_type: the copy's layout (`type` if none).
+// The int8 kernels' copy of a type with none of its own (quants_repack.c): Q4_K → Q4_1X,
+// Q5_K → Q5_1X and Q6_K → Q6_0X (scales and mins rounded to f16), Q5_0 → Q5_1X (exact). ck_int8_copy_type: the copy's layout (`type` if none).
 // ck_make_int8_copy: dst holds rows · cols/32 · ck_type_block_bytes(copy type) bytes; needs
 // cols % 64 == 0. Returns 0, or -1 when the weights do not fit the copy (a scale beyond f16).
 int ck_int8_copy_type(int type);

@@ -12,7 +12,7 @@ public struct Matrix {
     /// of it (CK_TYPE_Q4_1X, CK_TYPE_Q8_0X) after `ModelWeights` repacked the matrix.
     public var kernelType: Int32
     /// For a type with no int8 kernel (Q5_0, Q4_K, Q5_K, Q6_K), a copy made at load in a layout
-    /// that has one (ck_make_int8_copy: Q4_K as Q4_1X, Q5_0 and Q5_K as Q5_1X, Q6_K as Q8_0X), which the int8 path
+    /// that has one (ck_make_int8_copy: Q4_K as Q4_1X, Q5_0 and Q5_K as Q5_1X, Q6_K as Q6_0X), which the int8 path
     /// multiplies instead; the float path keeps the file's weights.
     public var int8Copy: (type: Int32, data: UnsafeRawPointer)?
 
