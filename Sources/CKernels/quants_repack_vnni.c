@@ -216,7 +216,7 @@ static void prep_x(int type, const ck_block_q8 *x, int64_t nb, uint8_t *prep) {
     }
 }
 
-// Rows of Q4_1X, Q5_1X or Q8_0X from row0 times one prepared x, into out[rows], one row at a
+// Rows of Q4_1X, Q5_1X, Q6_0X or Q8_0X from row0 times one prepared x, into out[rows], one row at a
 // time from its first byte to its last. The kernels used to interleave four rows, one
 // 64-byte step of each in turn, to share the x registers: from DRAM that ran at a third
 // to a half of the bandwidth (one thread: the 30 MB Q8_0 head at ~7 GB/s, against 16–20

@@ -178,19 +178,16 @@ func assertInt8CopyHoldsWeights(type: GGMLType, original: UnsafeRawPointer, copy
         let row = copy + r * copyRowBytes
         _ = ck_dequantize_row(t, original + r * type.byteCount(elements: cols), &exact, Int64(cols))
         _ = ck_dequantize_row(copyType, row, &copied, Int64(cols))
+        // The copy's two f16 arrays after its codes: d and m (Q4_1X, Q5_1X), or d and e (Q6_0X).
+        let scales = (row + nb * 16).assumingMemoryBound(to: UInt16.self)
         for b in 0..<nb {
             let block = (b * 32)..<(b * 32 + 32)
+            let first = abs(Float(Float16(bitPattern: scales[b]))), second = abs(Float(Float16(bitPattern: scales[nb + b])))
             let bound: Float
             switch type {
             case .q5_0: bound = 0
-            case .q4_K, .q5_K:
-                let scales = (row + nb * 16).assumingMemoryBound(to: UInt16.self)
-                let d = Float(Float16(bitPattern: scales[b])), m = Float(Float16(bitPattern: scales[nb + b]))
-                bound = ((type == .q4_K ? 15 : 31) * abs(d) + abs(m)) / 2048 * 1.001 + 0x1p-24
-            default:
-                let scales = (row + nb * 16).assumingMemoryBound(to: UInt16.self)
-                let d = max(abs(Float(Float16(bitPattern: scales[b]))), abs(Float(Float16(bitPattern: scales[nb + b]))))
-                bound = 32 * d / 2048 * 1.001 + 0x1p-24
+            case .q4_K, .q5_K: bound = ((type == .q4_K ? 15 : 31) * first + second) / 2048 * 1.001 + 0x1p-24
+            default: bound = 32 * max(first, second) / 2048 * 1.001 + 0x1p-24
             }
             for j in block where abs(copied[j] - exact[j]) > bound {
                 XCTFail("\(type) row \(r) element \(j): \(copied[j]) against \(exact[j]), bound \(bound)", file: file, line: line)

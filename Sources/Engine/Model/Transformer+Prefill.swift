@@ -279,11 +279,11 @@ extension Transformer {
 
     /// Whether prefill multiplies `m` in int8 (as decoding does) rather than through sgemm.
     func usesInt8Matmul(_ m: Matrix) -> Bool {
-        // Q4_1X, Q5_1X, Q6_0X and Q8_0X (with the int8 copies of K-quants) have micro-kernels; the
-        // other types would run the decode kernel once per token, which measured no faster than sgemm.
+        // The repacked layouts (Q4_1 and Q8_0 repacked, the int8 copies of the other block types)
+        // have micro-kernels; the other types would run the decode kernel once per token, which
+        // measured no faster than sgemm.
         let type = m.weights(int8: true).type
         return fastPath && int8Prefill && ck_has_avx512vnni() != 0
-            && (type == Int32(CK_TYPE_Q4_1X.rawValue) || type == Int32(CK_TYPE_Q5_1X.rawValue)
-                || type == Int32(CK_TYPE_Q6_0X.rawValue) || (type == Int32(CK_TYPE_Q8_0X.rawValue) && m.int8Copy != nil))
+            && [CK_TYPE_Q4_1X, CK_TYPE_Q5_1X, CK_TYPE_Q6_0X, CK_TYPE_Q8_0X].contains { Int32($0.rawValue) == type }
     }
 }
