@@ -1,5 +1,5 @@
 // Quantized tensor types: block layouts, dequantization and float-path dot products for
-// F32, F16, Q4_0, Q4_1 and Q8_0 (Q5_0 and the K-quants are in quants_k.c), plus the
+// F32, F16, Q4_0, Q4_1 and Q8_0 (Q5_0, Q5_1 and the K-quants are in quants_k.c), plus the
 // per-type dispatch that the rest of the engine calls.
 //
 // Block layouts follow ggml (ggml-common.h); a block covers QK = 32 consecutive weights of
@@ -84,7 +84,7 @@ uint16_t ck_fp32_to_fp16(float f) {
 int ck_type_block_size(int type) {
     switch (type) {
     case CK_TYPE_F32: case CK_TYPE_F16: return 1;
-    case CK_TYPE_Q4_0: case CK_TYPE_Q4_1: case CK_TYPE_Q5_0: case CK_TYPE_Q8_0:
+    case CK_TYPE_Q4_0: case CK_TYPE_Q4_1: case CK_TYPE_Q5_0: case CK_TYPE_Q5_1: case CK_TYPE_Q8_0:
     case CK_TYPE_Q4_1X: case CK_TYPE_Q5_1X: case CK_TYPE_Q6_0X: case CK_TYPE_Q8_0X: return QK;
     case CK_TYPE_Q4_K: case CK_TYPE_Q5_K: case CK_TYPE_Q6_K: return 256;
     default: return 0;
@@ -97,7 +97,7 @@ size_t ck_type_block_bytes(int type) {
     case CK_TYPE_F16: return 2;
     case CK_TYPE_Q4_0: return sizeof(block_q4_0);
     case CK_TYPE_Q4_1: case CK_TYPE_Q4_1X: return sizeof(block_q4_1);
-    case CK_TYPE_Q5_1X: return 24;
+    case CK_TYPE_Q5_1: case CK_TYPE_Q5_1X: return 24;
     case CK_TYPE_Q6_0X: return 28;
     case CK_TYPE_Q5_0: return 22;
     case CK_TYPE_Q8_0: case CK_TYPE_Q8_0X: return sizeof(block_q8_0);
@@ -135,7 +135,7 @@ int64_t ck_find_nonfinite(int type, const void *x, int64_t n) {
         return -1;
     case CK_TYPE_F16: offsets[0] = 0; break;
     case CK_TYPE_Q4_0: case CK_TYPE_Q5_0: case CK_TYPE_Q8_0: offsets[0] = 0; break;
-    case CK_TYPE_Q4_1: case CK_TYPE_Q4_K: case CK_TYPE_Q5_K: offsets[0] = 0; offsets[1] = 2; break;
+    case CK_TYPE_Q4_1: case CK_TYPE_Q5_1: case CK_TYPE_Q4_K: case CK_TYPE_Q5_K: offsets[0] = 0; offsets[1] = 2; break;
     case CK_TYPE_Q6_K: offsets[0] = 208; break;
     default: return -1;
     }
@@ -190,6 +190,7 @@ int ck_dequantize_row(int type, const void *x, float *y, int64_t n) {
     case CK_TYPE_Q4_0: dequant_q4_0(x, y, n); return 0;
     case CK_TYPE_Q4_1: dequant_q4_1(x, y, n); return 0;
     case CK_TYPE_Q5_0: ck_dequant_q5_0(x, y, n); return 0;
+    case CK_TYPE_Q5_1: ck_dequant_q5_1(x, y, n); return 0;
     case CK_TYPE_Q8_0: dequant_q8_0(x, y, n); return 0;
     case CK_TYPE_Q4_K: ck_dequant_q4_K(x, y, n); return 0;
     case CK_TYPE_Q5_K: ck_dequant_q5_K(x, y, n); return 0;
@@ -256,6 +257,7 @@ float ck_dot_row_f32_ref(int type, const void *row, const float *x, int64_t n) {
     case CK_TYPE_Q4_0: return dot_q4_0_ref(row, x, n);
     case CK_TYPE_Q4_1: return dot_q4_1_ref(row, x, n);
     case CK_TYPE_Q5_0: return ck_dot_q5_0_f32_ref(row, x, n);
+    case CK_TYPE_Q5_1: return ck_dot_q5_1_f32_ref(row, x, n);
     case CK_TYPE_Q8_0: return dot_q8_0_ref(row, x, n);
     case CK_TYPE_Q4_K: return ck_dot_q4_K_f32_ref(row, x, n);
     case CK_TYPE_Q5_K: return ck_dot_q5_K_f32_ref(row, x, n);

@@ -1,8 +1,8 @@
-// Q5_0 and the K-quants Q4_K, Q5_K and Q6_K: block layouts, dequantization and scalar float-path
+// Q5_0, Q5_1 and the K-quants Q4_K, Q5_K and Q6_K: block layouts, dequantization and scalar float-path
 // dot products.
 //
 // The layouts are ggml's: the block structs in ggml/src/ggml-common.h and the decoding in
-// dequantize_row_q5_0 / dequantize_row_q4_K (with get_scale_min_k4) / dequantize_row_q5_K /
+// dequantize_row_q5_0 / dequantize_row_q5_1 / dequantize_row_q4_K (with get_scale_min_k4) / dequantize_row_q5_K /
 // dequantize_row_q6_K
 // in ggml/src/ggml-quants.c. Each weight is decoded here exactly as there (same float
 // operations in the same order), so the results are bit-identical to ggml's dequantizers.
@@ -34,18 +34,37 @@ typedef struct {
 } block_q5_0;
 static_assert(sizeof(block_q5_0) == 22, "block_q5_0 must be 22 bytes");
 
-// The four qh bytes as the little-endian uint32 that ggml memcpy's out of the block.
-static uint32_t q5_0_high_bits(const block_q5_0 *b) {
-    return (uint32_t)b->qh[0] | (uint32_t)b->qh[1] << 8 | (uint32_t)b->qh[2] << 16 |
-           (uint32_t)b->qh[3] << 24;
+// The four qh bytes (Q5_0, Q5_1) as the little-endian uint32 that ggml memcpy's out of the block.
+static uint32_t q5_high_bits(const uint8_t qh[4]) {
+    return (uint32_t)qh[0] | (uint32_t)qh[1] << 8 | (uint32_t)qh[2] << 16 | (uint32_t)qh[3] << 24;
+}
+
+// Codes (0..31) of elements j and j + 16 of a Q5_0 or Q5_1 block, j in 0..15.
+static inline void q5_codes(const uint8_t qs[16], uint32_t qh, int j, int *lo, int *hi) {
+    const int high_lo = (int)((qh >> j) & 1u);         // fifth bit of element j
+    const int high_hi = (int)((qh >> (j + 16)) & 1u);  // fifth bit of element j + 16
+    *lo = (qs[j] & 0x0F) | (high_lo << 4);
+    *hi = (qs[j] >> 4) | (high_hi << 4);
+}
+
+static uint32_t q5_0_high_bits(const block_q5_0 *b) { return q5_high_bits(b->qh); }
+
+// A Q5_0 or Q5_1 block's 32 codes (0..31) in element order, for the int8 copies.
+static void q5_block_codes(const uint8_t qs[16], const uint8_t qh[4], uint8_t *codes) {
+    const uint32_t h = q5_high_bits(qh);
+    for (int j = 0; j < 16; j++) {
+        int lo, hi;
+        q5_codes(qs, h, j, &lo, &hi);
+        codes[j] = (uint8_t)lo;
+        codes[j + 16] = (uint8_t)hi;
+    }
 }
 
 // Signed codes (q - 16) of elements j and j + 16 of a block, j in 0..15.
 static inline void q5_0_codes(const block_q5_0 *b, uint32_t qh, int j, int *lo, int *hi) {
-    const int high_lo = (int)((qh >> j) & 1u);         // fifth bit of element j
-    const int high_hi = (int)((qh >> (j + 16)) & 1u);  // fifth bit of element j + 16
-    *lo = ((b->qs[j] & 0x0F) | (high_lo << 4)) - 16;
-    *hi = ((b->qs[j] >> 4) | (high_hi << 4)) - 16;
+    q5_codes(b->qs, qh, j, lo, hi);
+    *lo -= 16;
+    *hi -= 16;
 }
 
 void ck_dequant_q5_0(const void *x, float *y, int64_t n) {
@@ -92,16 +111,71 @@ float ck_dot_q5_0_f32_ref(const void *x, const float *v, int64_t n) {
 void ck_q5_0_sub_blocks(const void *x, int64_t n, uint8_t *codes, float *mul, float *off) {
     const block_q5_0 *blocks = x;
     for (int64_t i = 0; i < n / QK5_0; i++) {
-        const block_q5_0 *b = &blocks[i];
-        const uint32_t qh = q5_0_high_bits(b);
-        mul[i] = ck_fp16_to_fp32(b->d);
+        mul[i] = ck_fp16_to_fp32(blocks[i].d);
         off[i] = 16 * mul[i];
+        q5_block_codes(blocks[i].qs, blocks[i].qh, codes + i * QK5_0);
+    }
+}
+
+// ---- Q5_1 ----------------------------------------------------------------------------
+
+// block_q5_1 (ggml-common.h): 32 weights in 24 bytes; llama.cpp writes it where a Q5_K row is
+// not a multiple of 256 (the Q5_K_M files of models 640 or 896 wide).
+//   d, m   f16 scale and min
+//   qh[4]  the fifth bits, as Q5_0's
+//   qs[16] the low 4 bits, as Q5_0's
+// Weight: w = d * q + m, q the 5-bit code (0..31).
+typedef struct {
+    uint16_t d;
+    uint16_t m;
+    uint8_t qh[4];
+    uint8_t qs[QK5_0 / 2];
+} block_q5_1;
+static_assert(sizeof(block_q5_1) == 24, "block_q5_1 must be 24 bytes");
+
+void ck_dequant_q5_1(const void *x, float *y, int64_t n) {
+    const block_q5_1 *blocks = x;
+    for (int64_t i = 0; i < n / QK5_0; i++) {
+        const block_q5_1 *b = &blocks[i];
+        const float d = ck_fp16_to_fp32(b->d), m = ck_fp16_to_fp32(b->m);
+        const uint32_t qh = q5_high_bits(b->qh);
         for (int j = 0; j < QK5_0 / 2; j++) {
             int lo, hi;
-            q5_0_codes(b, qh, j, &lo, &hi);
-            codes[i * QK5_0 + j] = (uint8_t)(lo + 16);
-            codes[i * QK5_0 + j + QK5_0 / 2] = (uint8_t)(hi + 16);
+            q5_codes(b->qs, qh, j, &lo, &hi);
+            y[i * QK5_0 + j] = lo * d + m;
+            y[i * QK5_0 + j + QK5_0 / 2] = hi * d + m;
         }
+    }
+}
+
+float ck_dot_q5_1_f32_ref(const void *x, const float *v, int64_t n) {
+    const block_q5_1 *blocks = x;
+    float total = 0.0f;
+    for (int64_t i = 0; i < n / QK5_0; i++) {
+        const block_q5_1 *b = &blocks[i];
+        const float d = ck_fp16_to_fp32(b->d), m = ck_fp16_to_fp32(b->m);
+        const uint32_t qh = q5_high_bits(b->qh);
+        const float *vb = v + i * QK5_0;
+        float block_sum = 0.0f;
+        for (int j = 0; j < QK5_0 / 2; j++) {
+            int lo, hi;
+            q5_codes(b->qs, qh, j, &lo, &hi);
+            block_sum += (lo * d + m) * vb[j];
+            block_sum += (hi * d + m) * vb[j + QK5_0 / 2];
+        }
+        total += block_sum;
+    }
+    return total;
+}
+
+// A Q5_1 row as the Q5_1X copy holds it: codes 0..31 and w = mul·code − off with mul = d and
+// off = −m (both halves already: the copy is exact).
+void ck_q5_1_sub_blocks(const void *x, int64_t n, uint8_t *codes, float *mul, float *off) {
+    const block_q5_1 *blocks = x;
+    for (int64_t i = 0; i < n / QK5_0; i++) {
+        mul[i] = ck_fp16_to_fp32(blocks[i].d);
+        off[i] = -ck_fp16_to_fp32(blocks[i].m);
+        q5_block_codes(blocks[i].qs, blocks[i].qh, codes + i * QK5_0);
     }
 }
 

@@ -70,13 +70,14 @@ void ck_repack_rows(int type, const void *src, void *dst, int64_t cols, int64_t 
 }
 
 // The int8 kernels' copy of a type that has none of its own (Gemma 3's block matrices:
-// Q5_0, Q4_K, Q6_K; Q5_K in other files), made once at load; the float path keeps the file's
-// weights.
+// Q5_0, Q4_K, Q6_K; Q5_K and Q5_1 in other files), made once at load; the float path keeps the
+// file's weights.
 // - Q4_K → Q4_1X, Q5_K → Q5_1X: a K-quant sub-block is a block with a min (w = mul·q − off)
 //   whose scale and min are 6-bit multiples of the super-block's d and dmin; the copy rounds
 //   mul and −off to f16, so a weight moves by at most 2^-11·(q_max·|mul| + |off|): a few
 //   hundredths of its own step.
-// - Q5_0 → Q5_1X: d kept and m = −16·d, both exact: the copy is the file's weights.
+// - Q5_0 → Q5_1X: d kept and m = −16·d, both exact: the copy is the file's weights; Q5_1 is
+//   Q5_1X's own block (d and m kept).
 // - Q6_K → Q6_0X: each sub-block of 16 keeps its codes and its scale d·sc rounded to f16, so a
 //   weight moves by at most 2^-11·32·|scale|.
 // (A requantization to Q8_0X, which these replaced, moved each weight by up to half a step of
@@ -84,7 +85,7 @@ void ck_repack_rows(int type, const void *src, void *dst, int64_t cols, int64_t 
 int ck_int8_copy_type(int type) {
     switch (type) {
     case CK_TYPE_Q4_K: return CK_TYPE_Q4_1X;
-    case CK_TYPE_Q5_0: case CK_TYPE_Q5_K: return CK_TYPE_Q5_1X;
+    case CK_TYPE_Q5_0: case CK_TYPE_Q5_1: case CK_TYPE_Q5_K: return CK_TYPE_Q5_1X;
     case CK_TYPE_Q6_K: return CK_TYPE_Q6_0X;
     default: return type;
     }
@@ -167,6 +168,7 @@ int ck_make_int8_copy(int type, const void *src, void *dst, int64_t cols, int64_
         case CK_TYPE_Q4_K: ck_q4_K_sub_blocks(s, cols, codes, mul, off); break;
         case CK_TYPE_Q5_K: ck_q5_K_sub_blocks(s, cols, codes, mul, off); break;
         case CK_TYPE_Q5_0: ck_q5_0_sub_blocks(s, cols, codes, mul, off); break;
+        case CK_TYPE_Q5_1: ck_q5_1_sub_blocks(s, cols, codes, mul, off); break;
         case CK_TYPE_Q6_K: ck_q6_K_sub_blocks(s, cols, codes, scale16); break;
         default: break;
         }

@@ -29,7 +29,7 @@ public enum EngineError: Error, CustomStringConvertible, Equatable {
         case .malformed(let p, let what): return "malformed GGUF file (\(what)): \(p)"
         case .missingKey(let k): return "model metadata is missing '\(k)'"
         case .unsupportedArchitecture(let a): return "unsupported model architecture '\(a)' (supported: llama, qwen2)"
-        case .unsupportedTensorType(let t, let ty): return "tensor '\(t)' has unsupported type \(GGMLType.name(of: ty)) (supported: F32, F16, Q4_0, Q4_1, Q5_0, Q8_0, Q4_K, Q6_K)"
+        case .unsupportedTensorType(let t, let ty): return "tensor '\(t)' has unsupported type \(GGMLType.name(of: ty)) (supported: F32, F16, Q4_0, Q4_1, Q5_0, Q5_1, Q8_0, Q4_K, Q5_K, Q6_K)"
         case .missingTensor(let t): return "model is missing tensor '\(t)'"
         case .badTensorShape(let t, let e, let f): return "tensor '\(t)' has shape \(f), expected \(e)"
         case .invalidArgument(let why): return why

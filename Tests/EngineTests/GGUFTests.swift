@@ -113,11 +113,11 @@ final class GGUFTests: XCTestCase {
             XCTAssertEqual($0 as? EngineError, .unsupportedArchitecture("mamba"))
         }
         var t = GGUFBuilder()
-        t.tensors = [("q", [32], 7 /* Q5_1 */, [UInt8](repeating: 0, count: 24))]
+        t.tensors = [("q", [256], 11 /* Q3_K */, [UInt8](repeating: 0, count: 110))]
         let f = try GGUFFile(path: try temporaryFile(t.build()))
         XCTAssertThrowsError(try f.data(of: f.tensors["q"]!)) {
-            XCTAssertEqual($0 as? EngineError, .unsupportedTensorType("q", 7))
-            XCTAssertTrue("\($0)".contains("Q5_1"))
+            XCTAssertEqual($0 as? EngineError, .unsupportedTensorType("q", 11))
+            XCTAssertTrue("\($0)".contains("Q3_K"))
         }
     }
 

@@ -62,7 +62,7 @@ final class QuantTests: XCTestCase {
                 withUnsafeBytes(of: f) { for i in 0..<4 { raw[b + i] = $0[i] } }
             case .f16: break // below: every element is a half
             case .q4_0, .q5_0, .q8_0: put(b)
-            case .q4_1: put(b); put(b + 2)
+            case .q4_1, .q5_1: put(b); put(b + 2)
             case .q4_K, .q5_K: put(b); put(b + 2)
             case .q6_K: put(b + 208)
             }
@@ -75,20 +75,21 @@ final class QuantTests: XCTestCase {
 
     /// The int8 copies of the types with no int8 kernel of their own (ck_make_int8_copy), on
     /// random rows whose scales span 2^-10 to 4: each weight within its type's bound of the file's
-    /// (assertInt8CopyHoldsWeights: Q5_0 exact, the K-quants the f16 rounding of a sub-block's
+    /// (assertInt8CopyHoldsWeights: Q5_0 and Q5_1 exact, the K-quants the f16 rounding of a sub-block's
     /// scale and min); the copy through the int8 kernels (AVX-512 VNNI,
     /// then AVX2) within 1e-4 of the scalar twin on the copy, and within the int8 path's bound of
-    /// the file's float dot. Q5_0's row lengths end the kernels' steps every way (18 blocks: a
+    /// the file's float dot. Q5_0's and Q5_1's row lengths end the kernels' steps every way (18 blocks: a
     /// half step of the VNNI loop; 20 and 28: AVX2 pairs after groups of eight); 18 rows leave
     /// a partial group of sixteen. A scale beyond f16 in the copy (a crafted d of 65504) makes
     /// no copy.
     func testInt8CopiesHoldTheFileWeights() {
         var rng = RandomGenerator(seed: 23)
-        let copies: [GGMLType: ck_type] = [.q5_0: CK_TYPE_Q5_1X, .q4_K: CK_TYPE_Q4_1X, .q5_K: CK_TYPE_Q5_1X, .q6_K: CK_TYPE_Q6_0X]
-        for type in [GGMLType.q5_0, .q4_K, .q5_K, .q6_K] {
+        let copies: [GGMLType: ck_type] = [.q5_0: CK_TYPE_Q5_1X, .q5_1: CK_TYPE_Q5_1X, .q4_K: CK_TYPE_Q4_1X, .q5_K: CK_TYPE_Q5_1X,
+                                           .q6_K: CK_TYPE_Q6_0X]
+        for type in [GGMLType.q5_0, .q5_1, .q4_K, .q5_K, .q6_K] {
             let t = Int32(type.rawValue), copyType = ck_int8_copy_type(t)
             XCTAssertEqual(copyType, Int32(copies[type]!.rawValue), "\(type)")
-            for cols in type == .q5_0 ? [64, 576, 640, 896, 2048] : [256, 1024, 2048] {
+            for cols in type.blockSize == 32 ? [64, 576, 640, 896, 2048] : [256, 1024, 2048] {
                 let rows = cols == 576 ? 18 : 6, rowBytes = type.byteCount(elements: cols)
                 let copyRowBytes = cols / 32 * Int(ck_type_block_bytes(copyType))
                 var raw = (0..<rows * rowBytes).map { _ in UInt8(truncatingIfNeeded: rng.next()) }

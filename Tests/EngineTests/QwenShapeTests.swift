@@ -5,7 +5,8 @@ import XCTest
 
 /// A qwen2 model at Qwen 2.5 0.5B's real widths: d_model 896 (28 blocks a row: the kernels'
 /// steps end unevenly, and a Q4_K_M file holds those matrices as Q5_0 and Q8_0), 14 query
-/// heads on 2 KV heads, head dim 64, FFN 4864 (ffn_down in Q4_K and Q6_K), RoPE base 10^6,
+/// heads on 2 KV heads, head dim 64, FFN 4864 (ffn_down in Q4_K and Q6_K; layer 1's attn_q and
+/// ffn_up in Q5_1, as a Q5_K_M file holds them), RoPE base 10^6,
 /// eps 1e-6, biases, tied embeddings; two layers and 384 tokens. The 20 MB file is built here
 /// with the generator and rules of Reference/make_qwen25_shapes.py, whose float64 NumPy
 /// forward pass (gguf-py's dequantization) gave the logits.
@@ -36,12 +37,12 @@ final class QwenShapeTests: XCTestCase {
         for layer in 0..<2 {
             let p = "blk.\(layer)."
             s += [(p + "attn_norm.weight", .f32, 1, d, .norm),
-                  (p + "attn_q.weight", .q5_0, d, d, .q5), (p + "attn_q.bias", .f32, 1, d, .bias),
+                  (p + "attn_q.weight", layer == 0 ? .q5_0 : .q5_1, d, d, .q5), (p + "attn_q.bias", .f32, 1, d, .bias),
                   (p + "attn_k.weight", .q5_0, kv, d, .q5), (p + "attn_k.bias", .f32, 1, kv, .bias),
                   (p + "attn_v.weight", .q8_0, kv, d, .q8), (p + "attn_v.bias", .f32, 1, kv, .bias),
                   (p + "attn_output.weight", .q5_0, d, d, .q5),
                   (p + "ffn_norm.weight", .f32, 1, d, .norm),
-                  (p + "ffn_gate.weight", .q5_0, ff, d, .q5), (p + "ffn_up.weight", .q5_0, ff, d, .q5),
+                  (p + "ffn_gate.weight", .q5_0, ff, d, .q5), (p + "ffn_up.weight", layer == 0 ? .q5_0 : .q5_1, ff, d, .q5),
                   (p + "ffn_down.weight", layer == 0 ? .q4_K : .q6_K, d, ff, .k)]
         }
         return s + [("output_norm.weight", .f32, 1, d, .norm)]
@@ -85,6 +86,7 @@ final class QwenShapeTests: XCTestCase {
                     case .q6_K:
                         for i in 192..<208 { data[block + i] = UInt8(bitPattern: Int8(Int(data[block + i]) % 33 - 16)) }
                         put(block + 208, 0x068E)
+                    case .q5_1: put(block, scales[role]!); put(block + 2, 0xA9E3)
                     default: put(block, scales[role]!)
                     }
                 }
@@ -135,6 +137,8 @@ final class QwenShapeTests: XCTestCase {
         XCTAssertTrue(model.fastPath)
         let layer = model.weights.layers[0]
         XCTAssertEqual(layer.wq.int8Copy?.type, Int32(CK_TYPE_Q5_1X.rawValue))
+        XCTAssertEqual(model.weights.layers[1].wq.type, .q5_1)
+        XCTAssertEqual(model.weights.layers[1].wq.int8Copy?.type, Int32(CK_TYPE_Q5_1X.rawValue))
         XCTAssertEqual(layer.wDown.int8Copy?.type, Int32(CK_TYPE_Q4_1X.rawValue))
         XCTAssertEqual(model.weights.layers[1].wDown.int8Copy?.type, Int32(CK_TYPE_Q6_0X.rawValue))
         let tokens = try XCTUnwrap(Self.golden["tokens"] as? [Int]), expected = try XCTUnwrap(Self.golden["logits"] as? [[Double]])

@@ -165,7 +165,7 @@ struct GGUFBuilder {
 }
 
 /// Holds an int8 copy (ck_make_int8_copy) of rows of `type` to the file's weights, row by row:
-/// Q5_0 → Q5_1X is exact; Q4_K → Q4_1X and Q5_K → Q5_1X move a weight by at most the f16
+/// Q5_0 and Q5_1 → Q5_1X are exact; Q4_K → Q4_1X and Q5_K → Q5_1X move a weight by at most the f16
 /// rounding of its sub-block's scale and min, 2^-11 · (q_max·|d| + |m|) of the copy's own d
 /// and m (q_max 15 or 31); Q6_K → Q6_0X by at most the f16 rounding of its sub-block's scale,
 /// 2^-11 · 32·|d| of the copy's own d (elements 0–15) or e (16–31).
@@ -185,7 +185,7 @@ func assertInt8CopyHoldsWeights(type: GGMLType, original: UnsafeRawPointer, copy
             let first = abs(Float(Float16(bitPattern: scales[b]))), second = abs(Float(Float16(bitPattern: scales[nb + b])))
             let bound: Float
             switch type {
-            case .q5_0: bound = 0
+            case .q5_0, .q5_1: bound = 0
             case .q4_K, .q5_K: bound = ((type == .q4_K ? 15 : 31) * first + second) / 2048 * 1.001 + 0x1p-24
             default: bound = 32 * max(first, second) / 2048 * 1.001 + 0x1p-24
             }

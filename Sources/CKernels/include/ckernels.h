@@ -23,6 +23,7 @@ enum ck_type {
     CK_TYPE_Q4_0 = 2,
     CK_TYPE_Q4_1 = 3,
     CK_TYPE_Q5_0 = 6,
+    CK_TYPE_Q5_1 = 7,
     CK_TYPE_Q8_0 = 8,
     CK_TYPE_Q4_K = 12,
     CK_TYPE_Q5_K = 13,
@@ -43,7 +44,7 @@ int ck_repacked_type(int type, int64_t cols);
 // Copies rows of `type` into the repacked layout (dst has the same size as src).
 void ck_repack_rows(int type, const void *src, void *dst, int64_t cols, int64_t rows);
 // The int8 kernels' copy of a type with none of its own (quants_repack.c): Q4_K → Q4_1X,
-// Q5_K → Q5_1X and Q6_K → Q6_0X (scales and mins rounded to f16), Q5_0 → Q5_1X (exact). ck_int8_copy_type: the copy's layout (`type` if none).
+// Q5_K → Q5_1X and Q6_K → Q6_0X (scales and mins rounded to f16), Q5_0 and Q5_1 → Q5_1X (exact). ck_int8_copy_type: the copy's layout (`type` if none).
 // ck_make_int8_copy: dst holds rows · cols/32 · ck_type_block_bytes(copy type) bytes; needs
 // cols % 64 == 0. Returns 0, or -1 when the weights do not fit the copy (a scale beyond f16).
 int ck_int8_copy_type(int type);

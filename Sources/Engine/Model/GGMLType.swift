@@ -2,7 +2,7 @@ import CKernels
 
 /// The tensor types Scroll can compute with; raw values are ggml's type ids.
 public enum GGMLType: UInt32, CaseIterable {
-    case f32 = 0, f16 = 1, q4_0 = 2, q4_1 = 3, q5_0 = 6, q8_0 = 8, q4_K = 12, q5_K = 13, q6_K = 14
+    case f32 = 0, f16 = 1, q4_0 = 2, q4_1 = 3, q5_0 = 6, q5_1 = 7, q8_0 = 8, q4_K = 12, q5_K = 13, q6_K = 14
 
     public var blockSize: Int { Int(ck_type_block_size(Int32(rawValue))) }
     public var blockBytes: Int { Int(ck_type_block_bytes(Int32(rawValue))) }

@@ -11,8 +11,8 @@ public struct Matrix {
     /// The layout the kernels see: `type` as in the file, or Scroll's repacked row layout
     /// of it (CK_TYPE_Q4_1X, CK_TYPE_Q8_0X) after `ModelWeights` repacked the matrix.
     public var kernelType: Int32
-    /// For a type with no int8 kernel (Q5_0, Q4_K, Q5_K, Q6_K), a copy made at load in a layout
-    /// that has one (ck_make_int8_copy: Q4_K as Q4_1X, Q5_0 and Q5_K as Q5_1X, Q6_K as Q6_0X), which the int8 path
+    /// For a type with no int8 kernel (Q5_0, Q5_1, Q4_K, Q5_K, Q6_K), a copy made at load in a layout
+    /// that has one (ck_make_int8_copy: Q4_K as Q4_1X, Q5_0, Q5_1 and Q5_K as Q5_1X, Q6_K as Q6_0X), which the int8 path
     /// multiplies instead; the float path keeps the file's weights.
     public var int8Copy: (type: Int32, data: UnsafeRawPointer)?
 

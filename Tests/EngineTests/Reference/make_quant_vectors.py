@@ -4,7 +4,7 @@ gguf-py (the `gguf` package, llama.cpp's own Python GGUF library) is the indepen
 reference for the C dequantizers and float-path dot products in Sources/CKernels.
 
 For each type a small row is built from a fixed seed:
-  - F16, Q8_0, Q4_0, Q4_1, Q5_0: random floats quantized with gguf.quants.quantize;
+  - F16, Q8_0, Q4_0, Q4_1, Q5_0, Q5_1: random floats quantized with gguf.quants.quantize;
   - Q4_K, Q5_K, Q6_K (gguf-py can only dequantize them): random bytes, with the f16 scale
     fields overwritten by finite values in [0.01, 0.1).
 The row is dequantized with gguf.quants.dequantize, and the float64 dot product with a
@@ -39,7 +39,8 @@ ROWS = [
     (T.Q5_0, 128),
     (T.Q4_K, 512),
     (T.Q6_K, 512),
-    (T.Q5_K, 512),   # last: the cases above keep their random draws
+    (T.Q5_K, 512),
+    (T.Q5_1, 128),   # last: the cases above keep their random draws
 ]
 
 # K-quants built from random bytes: block size in bytes and offsets of the f16 scale fields.

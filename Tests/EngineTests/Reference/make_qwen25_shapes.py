@@ -5,7 +5,8 @@ Why: the tiny models (make_tiny_models.py) have widths of 256, where every matri
 block type and every kernel loop ends evenly. Qwen 2.5 0.5B does not: d_model 896 (not a
 multiple of 256, so a Q4_K_M file holds its q/k/v/o, gate and up matrices as Q5_0 and Q8_0,
 and 896 / 32 = 28 blocks end the kernels' steps unevenly), 14 query heads on 2 KV heads
-(groups of 7), head dim 64, FFN 4864 (ffn_down 4864 wide: Q4_K / Q6_K, 152 blocks), RoPE
+(groups of 7), head dim 64, FFN 4864 (ffn_down 4864 wide: Q4_K / Q6_K, 152 blocks; a Q5_K_M
+file holds the 896-wide ones as Q5_1 where it would use Q5_K, as layer 1's attn_q and ffn_up here), RoPE
 base 10^6, RMSNorm eps 1e-6, Q/K/V biases, tied embeddings. This model has those widths with
 two layers and a 384-token vocabulary (the real 151,936 would only make the head bigger).
 
@@ -14,7 +15,8 @@ same generator (splitmix64, Engine's RandomGenerator) and these rules, and CHECK
 holds the two constructions together. Each tensor, in file order, takes the generator's
 next outputs:
   * a block type: ceil(bytes / 8) outputs, little-endian, cut to the tensor's size; then
-    each block's scales are overwritten (SCALES: f16 bit patterns): Q8_0 and Q5_0 d; Q4_K
+    each block's scales are overwritten (SCALES: f16 bit patterns): Q8_0 and Q5_0 d; Q5_1 d
+    and m (w = 0.003 q - 0.046, centred); Q4_K
     d, dmin, and its 12 scale bytes all 0x88 (sub-blocks 0-3: scale = min = 8; 4-7: 40,
     so with dmin = 7.5 d each sub-block is centred on 0); Q6_K d, and each int8 sub-block
     scale = (its random byte mod 33) - 16;
@@ -50,9 +52,10 @@ N_LAYER, D_MODEL, N_FF, N_HEAD, N_HEAD_KV, HEAD_DIM, N_VOCAB = 2, 896, 4864, 14,
 N_CTX, ROPE_BASE, RMS_EPS = 32768, 1_000_000.0, 1e-6
 KV_DIM = N_HEAD_KV * HEAD_DIM
 
-# f16 bit patterns: 0.002 (embeddings), 0.0004 (attn_v Q8_0), 0.003 (Q5_0), Q4_K d 0.0002 and
-# dmin 0.0015, Q6_K d 0.0001.
-SCALES = {"embd": 0x1819, "q8": 0x0E8E, "q5": 0x1A25, "q4k_d": 0x0A8E, "q4k_dmin": 0x1625, "q6k": 0x068E}
+# f16 bit patterns: 0.002 (embeddings), 0.0004 (attn_v Q8_0), 0.003 (Q5_0 and Q5_1 d), -0.046
+# (Q5_1 m), Q4_K d 0.0002 and dmin 0.0015, Q6_K d 0.0001.
+SCALES = {"embd": 0x1819, "q8": 0x0E8E, "q5": 0x1A25, "q5_1_m": 0xA9E3, "q4k_d": 0x0A8E, "q4k_dmin": 0x1625,
+          "q6k": 0x068E}
 
 M64 = (1 << 64) - 1
 
@@ -83,7 +86,7 @@ def tensor_specs() -> list[tuple[str, T, int, int, str]]:
         p = f"blk.{layer}."
         specs += [
             (p + "attn_norm.weight", T.F32, 1, D_MODEL, "norm"),
-            (p + "attn_q.weight", T.Q5_0, D_MODEL, D_MODEL, "q5"),
+            (p + "attn_q.weight", T.Q5_0 if layer == 0 else T.Q5_1, D_MODEL, D_MODEL, "q5"),
             (p + "attn_q.bias", T.F32, 1, D_MODEL, "bias"),
             (p + "attn_k.weight", T.Q5_0, KV_DIM, D_MODEL, "q5"),
             (p + "attn_k.bias", T.F32, 1, KV_DIM, "bias"),
@@ -92,14 +95,14 @@ def tensor_specs() -> list[tuple[str, T, int, int, str]]:
             (p + "attn_output.weight", T.Q5_0, D_MODEL, D_MODEL, "q5"),
             (p + "ffn_norm.weight", T.F32, 1, D_MODEL, "norm"),
             (p + "ffn_gate.weight", T.Q5_0, N_FF, D_MODEL, "q5"),
-            (p + "ffn_up.weight", T.Q5_0, N_FF, D_MODEL, "q5"),
+            (p + "ffn_up.weight", T.Q5_0 if layer == 0 else T.Q5_1, N_FF, D_MODEL, "q5"),
             (p + "ffn_down.weight", T.Q4_K if layer == 0 else T.Q6_K, D_MODEL, N_FF, "k"),
         ]
     specs.append(("output_norm.weight", T.F32, 1, D_MODEL, "norm"))
     return specs
 
 
-BLOCK = {T.Q8_0: (32, 34), T.Q5_0: (32, 22), T.Q4_K: (256, 144), T.Q6_K: (256, 210)}
+BLOCK = {T.Q8_0: (32, 34), T.Q5_0: (32, 22), T.Q5_1: (32, 24), T.Q4_K: (256, 144), T.Q6_K: (256, 210)}
 
 
 def put_half(raw: np.ndarray, at: int, bits: int) -> None:
@@ -125,6 +128,8 @@ def make_tensor(rng: SplitMix64, qtype: T, rows: int, cols: int, role: str) -> n
         put_half(blocks, 208, SCALES["q6k"])
     else:
         put_half(blocks, 0, SCALES[role])
+        if qtype == T.Q5_1:
+            put_half(blocks, 2, SCALES["q5_1_m"])
     return raw.reshape(rows, cols // size * nbytes)
 
 
