@@ -41,7 +41,7 @@ import gguf
 from gguf import GGMLQuantizationType as T
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-from make_tiny_models import forward, make_vocab, round6  # noqa: E402
+from make_tiny_models import add_hparams, forward, make_vocab, round6  # noqa: E402
 
 HERE = os.path.dirname(os.path.abspath(__file__))
 OUT = os.path.join(HERE, "tiny", "qwen25_shapes_logits.json")
@@ -148,15 +148,7 @@ def main() -> int:
     rng = SplitMix64(SEED)
     path = os.path.join(tempfile.mkdtemp(), "qwen25-shapes.gguf")
     w = gguf.GGUFWriter(path, "qwen2")
-    w.add_block_count(N_LAYER)
-    w.add_context_length(N_CTX)
-    w.add_embedding_length(D_MODEL)
-    w.add_feed_forward_length(N_FF)
-    w.add_head_count(N_HEAD)
-    w.add_head_count_kv(N_HEAD_KV)
-    w.add_rope_dimension_count(HEAD_DIM)
-    w.add_rope_freq_base(ROPE_BASE)
-    w.add_layer_norm_rms_eps(RMS_EPS)
+    add_hparams(w, N_LAYER, N_CTX, D_MODEL, N_FF, N_HEAD, N_HEAD_KV, HEAD_DIM, ROPE_BASE, RMS_EPS)
     tokens, merges = make_vocab()
     w.add_tokenizer_model("gpt2")
     w.add_token_list(tokens)

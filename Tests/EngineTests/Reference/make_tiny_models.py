@@ -297,6 +297,20 @@ def encode(w: np.ndarray, qtype: T) -> np.ndarray:
 
 # ----------------------------------------------------------------------------- writing
 
+def add_hparams(w: gguf.GGUFWriter, n_layer: int, n_ctx: int, d_model: int, n_ff: int, n_head: int,
+                n_head_kv: int, head_dim: int, rope_base: float, rms_eps: float) -> None:
+    """The architecture's hyperparameters, in the order the tiny files were written with."""
+    w.add_block_count(n_layer)
+    w.add_context_length(n_ctx)
+    w.add_embedding_length(d_model)
+    w.add_feed_forward_length(n_ff)
+    w.add_head_count(n_head)
+    w.add_head_count_kv(n_head_kv)
+    w.add_rope_dimension_count(head_dim)
+    w.add_rope_freq_base(rope_base)
+    w.add_layer_norm_rms_eps(rms_eps)
+
+
 def write_model(name: str) -> str:
     spec = TYPES[name]
     arch = spec["arch"]
@@ -305,15 +319,7 @@ def write_model(name: str) -> str:
 
     w = gguf.GGUFWriter(path, arch)
     w.add_name(name)
-    w.add_block_count(N_LAYER)
-    w.add_context_length(N_CTX)
-    w.add_embedding_length(D_MODEL)
-    w.add_feed_forward_length(N_FF)
-    w.add_head_count(N_HEAD)
-    w.add_head_count_kv(N_HEAD_KV)
-    w.add_rope_dimension_count(HEAD_DIM)
-    w.add_rope_freq_base(ROPE_BASE)
-    w.add_layer_norm_rms_eps(RMS_EPS)
+    add_hparams(w, N_LAYER, N_CTX, D_MODEL, N_FF, N_HEAD, N_HEAD_KV, HEAD_DIM, ROPE_BASE, RMS_EPS)
     w.add_vocab_size(N_VOCAB)
 
     tokens, merges = make_vocab()
